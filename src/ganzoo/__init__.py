@@ -1,0 +1,137 @@
+"""ganzoo: a model zoo for image generative models in PyTorch.
+
+``import ganzoo`` is cheap: it imports no family module. Built-ins and plugins load on the first
+registry query (``list_models``, ``build``, ...).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__", "build", "build_loss", "build_dataset", "build_metric", "list_models",
+    "list_losses", "list_datasets", "list_metrics", "model_info", "from_pretrained", "evaluate",
+]
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model presets (built-ins and plugins), sorted; ``pattern`` is fnmatch-style."""
+    from .registry import MODELS
+
+    return MODELS.names(pattern)
+
+
+def list_losses(pattern: str | None = None) -> list[str]:
+    from .registry import LOSSES
+
+    return LOSSES.names(pattern)
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    from .registry import DATASETS
+
+    return DATASETS.names(pattern)
+
+
+def list_metrics(pattern: str | None = None) -> list[str]:
+    from .registry import METRICS
+
+    return METRICS.names(pattern)
+
+
+def _split_tag(name: str) -> tuple[str, str | None]:
+    base, _, tag = name.partition(".")
+    return base, (tag or None)
+
+
+def build(name: str, pretrained: bool | str = False, **overrides):
+    """Build a registered model preset.
+
+    ``overrides`` replace config fields (type-checked; ``None`` values are dropped, as in timm).
+    ``pretrained`` is ``True`` (the preset's default tag, or the tag in ``name.tag``), a Hub
+    repo id (``org/repo`` or ``hf-hub:org/repo``) or a local folder.
+    """
+    from .hub import load_weights, resolve_folder
+    from .registry import MODELS
+
+    name, tag = _split_tag(name)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    model = MODELS.build(name, **overrides)
+    if tag is not None and pretrained is False:
+        pretrained = True
+    if pretrained is True:
+        tags = MODELS.entry(name).metadata.get("pretrained", {})
+        if not tags:
+            raise ValueError(f"model '{name}' has no pretrained weights; pass a folder or a "
+                             f"Hub repo id as pretrained=...")
+        key = tag or next(iter(tags))
+        if key not in tags:
+            raise KeyError(f"model '{name}' has no pretrained tag '{key}'; tags: {sorted(tags)}")
+        pretrained = tags[key]
+    if pretrained:
+        load_weights(model, resolve_folder(pretrained))
+    return model
+
+
+def build_loss(name: str, **kwargs):
+    from .registry import LOSSES
+
+    return LOSSES.build(name, **kwargs)
+
+
+def build_dataset(name: str, **kwargs):
+    from .registry import DATASETS
+
+    return DATASETS.build(name, **kwargs)
+
+
+def build_metric(name: str, **kwargs):
+    from .registry import METRICS
+
+    return METRICS.build(name, **kwargs)
+
+
+def model_info(name: str) -> dict:
+    """Family, module, providing distribution, config defaults and pretrained tags of a preset.
+
+    The preset is built on the ``meta`` device, so no memory is allocated for its weights.
+    """
+    import torch
+
+    from .config import to_dict
+    from .registry import MODELS
+
+    name, _ = _split_tag(name)
+    entry = MODELS.entry(name)
+    factory = MODELS.get(name)
+    with torch.device("meta"):
+        model = factory()
+    config = getattr(model, "config", None)
+    n_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("ema."))
+    return {
+        "name": name,
+        "family": getattr(model, "family", type(model).__name__),
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "module": entry.module,
+        "distribution": entry.distribution,
+        "task": getattr(model, "task", None),
+        "paper": getattr(model, "paper", ""),
+        "batch_keys": list(getattr(model, "batch_keys", ())),
+        "parameters": n_params,
+        "config": to_dict(config) if config is not None else None,
+        "pretrained": dict(entry.metadata.get("pretrained", {})),
+    }
+
+
+def from_pretrained(source, revision: str | None = None, **overrides):
+    """Load a saved model from a local folder or a Hub repo id (``org/name``)."""
+    from .hub import from_pretrained as _from_pretrained
+
+    return _from_pretrained(source, revision=revision, **overrides)
+
+
+def evaluate(*args, **kwargs):
+    """Score generated images against a reference; see :func:`ganzoo.metrics.evaluate`."""
+    from .metrics import evaluate as _evaluate
+
+    return _evaluate(*args, **kwargs)

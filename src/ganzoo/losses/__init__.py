@@ -1,0 +1,1 @@
+"""Loss functions shared across families, registered with ``@register_loss``."""

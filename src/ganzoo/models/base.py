@@ -1,0 +1,207 @@
+"""The model API every family implements, and that the trainer alone relies on.
+
+A family is a :class:`GenerativeModel`: an ``nn.Module`` holding its named networks and a typed
+dataclass config. It declares
+
+- ``optimizer_groups()``: which networks each optimizer trains, with default hyperparameters;
+- ``loss(group, batch, step)``: the scalar loss of one group for one batch, plus detached logs;
+- ``schedule(step)``: the groups stepped in one training iteration, in order (by default each
+  group ``spec.steps`` times, so ``n_critic = 2`` is ``OptimizerSpec(steps=2)``);
+- ``after_step(group, step)``: post-step hooks such as critic weight clipping;
+- its task method: ``sample(n, generator=None)`` for unconditional families, ``translate``,
+  ``transfer`` or ``reconstruct`` where the family's task is that;
+- ``generate(batch, generator)``: the task outputs that evaluation scores, by name, and
+  ``eval_references``: for each output, how to view the dataset for the reference side;
+- ``preview(batch, generator)``: the images of the trainer's fixed sample grid.
+
+``forward(group, batch, step)`` is ``loss``: the trainer calls the (possibly DDP-wrapped)
+module, so gradient synchronisation goes through Accelerate unchanged.
+
+EMA copies of the networks named in ``ema_networks`` live in ``self.ema`` (saved under the
+``ema.`` prefix); ``inference_net(name)`` returns the EMA copy when there is one, and task
+methods use it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from .. import config as cfg
+
+__all__ = ["GenerativeModel", "OptimizerSpec", "Batch"]
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class OptimizerSpec:
+    """One optimizer group: the networks it trains and its default hyperparameters."""
+
+    networks: tuple[str, ...]
+    optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    momentum: float = 0.0  # rmsprop and sgd
+    steps: int = 1  # times this group steps per training iteration (n_critic)
+    clip_grad_norm: float | None = None
+
+    def __post_init__(self):
+        if not self.networks:
+            raise ValueError("OptimizerSpec.networks must name at least one network")
+        if self.lr <= 0:
+            raise ValueError(f"OptimizerSpec.lr must be positive, got {self.lr}")
+        if self.steps < 0:
+            raise ValueError(f"OptimizerSpec.steps must be >= 0, got {self.steps}")
+
+    def build(self, params) -> torch.optim.Optimizer:
+        params = list(params)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=self.eps,
+                                    weight_decay=self.weight_decay)
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
+                                     weight_decay=self.weight_decay)
+        if self.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=self.lr, eps=self.eps, momentum=self.momentum,
+                                       weight_decay=self.weight_decay)
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
+                                   weight_decay=self.weight_decay)
+        raise ValueError(f"OptimizerSpec.optimizer must be adam, adamw, rmsprop or sgd, "
+                         f"got {self.optimizer!r}")
+
+
+class GenerativeModel(nn.Module):
+    """Base class of every ganzoo family. Subclasses set the class attributes below."""
+
+    config_class: ClassVar[type]
+    family: ClassVar[str] = ""
+    paper: ClassVar[str] = ""  # "Authors, Title, venue year (arXiv id)"
+    task: ClassVar[Literal["sample", "translate", "transfer", "reconstruct"]] = "sample"
+    batch_keys: ClassVar[tuple[str, ...]] = ("image",)  # keys ``loss`` reads from a batch
+    ema_networks: ClassVar[tuple[str, ...]] = ()
+    default_ema_decay: ClassVar[float] = 0.999
+    # Output name of ``generate`` -> dataset overrides that give its reference images.
+    eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
+
+    def __init__(self, config):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                            f"got {type(config).__name__}")
+        self.config = config
+        self.preset: str | None = None
+        self.ema = nn.ModuleDict()
+        self.use_ema = True
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config=None, *, preset: str | None = None, **overrides):
+        """Build from a config (the class default if None) with checked field overrides."""
+        config = cfg.override(config if config is not None else cls.config_class(), overrides)
+        model = cls(config)
+        model.preset = preset
+        model.init_ema()
+        return model
+
+    def init_ema(self) -> None:
+        """Create frozen EMA copies of ``ema_networks`` (idempotent)."""
+        for name in self.ema_networks:
+            if name not in self.ema:
+                net = copy.deepcopy(getattr(self, name))
+                net.requires_grad_(False)
+                self.ema[name] = net
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        """ema = decay * ema + (1 - decay) * live for parameters; buffers are copied."""
+        for name, ema_net in self.ema.items():
+            live = getattr(self, name)
+            ema_params = list(ema_net.parameters())
+            live_params = [p.detach() for p in live.parameters()]
+            if decay == 0.0:
+                torch._foreach_copy_(ema_params, live_params)
+            else:
+                torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)
+            for b_ema, b in zip(ema_net.buffers(), live.buffers()):
+                b_ema.copy_(b)
+
+    def inference_net(self, name: str) -> nn.Module:
+        """The network that task methods use: the EMA copy when there is one."""
+        if self.use_ema and name in self.ema:
+            return self.ema[name]
+        return getattr(self, name)
+
+    @property
+    def config_dict(self) -> dict[str, Any]:
+        return cfg.to_dict(self.config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- training contract ------------------------------------------------------------------
+    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
+        raise NotImplementedError
+
+    def group_parameters(self, group: str) -> list[nn.Parameter]:
+        spec = self.optimizer_groups()[group]
+        seen, params = set(), []
+        for name in spec.networks:
+            for p in getattr(self, name).parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        return params
+
+    def schedule(self, step: int) -> list[str]:
+        """The groups stepped in training iteration ``step``, in order."""
+        return [g for g, spec in self.optimizer_groups().items() for _ in range(spec.steps)]
+
+    def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        raise NotImplementedError
+
+    def forward(self, group: str, batch: Batch, step: int = 0):
+        return self.loss(group, batch, step)
+
+    def after_step(self, group: str, step: int) -> None:
+        """Called after each optimizer step of ``group`` (e.g. weight clipping)."""
+
+    # -- task -------------------------------------------------------------------------------
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} is a '{self.task}' model; "
+                                  f"it does not sample unconditionally")
+
+    def generate(self, batch: Batch | None, n: int,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Task outputs for evaluation, by name. Unconditional families ignore ``batch``."""
+        return {"sample": self.sample(n, generator=generator)}
+
+    def preview(self, batch: Batch | None, n: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images for the trainer's fixed sample grid (fixed noise / fixed inputs)."""
+        return self.sample(n, generator=generator)
+
+    # -- weights ----------------------------------------------------------------------------
+    def save_pretrained(self, save_directory, **card) -> None:
+        from ..hub import save_pretrained
+
+        save_pretrained(self, save_directory, **card)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    revision: str | None = None, commit_message: str = "Upload ganzoo model",
+                    **card) -> str:
+        from ..hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
+                           commit_message=commit_message, **card)
+
+    def extra_repr(self) -> str:
+        return f"preset={self.preset!r}"

@@ -1,0 +1,199 @@
+"""One registry class for models, losses, datasets and metrics.
+
+Built-ins are the modules of a ganzoo sub-package (``ganzoo.models`` and so on), imported on the
+first query so that ``import ganzoo`` stays cheap. Third-party packages add entries through the
+entry-point groups ``ganzoo.models``, ``ganzoo.losses``, ``ganzoo.datasets`` and
+``ganzoo.metrics``: each entry point names a factory ``(**kwargs) -> object``. Entry points are
+read lazily (names only) and cached; ``build`` imports only the one it needs.
+
+Rules (after fsspec's and xarray's plugin registries):
+
+- a name clash keeps the built-in and warns, naming both distributions; two plugins that clash
+  warn too, and the one whose distribution name sorts first wins;
+- a plugin that fails to import warns when listed and raises a chained error when built; the
+  rest of the registry keeps working;
+- an unknown name raises ``KeyError`` listing the closest matches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.metadata
+import importlib.util
+import pkgutil
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .config import close_matches
+
+__all__ = ["Registry", "Entry", "MODELS", "LOSSES", "DATASETS", "METRICS", "PluginWarning"]
+
+
+class PluginWarning(UserWarning):
+    """A plugin clashes with another entry or cannot be imported."""
+
+
+@dataclass
+class Entry:
+    name: str
+    factory: Callable[..., Any] | None  # None until an entry point is loaded
+    module: str
+    distribution: str  # "ganzoo" for built-ins
+    entry_point: importlib.metadata.EntryPoint | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.entry_point is None
+
+
+class Registry:
+    def __init__(self, kind: str, package: str, group: str):
+        self.kind = kind  # "model", "loss", ...
+        self.plural = "losses" if kind == "loss" else kind + "s"
+        self.package = package  # built-ins: every public module of this package
+        self.group = group  # entry-point group
+        self._builtins: dict[str, Entry] = {}
+        self._plugins: dict[str, Entry] | None = None
+        self._builtins_loaded = False
+        self._loading = False
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, fn: Callable | None = None, *, name: str | None = None, **metadata):
+        """Decorator: ``@register`` or ``@register(name=..., pretrained={...})``."""
+
+        def deco(f):
+            key = name or f.__name__
+            if key in self._builtins and self._builtins[key].factory is not f:
+                raise ValueError(f"{self.kind} '{key}' is registered twice "
+                                 f"({self._builtins[key].module} and {f.__module__})")
+            self._builtins[key] = Entry(key, f, f.__module__, "ganzoo", metadata=metadata)
+            return f
+
+        return deco(fn) if fn is not None else deco
+
+    # -- discovery ----------------------------------------------------------------------------
+    def _load_builtins(self) -> None:
+        if self._builtins_loaded or self._loading:
+            return
+        self._loading = True
+        try:
+            pkg = importlib.import_module(self.package)
+            for info in pkgutil.iter_modules(pkg.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{self.package}.{info.name}")
+            self._builtins_loaded = True
+        finally:
+            self._loading = False
+
+    def _load_plugins(self) -> dict[str, Entry]:
+        if self._plugins is not None:
+            return self._plugins
+        found: dict[str, list[Entry]] = {}
+        for ep in importlib.metadata.entry_points(group=self.group):
+            dist = ep.dist.name if ep.dist is not None else "<unknown>"
+            found.setdefault(ep.name, []).append(
+                Entry(ep.name, None, ep.module, dist, entry_point=ep))
+        plugins = {}
+        for name, entries in sorted(found.items()):
+            # Two installs of the same distribution (e.g. a stale egg-info) are not a clash.
+            entries = sorted({e.distribution: e for e in entries}.values(),
+                             key=lambda e: e.distribution.lower())
+            if len(entries) > 1:
+                warnings.warn(
+                    f"ganzoo {self.kind} '{name}' is provided by several plugins "
+                    f"({', '.join(e.distribution for e in entries)}); using "
+                    f"'{entries[0].distribution}'", PluginWarning, stacklevel=3)
+            plugins[name] = entries[0]
+        self._plugins = plugins
+        return plugins
+
+    def refresh(self) -> None:
+        """Forget cached entry points (after ``pip install`` of a plugin in this process)."""
+        self._plugins = None
+        importlib.invalidate_caches()
+
+    def _entries(self, warn: bool = True) -> dict[str, Entry]:
+        self._load_builtins()
+        entries = dict(self._builtins)
+        for name, entry in self._load_plugins().items():
+            if name in entries:
+                if warn:
+                    warnings.warn(
+                        f"ganzoo {self.kind} '{name}' from plugin '{entry.distribution}' clashes "
+                        f"with the built-in from 'ganzoo'; keeping the built-in",
+                        PluginWarning, stacklevel=3)
+                continue
+            entries[name] = entry
+        return entries
+
+    @staticmethod
+    def _importable(entry: Entry) -> bool:
+        if entry.error is not None:
+            return False
+        if entry.factory is not None:
+            return True
+        try:
+            return importlib.util.find_spec(entry.module.split(".")[0]) is not None
+        except (ImportError, ValueError):
+            return False
+
+    # -- queries ------------------------------------------------------------------------------
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Sorted names, optionally filtered by an fnmatch pattern. Broken plugins warn."""
+        out = []
+        for name, entry in self._entries().items():
+            if not self._importable(entry):
+                reason = entry.error or "its module cannot be found"
+                warnings.warn(f"ganzoo {self.kind} plugin '{name}' from '{entry.distribution}' "
+                              f"cannot be imported ({reason}); skipping it", PluginWarning,
+                              stacklevel=2)
+                continue
+            if pattern is None or fnmatch.fnmatchcase(name, pattern):
+                out.append(name)
+        return sorted(out)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries(warn=False)
+
+    def entry(self, name: str) -> Entry:
+        entries = self._entries(warn=False)
+        if name not in entries:
+            near = close_matches(name, entries)
+            hint = f" Did you mean: {', '.join(near)}?" if near else ""
+            raise KeyError(f"Unknown ganzoo {self.kind} '{name}'.{hint} "
+                           f"See ganzoo.list_{self.plural}() for all {len(entries)}.")
+        return entries[name]
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The factory for ``name``, importing its plugin if needed."""
+        entry = self.entry(name)
+        if entry.factory is None:
+            try:
+                entry.factory = entry.entry_point.load()
+            except Exception as e:  # noqa: BLE001 - any import-time failure of a plugin
+                entry.error = e
+                raise ImportError(
+                    f"ganzoo {self.kind} '{name}' from plugin '{entry.distribution}' "
+                    f"(entry point {entry.entry_point.value}) failed to load: {e}") from e
+            if not callable(entry.factory):
+                raise TypeError(f"entry point {entry.entry_point.value} for ganzoo {self.kind} "
+                                f"'{name}' is not callable")
+        return entry.factory
+
+    def build(self, name: str, **kwargs) -> Any:
+        return self.get(name)(**kwargs)
+
+
+MODELS = Registry("model", "ganzoo.models", "ganzoo.models")
+LOSSES = Registry("loss", "ganzoo.losses", "ganzoo.losses")
+DATASETS = Registry("dataset", "ganzoo.datasets", "ganzoo.datasets")
+METRICS = Registry("metric", "ganzoo.metrics", "ganzoo.metrics")
+
+register_model = MODELS.register
+register_loss = LOSSES.register
+register_dataset = DATASETS.register
+register_metric = METRICS.register
