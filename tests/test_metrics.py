@@ -482,7 +482,9 @@ def test_cli_writes_protocol_json(tmp_path, capsys):
         for i, im in enumerate(_images(8, seed)):
             vutils.save_image((im + 1) / 2, tmp_path / name / f"{i}.png")
     out = tmp_path / "result.json"
-    rc = main([str(tmp_path / "gen"), "--ref", str(tmp_path / "ref"), "--metric", "fid",
+    from ganzoo.cli import main as ganzoo_main  # `ganzoo eval ...` dispatches to metrics.cli
+
+    rc = ganzoo_main(["eval", str(tmp_path / "gen"), "--ref", str(tmp_path / "ref"), "--metric", "fid",
                "--metric", "kid", "--n", "8", "--batch-size", "3", "--feature-extractor", EX,
                "--metric-kwarg", "kid.subset_size=4", "--step", "100", "--out", str(out),
                "--cache-dir", str(tmp_path / "cache")])
