@@ -204,7 +204,8 @@ def evaluate(
         seed: seeds generation: batch ``i`` uses ``torch.Generator().manual_seed(seed *
             1000003 + i)``, so results do not depend on the number of ranks.
         cache, cache_dir: reference-side cache (default ``$GANZOO_CACHE`` or ``~/.cache/ganzoo``).
-        device: where the extractor runs (default: the model's device, else CUDA if available).
+        device: where the extractor runs, and a model given by name or folder (default: a
+            model object's device, else CUDA if available, else the CPU).
         image_key: which key of dataset items is the image (default ``"image"``).
         out: also write the result as JSON there (rank 0 only).
 
@@ -229,6 +230,9 @@ def evaluate(
         dkw["augment"] = "none"  # training augmentation never enters the evaluation
     gen = resolve_input(generated, "generated", dkw, resolution, image_key)
     model = gen[1] if gen[0] == "model" else None
+    if model is not None and isinstance(generated, (str, os.PathLike)):
+        # Built here from a name or folder (on the CPU): run it where the extractor runs.
+        model.to(device if device is not None else _default_device(None))
     if resolution is None and model is not None:
         resolution = _model_resolution(model)
     if resolution is not None:
