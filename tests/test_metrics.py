@@ -484,10 +484,10 @@ def test_cli_writes_protocol_json(tmp_path, capsys):
     out = tmp_path / "result.json"
     from ganzoo.cli import main as ganzoo_main  # `ganzoo eval ...` dispatches to metrics.cli
 
-    rc = ganzoo_main(["eval", str(tmp_path / "gen"), "--ref", str(tmp_path / "ref"), "--metric", "fid",
-               "--metric", "kid", "--n", "8", "--batch-size", "3", "--feature-extractor", EX,
-               "--metric-kwarg", "kid.subset_size=4", "--step", "100", "--out", str(out),
-               "--cache-dir", str(tmp_path / "cache")])
+    rc = ganzoo_main(["eval", str(tmp_path / "gen"), "--ref", str(tmp_path / "ref"),
+                      "--metric", "fid", "--metric", "kid", "--n", "8", "--batch-size", "3",
+                      "--feature-extractor", EX, "--metric-kwarg", "kid.subset_size=4",
+                      "--step", "100", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert rc == 0
     data = json.loads(out.read_text())
     assert set(data["metrics"]) == {f"fid@{EX}", f"kid_mean@{EX}", f"kid_std@{EX}"}

@@ -50,7 +50,8 @@ def test_equals_torch_fidelity_calculate_metrics(inception_weights, monkeypatch)
         cuda=False, batch_size=3, fid=True, kid=True, isc=True, prc=True,
         feature_extractor="inception-v3-compat",
         feature_extractor_weights_path=str(inception_weights), kid_subset_size=3,
-        kid_subsets=10, isc_splits=2, prc_neighborhood=2, cache=False, verbose=False, save_cpu_ram=True)
+        kid_subsets=10, isc_splits=2, prc_neighborhood=2, cache=False, verbose=False,
+        save_cpu_ram=True)
     m = ours["metrics"]
     assert "fid" in m  # the default Inception extractor keeps the plain names
     assert m["fid"] > 0

@@ -20,7 +20,7 @@ import torch
 from . import cache as _cache
 from .base import FeatureMetric, Metric, PairedMetric, RealFeatures, SampleMetric
 from .distributed import all_min, gather_rows, rank_world
-from .sources import DatasetRef, DatasetSource, ImageSource, resolve_input
+from .sources import DatasetSource, ImageSource, resolve_input
 
 __all__ = ["evaluate", "build_metrics"]
 

@@ -96,7 +96,7 @@ def list_feature_extractors() -> list[str]:
 
 # -- image conversion -------------------------------------------------------------------------
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float images in [-1, 1] (or uint8) to uint8 RGB, rounding as ``torchvision.utils.save_image``.
+    """Float images in [-1, 1] (or uint8) to uint8 RGB, rounded as ``torchvision.utils.save_image``.
 
     Scoring a tensor therefore gives the same number as scoring the PNGs ``save_image`` writes
     from it. Grayscale is repeated to three channels.

@@ -34,10 +34,8 @@ from .base import SampleMetric
 __all__ = ["LPIPS", "LPIPSDiversity", "LPIPS_WEIGHTS_ENV", "LPIPS_LIN_URLS"]
 
 LPIPS_WEIGHTS_ENV = "GANZOO_LPIPS_WEIGHTS"
-LPIPS_LIN_URLS = {
-    "alex": "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
-    "vgg": "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
-}
+_LPIPS_REPO = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1"
+LPIPS_LIN_URLS = {"alex": f"{_LPIPS_REPO}/alex.pth", "vgg": f"{_LPIPS_REPO}/vgg.pth"}
 _CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 # Slices of torchvision's ``features`` ending at each tapped ReLU.
 _TAPS = {"alex": (2, 5, 8, 10, 12), "vgg": (4, 9, 16, 23, 30)}
