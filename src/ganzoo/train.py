@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--log-with", choices=["tensorboard", "wandb", "none"])
     a.add_argument("--wandb-mode", choices=["online", "offline"])
     a.add_argument("--num-workers", type=int)
+    a.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     a.add_argument("--no-progress", action="store_false", dest="progress")
     return p
 

@@ -56,6 +56,7 @@ class RunConfig:
     log_with: Literal["tensorboard", "wandb", "none"] = "none"
     wandb_mode: Literal["online", "offline"] | None = None
     num_workers: int = 0
+    cpu: bool = False  # train on CPU even when an accelerator is present
     max_nonfinite: int = 20  # consecutive skipped steps before the run stops
     progress: bool = True
 

@@ -52,11 +52,18 @@ def _env_mixed_precision() -> str:
     return value if value in ("no", "fp16", "bf16") else "no"
 
 
+def _cpu_only_multiprocess() -> bool:
+    """torchrun on a machine without a GPU: Accelerate needs ``cpu=True`` to set up gloo."""
+    has_gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return not has_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 class Trainer:
     def __init__(self, run: RunConfig):
         self.run = run
         self.out = Path(run.output_dir)
         self._stop_signal: int | None = None
+        self._stop_time = 0.0
         self._old_handlers: dict[int, Any] = {}
         self._setup()
 
@@ -101,6 +108,7 @@ class Trainer:
             log_with=None if run.log_with == "none" else run.log_with,
             project_dir=str(self.out),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            cpu=run.cpu or _cpu_only_multiprocess(),
         )
         acc = self.accelerator
         self.is_main = acc.is_main_process
@@ -286,8 +294,11 @@ class Trainer:
                    if t.is_floating_point())
 
     def _checksum(self) -> str:
+        """A digest of every parameter (EMA copies included). Buffers such as BatchNorm
+        running statistics are left out: DDP broadcasts them from rank 0 at each forward, and
+        each process then updates them from its own batch."""
         h = hashlib.sha256()
-        for name, t in sorted(self.unwrapped.state_dict().items()):
+        for name, t in sorted(self.unwrapped.named_parameters()):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
         return h.hexdigest()[:16]
@@ -400,11 +411,15 @@ class Trainer:
 
     # -- signals ------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):  # noqa: ARG002
-        if self._stop_signal is not None:  # a second signal: stop now
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+        now = time.monotonic()
+        if self._stop_signal is not None:
+            # torchrun forwards the signal it gets to its workers, so a Ctrl-C in a terminal
+            # reaches each worker twice within milliseconds: only a later one stops at once.
+            if now - self._stop_time > 2.0:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
             return
-        self._stop_signal = signum
+        self._stop_signal, self._stop_time = signum, now
         if self.is_main:
             print(f"\nganzoo.train: got {signal.Signals(signum).name}; finishing the step, "
                   f"saving and exiting (send it again to stop at once)", file=sys.stderr,
