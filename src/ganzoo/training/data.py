@@ -156,16 +156,36 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, key):
         index, seed = key
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            random.seed(seed)
-            np.random.seed(seed % 2 ** 32)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
+        with _seeded(seed):
+            return self.dataset[index]
+
+    def __getitems__(self, keys):
+        # Batched loading (e.g. the embedded shapes render a whole batch at once) under the
+        # seed of the batch's first sample: still a pure function of the data position.
+        if not hasattr(self.dataset, "__getitems__"):
+            return [self[k] for k in keys]
+        with _seeded(keys[0][1]):
+            return self.dataset.__getitems__([i for i, _ in keys])
+
+
+class _seeded:
+    """Seed torch, numpy and python RNGs inside; restore the caller's states on exit."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __enter__(self):
+        self.py, self.np = random.getstate(), np.random.get_state()
+        self.torch = torch.get_rng_state()
+        torch.manual_seed(self.seed)
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2 ** 32)
+
+    def __exit__(self, *exc):
+        torch.set_rng_state(self.torch)
+        random.setstate(self.py)
+        np.random.set_state(self.np)
+        return False
 
 
 def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -75,8 +75,6 @@ class Trainer:
         run = self.run
         if not run.model:
             raise ValueError("no model given: pass --model NAME (see `ganzoo list models`)")
-        if not run.dataset:
-            raise ValueError("no dataset given: pass --dataset NAME (see `ganzoo list datasets`)")
         if not run.output_dir:
             raise ValueError("no output folder given: pass --output-dir OUT")
         if run.max_steps is None and run.duration is None:
@@ -84,7 +82,8 @@ class Trainer:
         if run.lr_schedule != "constant" and run.max_steps is None:
             raise ValueError(f"--lr-schedule {run.lr_schedule} needs --max-steps")
         MODELS.entry(run.model)  # unknown names raise with close matches
-        DATASETS.entry(run.dataset)
+        if run.dataset:
+            DATASETS.entry(run.dataset)
         check_tracker(run.log_with)
         if run.eval_every:
             self._check_metrics_available()
@@ -93,7 +92,8 @@ class Trainer:
             if self.resume_path is not None else None
 
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+        from accelerate.utils import (DistributedDataParallelKwargs, ProjectConfiguration,
+                                      set_seed)
 
         mp = run.mixed_precision or _env_mixed_precision()
         self.mixed_precision = mp
@@ -106,7 +106,8 @@ class Trainer:
             gradient_accumulation_steps=run.grad_accum,
             mixed_precision="bf16" if mp == "bf16" else "no",
             log_with=None if run.log_with == "none" else run.log_with,
-            project_dir=str(self.out),
+            project_config=ProjectConfiguration(project_dir=str(self.out),
+                                                logging_dir=str(self.out / "logs")),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
             cpu=run.cpu or _cpu_only_multiprocess(),
         )
@@ -121,6 +122,12 @@ class Trainer:
 
         set_seed(run.seed)  # identical initial weights on every process
         self.model = ganzoo.build(run.model, **run.model_args)
+        if not run.dataset:  # the family's embedded default
+            run.dataset = getattr(self.model, "default_dataset", "") or ""
+            if not run.dataset:
+                raise ValueError(f"no dataset given and model '{run.model}' names no "
+                                 f"default_dataset: pass --dataset NAME")
+            DATASETS.entry(run.dataset)
         self.dataset = build_dataset(run.dataset, dict(run.dataset_args), model=self.model)
         check_batch_keys(self.dataset, run.dataset, self.model, run.model)
 
