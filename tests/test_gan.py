@@ -254,3 +254,14 @@ def test_meta_construction_matches_real_with_spectral_norm():
         loaded.critic.train(mode)
         real.critic.train(mode)
         assert torch.allclose(loaded.critic(x), real.critic(x))
+
+
+@pytest.mark.parametrize("name", ["test_wgan_gp", "test_wgan_gp_sn_attn", "test_dcgan"])
+def test_d_on_real_and_fake_equals_separate_forwards(name):
+    torch.manual_seed(0)
+    model = ganzoo.build(name)
+    d = model.discriminator_net.eval()  # eval: no power-iteration update between calls
+    real, fake = torch.randn(3, 3, 32, 32), torch.randn(3, 3, 32, 32)
+    r, f = model._d_real_fake(d, real, fake)
+    assert torch.allclose(r, d(real), atol=1e-5) and torch.allclose(f, d(fake), atol=1e-5)
+    assert model._d_per_sample == (not name.startswith("test_dcgan"))

@@ -326,6 +326,21 @@ class LatentGAN(GenerativeModel):
         policy = self.config.diffaugment
         return diff_augment(x, policy) if policy else x
 
+    def _d_real_fake(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor):
+        """D on real and fake: one forward of the concatenated batch when D has no
+        BatchNorm (every layer is per-sample, so this is the same function, with half the
+        kernel launches); two forwards otherwise, so BatchNorm statistics stay per batch as
+        in the papers."""
+        per_sample = self.__dict__.get("_d_per_sample")
+        if per_sample is None:
+            per_sample = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                 for m in d.modules())
+            self.__dict__["_d_per_sample"] = per_sample
+        if per_sample and real.shape[1:] == fake.shape[1:]:
+            logits = d(torch.cat([real, fake.to(real.dtype)]))
+            return logits[: real.shape[0]], logits[real.shape[0]:]
+        return d(real), d(fake)
+
     def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
         real = batch["image"]
         n = real.shape[0]
@@ -335,7 +350,7 @@ class LatentGAN(GenerativeModel):
             with torch.no_grad():  # the D step trains D only: no graph through G
                 fake = self.generator(z)
             real_in, fake_in = self._augment(real), self._augment(fake)
-            real_logits, fake_logits = d(real_in), d(fake_in)
+            real_logits, fake_logits = self._d_real_fake(d, real_in, fake_in)
             loss = self.adv_loss.d_loss(real_logits, fake_logits)
             logs = {"d_loss": loss.detach(), "real_score": real_logits.detach().mean(),
                     "fake_score": fake_logits.detach().mean()}
