@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--feature-extractor", default="inception_v3")
     p.add_argument("--sample-every", type=int, default=None,
                    help="sample-grid period in steps (default: steps // 10)")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="generator EMA decay (default: the family's 0.999; use ~0.99 for "
+                   "runs of a few hundred steps, whose EMA would still be near the init)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     p.add_argument("--skip-train", action="store_true",
@@ -95,6 +98,8 @@ def train(preset: str, args, run_dir: Path) -> None:
         argv += ["--set", item]
     for item in args.data:
         argv += ["--set", f"data.{item}"]
+    if args.ema_decay is not None:
+        argv += ["--ema-decay", str(args.ema_decay)]
     if args.cpu:
         argv.append("--cpu")
     if args.no_progress:
