@@ -175,18 +175,24 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="CPU, batch 16, 64 px presets only, few iterations")
     p.add_argument("--presets", nargs="+", default=None)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--iters", type=int, default=20, help="iterations per repeat")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=None, help="default 64 (quick: 16)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="iterations per repeat, default 20 (quick: 2)")
+    p.add_argument("--repeats", type=int, default=None, help="default 5")
+    p.add_argument("--warmup", type=int, default=None, help="default 5 (quick: 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--clock", choices=["wall", "process"], default="wall",
                    help="'process': CPU time of this process (CPU runs on a shared, loaded "
                    "machine; ignores time spent waiting for a core)")
     args = p.parse_args(argv)
+    defaults = dict(batch_size=64, iters=20, repeats=5, warmup=5)
     if args.quick:
         args.device = "cpu"
-        args.batch_size, args.iters, args.repeats, args.warmup = 16, 2, 5, 1
+        defaults = dict(batch_size=16, iters=2, repeats=5, warmup=1)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.quick:
         if args.presets is None:
             args.presets = [n for n in PRESETS if not n.endswith("128")]
     presets = args.presets or PRESETS
