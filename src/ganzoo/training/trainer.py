@@ -621,8 +621,13 @@ class Trainer:
             self.save_samples(step)
         interrupted = stop_reason is not None and stop_reason.startswith(("signal", "another"))
         if not interrupted and self.is_main:
-            self.unwrapped.save_pretrained(self.out / "final", dataset=run.dataset, steps=step)
-            logger.info("step %d: saved %s", step, self.out / "final")
+            if self._weights_finite():
+                self.unwrapped.save_pretrained(self.out / "final", dataset=run.dataset,
+                                               steps=step)
+                logger.info("step %d: saved %s", step, self.out / "final")
+            else:
+                logger.error("step %d: weights hold NaN or inf; %s NOT written", step,
+                             self.out / "final")
         if stop_reason is not None and self.is_main:
             logger.info("stopped at step %d: %s", step, stop_reason)
         acc.wait_for_everyone()
