@@ -126,6 +126,10 @@ def test_resume_names_the_bad_file(toys, tmp_path, capsys):
     assert str(step / "rng.pt") in capsys.readouterr().err
     assert main(_args(out, "--max-steps", "2", "--resume", str(tmp_path / "nope"))) == 2
     assert "nope" in capsys.readouterr().err
+    out2 = tmp_path / "run2"
+    assert main(_args(out2, "--max-steps", "1", "--sample-every", "0")) == 0
+    assert main(_args(out2, "--max-steps", "2", "--resume", "--set", "hidden=16")) == 2
+    assert "hidden=32 vs 16" in capsys.readouterr().err
 
 
 # -- data order -------------------------------------------------------------------------------

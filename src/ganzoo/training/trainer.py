@@ -215,11 +215,28 @@ class Trainer:
                         acc.num_processes, acc.device, mp)
             if self.resume_path is not None:
                 logger.info("resuming from %s (step %d)", self.resume_path, self.start_step)
+                self._truncate_metrics(self.start_step)
             tmp = self.out / ".config.json.tmp"
             tmp.write_text(text + "\n")
             os.replace(tmp, self.out / "config.json")
         if run.log_with != "none":
             acc.init_trackers(self.out.name or "ganzoo", config=_flat_config(run.to_dict()))
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop records logged after the checkpoint we resume from: they are replayed."""
+        path = self.out / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+        tmp = path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(x + "\n" for x in keep))
+        os.replace(tmp, path)
 
     def _check_metrics_available(self) -> None:
         try:
@@ -260,11 +277,19 @@ class Trainer:
 
         path, files = self.resume_path, self.resume_files
         saved = files["config.json"]
-        for key in ("model", "model_args"):
-            if saved.get(key) != getattr(self.run, key):
-                raise ckpt.CheckpointError(
-                    f"{path / 'config.json'} was written for {key}={saved.get(key)!r}, but this "
-                    f"run has {key}={getattr(self.run, key)!r}; resume with the same model")
+        if saved.get("model") != self.run.model:
+            raise ckpt.CheckpointError(
+                f"{path / 'config.json'} was written for model {saved.get('model')!r}, but this "
+                f"run trains {self.run.model!r}; resume with the same model")
+        saved_cfg = files["trainer_state.json"].get("model_config")
+        own_cfg = json.loads(json.dumps(self.unwrapped.config_dict))
+        if saved_cfg is not None and saved_cfg != own_cfg:
+            diff = sorted(k for k in set(saved_cfg) | set(own_cfg)
+                          if saved_cfg.get(k) != own_cfg.get(k))
+            raise ckpt.CheckpointError(
+                f"{path / 'trainer_state.json'} was written for a different model config "
+                f"(fields {', '.join(diff)}: " + ", ".join(
+                    f"{k}={saved_cfg.get(k)!r} vs {own_cfg.get(k)!r}" for k in diff[:5]) + ")")
         try:
             load_weights(self.unwrapped, path / "model.safetensors")
         except (ValueError, OSError) as e:
@@ -339,6 +364,7 @@ class Trainer:
                     "mixed_precision": self.mixed_precision,
                     "ema_decay": self.ema_decay,
                     "rank_checksums": sums,
+                    "model_config": self.unwrapped.config_dict,
                     "time": time.time(),
                 }
                 root = self.out / "checkpoints"
