@@ -6,9 +6,9 @@ same in-memory images (the embedded ``shapes`` set, rendered once before timing)
 is what a careful user writes by hand: a shuffled ``DataLoader``, then for each group of the
 model's schedule a fresh batch, gradients enabled for that group only, ``loss``, ``backward``,
 ``step``, ``after_step``, and the EMA update. The ganzoo side is ``Trainer.train()`` itself
-(Accelerate, the non-finite guard, logging, LR schedule, sampler, EMA): the time of a run of
-``warmup + steps`` iterations minus that of a run of ``warmup`` iterations, so fixed costs
-(first iteration, final save) cancel. Runs alternate; medians are quoted. Images/s counts every
+(Accelerate, the non-finite guard, logging, LR schedule, sampler, EMA), timed over the same
+iterations as the bare loop (from the start of iteration ``warmup`` to the start of iteration
+``warmup + steps``), so setup and the final save are not timed. Runs alternate; medians are quoted. Images/s counts every
 image drawn (``batch x`` schedule entries per iteration). Single-threaded CPU runs (``--quick``)
 are timed in process CPU time, so other load on a shared machine does not skew the ratio;
 other runs in wall time.
@@ -107,8 +107,10 @@ def bare_loop(model, dataset, batch_size, steps, warmup, device, ema_decay):
     return images / (clock() - t0)
 
 
-def _train_seconds(preset, batch_size, max_steps, device, ema_decay) -> float:
-    """Time of ``Trainer.train()`` for ``max_steps`` iterations (setup excluded)."""
+def ganzoo_loop(preset, batch_size, steps, warmup, device, ema_decay, images_per_step):
+    """images/s of ``Trainer.train()`` between the start of iteration ``warmup`` and the start
+    of iteration ``warmup + steps`` (the clock is read when the trainer asks the model for the
+    iteration's schedule), so setup, warm-up and the final save are not timed."""
     import logging
 
     from ganzoo.train import parse_run_config
@@ -116,27 +118,27 @@ def _train_seconds(preset, batch_size, max_steps, device, ema_decay) -> float:
 
     logging.getLogger("ganzoo.train").setLevel(logging.WARNING)
     clock = _clock(device)
+    stamps: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         args = ["--model", preset, "--dataset", "bench_images", "-o", tmp, "--no-progress",
-                "--batch-size", str(batch_size), "--max-steps", str(max_steps),
+                "--batch-size", str(batch_size), "--max-steps", str(warmup + steps + 1),
                 "--log-every", "10", "--save-every", "0", "--sample-every", "0",
                 "--keep", "1", "--ema-decay", str(ema_decay)]
         if device.type == "cpu":
             args.append("--cpu")
         trainer = Trainer(parse_run_config(args))
-        t0 = clock()
+        schedule = trainer.unwrapped.schedule
+
+        def stamped(step):
+            if step in (warmup, warmup + steps):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                stamps[step] = clock()
+            return schedule(step)
+
+        trainer.unwrapped.schedule = stamped
         trainer.train()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return clock() - t0
-
-
-def ganzoo_loop(preset, batch_size, steps, warmup, device, ema_decay, images_per_step):
-    """images/s of the trainer: the difference between a run of ``warmup + steps`` and one of
-    ``warmup`` iterations, so that fixed costs (first iteration, final save) cancel."""
-    short = _train_seconds(preset, batch_size, warmup, device, ema_decay)
-    long = _train_seconds(preset, batch_size, warmup + steps, device, ema_decay)
-    return steps * images_per_step / (long - short)
+    return steps * images_per_step / (stamps[warmup + steps] - stamps[warmup])
 
 
 def main(argv=None) -> int:

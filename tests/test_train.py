@@ -304,6 +304,18 @@ def test_consecutive_nonfinite_stops_keeping_last_checkpoint(toys, tmp_path, cap
     assert not (out / "final").exists()
 
 
+def test_nonfinite_weights_are_never_saved(toys, tmp_path, caplog):
+    """With the guard off (--max-nonfinite 0) a NaN step poisons the weights: the checkpoint
+    before it stays `latest`, and neither a checkpoint nor OUT/final is written after it."""
+    out = tmp_path / "run"
+    assert main(_args(out, "--max-steps", "3", "--set", "nan_at=[1]", "--max-nonfinite", "0",
+                      "--save-every", "1", "--sample-every", "0")) == 0
+    assert "checkpoint NOT saved" in caplog.text and "final NOT written" in caplog.text
+    assert [s for s, _ in ckpt.list_checkpoints(out / "checkpoints")] == [1]
+    assert ckpt.read_latest(out / "checkpoints").name == "step_00000001"
+    assert not (out / "final").exists()
+
+
 # -- every registered family ---------------------------------------------------------------------
 _PRESETS = ganzoo.list_models("test_*")
 _BY_KEYS = {"image_a": "shapes_unpaired", "image_b": "shapes_unpaired",

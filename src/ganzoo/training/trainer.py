@@ -491,7 +491,7 @@ class Trainer:
             if p.requires_grad != on:
                 p.requires_grad_(on)
             if on:
-                p.grad = None  # others' gradients are dropped after their own step
+                p.grad = None
 
     def _set_lr(self, step: int) -> dict[str, float]:
         run = self.run
@@ -528,17 +528,22 @@ class Trainer:
         if scaler is not None:
             scaler.unscale_(opt.optimizer)
         clip = self.specs[group].clip_grad_norm
+        guard = run.max_nonfinite > 0
+        norm = None
         if clip:
             norm = acc.clip_grad_norm_(params, clip)
-        else:
+        elif guard:
             grads = [p.grad for p in params if p.grad is not None]
             norm = (torch.nn.utils.get_total_norm(grads) if grads
                     else torch.zeros((), device=acc.device))
-        # fp16 overflows of the gradient are the scaler's business (it skips and rescales).
-        bad = ~finite if scaler is not None else ~(finite & torch.isfinite(norm))
-        if acc.num_processes > 1:
-            bad = acc.reduce(bad.to(torch.float32), reduction="sum") > 0
-        if bool(bad):
+        bad = False
+        if guard:
+            # fp16 overflows of the gradient are the scaler's business (it skips, rescales).
+            bad = ~finite if scaler is not None else ~(finite & torch.isfinite(norm))
+            if acc.num_processes > 1:
+                bad = acc.reduce(bad.to(torch.float32), reduction="sum") > 0
+            bad = bool(bad)  # the one host sync per optimizer step
+        if bad:
             self.nonfinite_total += 1
             self.nonfinite_run += 1
             if scaler is not None:
@@ -557,10 +562,11 @@ class Trainer:
             opt.optimizer.step()
         else:
             opt.step()
-        for p in params:
-            p.grad = None
         self.unwrapped.after_step(group, step)
-        return {"loss": loss.detach(), "grad_norm": norm.detach(), **logs}
+        out = {"loss": loss.detach(), **logs}
+        if norm is not None:
+            out["grad_norm"] = norm.detach()
+        return out
 
     def _should_stop(self, step: int, t0: float) -> str | None:
         run = self.run
@@ -600,7 +606,7 @@ class Trainer:
                 for group in self.unwrapped.schedule(step):
                     group_logs[group] = self._group_step(group, step, data_iter)
                 self._set_trainable(None)
-                if self.nonfinite_run >= run.max_nonfinite:
+                if run.max_nonfinite and self.nonfinite_run >= run.max_nonfinite:
                     raise TrainingError(
                         f"stopping at step {step}: {self.nonfinite_run} consecutive optimizer "
                         f"steps had a non-finite loss or gradient (lower the learning rate, "
@@ -634,8 +640,8 @@ class Trainer:
                     self.evaluate(step)
                 stop_reason = self._should_stop(step, t0)
                 if run.save_every and step % run.save_every == 0 and stop_reason is None:
-                    if self.save_checkpoint(step):
-                        last_saved = step
+                    self.save_checkpoint(step)  # refused (and logged) if weights are bad
+                    last_saved = step
                 if stop_reason is not None:
                     break
         finally:
