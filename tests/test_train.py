@@ -322,12 +322,16 @@ _BY_KEYS = {"image_a": "shapes_unpaired", "image_b": "shapes_unpaired",
             "image_with": "shapes_attr", "image_without": "shapes_attr", "image": "shapes"}
 
 
-def _dataset_for(info: dict, model_cls_default: str | None) -> str:
+def _dataset_for(info: dict, model_default: str | None) -> str:
+    """The family's own embedded default when it names one (e.g. shapes_scenes for layout
+    GANs), else the embedded set that yields its batch keys."""
+    if model_default and model_default in ganzoo.list_datasets():
+        return model_default
     keys = info["batch_keys"]
     for key in ("image_a", "image_with", "image"):
         if key in keys:
             return _BY_KEYS[key]
-    return model_cls_default or "shapes"
+    return "shapes"
 
 
 @pytest.mark.slow
