@@ -15,9 +15,20 @@ from ganzoo.losses.perceptual import (ENV_VAR, VGG16_LAYERS, PerceptualWeightsEr
 
 @pytest.fixture(scope="module")
 def tv_features():
-    """torchvision's own VGG-16 feature stack (random weights, no download)."""
+    """torchvision's own VGG-16 feature stack (random weights, no download).
+
+    Built on the meta device (the 120 M-parameter classifier is never initialised), then
+    materialised and filled with random weights.
+    """
+    with torch.device("meta"):
+        features = vgg16(weights=None).features
+    features = features.to_empty(device="cpu").eval()
     torch.manual_seed(0)
-    return vgg16(weights=None).features.eval()
+    for m in features:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight)
+            nn.init.normal_(m.bias, 0, 0.1)
+    return features
 
 
 def test_layer_indices_match_torchvision(tv_features):

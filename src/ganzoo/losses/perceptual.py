@@ -168,7 +168,13 @@ class VGGPerceptualLoss(nn.Module):
         n = idx[-1] + 1
         # torchvision's own VGG-16 ``features`` builder (config "D"), cut after the deepest
         # layer used; the classifier (120 M parameters) is never built.
-        self.features = make_layers(cfgs["D"], batch_norm=False)[:n]
+        cfg, count = [], 0
+        for v in cfgs["D"]:
+            if count >= n:
+                break
+            cfg.append(v)
+            count += 1 if v == "M" else 2  # conv + ReLU
+        self.features = make_layers(cfg, batch_norm=False)[:n]
         for m in self.features:
             if isinstance(m, nn.ReLU):
                 m.inplace = False  # keep the tapped activations intact
