@@ -129,7 +129,12 @@ class PatchGANDiscriminator(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """N(0, 0.02) conv weights, N(1, 0.02) batch-norm scales, zero biases (reference init).
+
+        A no-op for parameters on the ``meta`` device (nothing to initialise)."""
         for m in self.modules():
+            if any(p.is_meta for p in m.parameters()):
+                continue
             if isinstance(m, nn.Conv2d):
                 # with spectral norm the raw weight lives in parametrizations.weight.original
                 w = (m.parametrizations.weight.original
