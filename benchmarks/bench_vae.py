@@ -113,7 +113,8 @@ def bench(name: str, device: torch.device, batch_size: int, warmup: int, repeats
             fn()
             _sync(device)
             times[k].append(time.perf_counter() - t0)
-    n_params = sum(p.numel() for g in model.optimizer_groups() for p in model.group_parameters(g))
+    n_params = sum(p.numel() for g in model.optimizer_groups()
+                   for p in model.group_parameters(g))
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"preset": name, "params_m": n_params / 1e6, "resolution": r,
             "ganzoo": batch_size / med["ganzoo"], "reference": batch_size / med["reference"]}
