@@ -301,7 +301,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="prediction_type"):
         DDPMConfig(prediction_type="x0")
     with pytest.raises(ValueError, match="attention_resolutions"):
-        DDPMConfig(image_size=64, attention_resolutions=(12,))
+        DDPMConfig(resolution=64, attention_resolutions=(12,))
     with pytest.raises(ValueError, match="norm_num_groups"):
         DDPMConfig(base_channels=20)
     with pytest.raises(ValueError, match="beta_schedule"):
@@ -324,7 +324,7 @@ def test_preset_on_meta_attention_placement(name):
     with torch.device("meta"):
         model = ganzoo.build(name)
     c = model.config
-    assert model.unet.config.sample_size == c.image_size
+    assert model.unet.config.sample_size == c.resolution
     sizes = c.feature_sizes
     for block, size in zip(model.unet.down_blocks, sizes):
         assert hasattr(block, "attentions") == (size in c.attention_resolutions), (name, size)
@@ -333,11 +333,11 @@ def test_preset_on_meta_attention_placement(name):
     assert tuple(model.unet.config.block_out_channels) == tuple(
         c.base_channels * m for m in c.channel_mult)
     if name.startswith("test_"):
-        assert c.image_size <= 32
+        assert c.resolution <= 32
         assert sum(p.numel() for p in model.unet.parameters()) < 1_000_000
     else:
         assert c.base_channels == (192 if "wide" in name else 128)
-        assert c.image_size == (int(name.rsplit("_", 1)[1]) if name[-1].isdigit() else 64)
+        assert c.resolution == (int(name.rsplit("_", 1)[1]) if name[-1].isdigit() else 64)
         assert set(c.attention_resolutions) >= {16, 8}
         variant = name.split("_")[1] if "_" in name else ""
         plain = variant in ("", "32", "128")

@@ -69,8 +69,8 @@ class DDPMConfig:
     """Hyperparameters of a DDPM: U-Net, diffusion process, sampler and optimiser."""
 
     # -- U-Net (diffusers UNet2DModel) --
-    image_size: int = 64
-    in_channels: int = 3
+    resolution: int = 64
+    channels: int = 3
     base_channels: int = 128
     channel_mult: tuple[int, ...] = (1, 2, 3, 4)
     # Feature-map sizes (in px) at which down/up blocks have self-attention.
@@ -111,7 +111,7 @@ class DDPMConfig:
                 if getattr(self, f.name) not in choices:
                     raise ValueError(f"DDPMConfig.{f.name} must be one of {list(choices)}, "
                                      f"got {getattr(self, f.name)!r}")
-        for name in ("image_size", "in_channels", "base_channels", "layers_per_block",
+        for name in ("resolution", "channels", "base_channels", "layers_per_block",
                      "norm_num_groups", "num_train_timesteps", "num_inference_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DDPMConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -122,14 +122,14 @@ class DDPMConfig:
             raise ValueError(f"DDPMConfig.channel_mult must be positive integers, "
                              f"got {self.channel_mult}")
         levels = len(self.channel_mult)
-        if self.image_size % 2 ** (levels - 1):
-            raise ValueError(f"DDPMConfig.image_size {self.image_size} must be divisible by "
+        if self.resolution % 2 ** (levels - 1):
+            raise ValueError(f"DDPMConfig.resolution {self.resolution} must be divisible by "
                              f"2**(len(channel_mult) - 1) = {2 ** (levels - 1)}")
         sizes = self.feature_sizes
         bad = [r for r in self.attention_resolutions if r not in sizes]
         if bad:
             raise ValueError(f"DDPMConfig.attention_resolutions {bad} are not feature-map sizes "
-                             f"of this U-Net (image_size {self.image_size}, channel_mult "
+                             f"of this U-Net (resolution {self.resolution}, channel_mult "
                              f"{self.channel_mult}: {list(sizes)})")
         for m in self.channel_mult:
             if (self.base_channels * m) % self.norm_num_groups:
@@ -158,7 +158,7 @@ class DDPMConfig:
     @property
     def feature_sizes(self) -> tuple[int, ...]:
         """Feature-map size of each U-Net level, from the input down."""
-        return tuple(self.image_size >> i for i in range(len(self.channel_mult)))
+        return tuple(self.resolution >> i for i in range(len(self.channel_mult)))
 
 
 # -- schedule ----------------------------------------------------------------------------------
@@ -183,14 +183,14 @@ def make_betas(schedule: BetaSchedule, num_timesteps: int, beta_start: float = 1
 
 # -- network -----------------------------------------------------------------------------------
 def _unet_kwargs(c: DDPMConfig) -> dict[str, Any]:
-    """UNet2DModel arguments for a config. Down block i runs at image_size / 2**i, up block j at
-    image_size / 2**(levels - 1 - j); a block gets attention when its size is listed."""
+    """UNet2DModel arguments for a config. Down block i runs at resolution / 2**i, up block j at
+    resolution / 2**(levels - 1 - j); a block gets attention when its size is listed."""
     sizes = c.feature_sizes
     attn = set(c.attention_resolutions)
     down = tuple("AttnDownBlock2D" if s in attn else "DownBlock2D" for s in sizes)
     up = tuple("AttnUpBlock2D" if s in attn else "UpBlock2D" for s in reversed(sizes))
     return dict(
-        sample_size=c.image_size, in_channels=c.in_channels, out_channels=c.in_channels,
+        sample_size=c.resolution, in_channels=c.channels, out_channels=c.channels,
         center_input_sample=False, time_embedding_type="positional",
         flip_sin_to_cos=c.flip_sin_to_cos, freq_shift=c.freq_shift,
         down_block_types=down, up_block_types=up, mid_block_type="UNetMidBlock2D",
@@ -253,7 +253,7 @@ def config_from_diffusers(unet_config: dict[str, Any],
         raise ValueError("this diffusers UNet2DModel cannot be imported into a ganzoo DDPM: "
                          + "; ".join(problems))
     out: dict[str, Any] = dict(
-        image_size=size, in_channels=u.get("in_channels", 3), base_channels=widths[0],
+        resolution=size, channels=u.get("in_channels", 3), base_channels=widths[0],
         channel_mult=tuple(w // widths[0] for w in widths),
         attention_resolutions=tuple(size >> i for i, d in enumerate(down)
                                     if d.startswith("Attn")),
@@ -431,7 +431,7 @@ class DDPM(GenerativeModel):
         unet = self.inference_net("unet")
         param = next(unet.parameters())
         device, dtype = param.device, param.dtype
-        shape = (n, c.in_channels, c.image_size, c.image_size)
+        shape = (n, c.channels, c.resolution, c.resolution)
         if noise is None:
             noise_device = generator.device if generator is not None else device
             noise = torch.randn(shape, generator=generator, device=noise_device, dtype=dtype)
@@ -534,7 +534,7 @@ class DDPM(GenerativeModel):
 
 
 def _unet_config_fields() -> tuple[str, ...]:
-    return ("image_size", "in_channels", "base_channels", "channel_mult", "attention_resolutions",
+    return ("resolution", "channels", "base_channels", "channel_mult", "attention_resolutions",
             "layers_per_block", "attention_head_dim", "dropout", "norm_num_groups", "norm_eps",
             "flip_sin_to_cos", "freq_shift", "downsample_padding")
 
@@ -547,9 +547,9 @@ def _norm(v):
 _CHANNEL_MULT = {32: (1, 2, 2, 2), 64: (1, 2, 3, 4), 128: (1, 1, 2, 3, 4)}
 
 
-def _track(variant: Literal["ddpm", "cosine", "vpred", "wide"], image_size: int) -> DDPMConfig:
+def _track(variant: Literal["ddpm", "cosine", "vpred", "wide"], resolution: int) -> DDPMConfig:
     """The plan's track at one resolution; each variant adds one change to the previous."""
-    kw: dict[str, Any] = dict(image_size=image_size, channel_mult=_CHANNEL_MULT[image_size])
+    kw: dict[str, Any] = dict(resolution=resolution, channel_mult=_CHANNEL_MULT[resolution])
     if variant in ("cosine", "vpred", "wide"):
         kw["beta_schedule"] = "cosine"
     if variant in ("vpred", "wide"):
@@ -631,7 +631,7 @@ def ddpm_wide_128(**kwargs) -> DDPM:
     return DDPM.from_config(_track("wide", 128), preset="ddpm_wide_128", **kwargs)
 
 
-_TEST = dict(image_size=32, base_channels=16, channel_mult=(1, 2), attention_resolutions=(16,),
+_TEST = dict(resolution=32, base_channels=16, channel_mult=(1, 2), attention_resolutions=(16,),
              layers_per_block=1, norm_num_groups=8, dropout=0.0, num_inference_steps=10)
 
 
