@@ -41,12 +41,82 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def clock(device: torch.device):
+    """Process CPU time for single-threaded CPU runs (other load on a shared machine does not
+    skew it), wall time otherwise (CUDA work is synchronised before reading it)."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.process_time
+    return time.perf_counter
+
+
 def timed(fn, device) -> float:
+    now = clock(device)
     sync(device)
-    start = time.perf_counter()
+    start = now()
     fn()
     sync(device)
-    return time.perf_counter() - start
+    return now() - start
+
+
+_IMAGES: dict[str, torch.Tensor] = {}
+
+
+class _InMemory(torch.utils.data.Dataset):
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i]}
+
+
+def _bench_images(**_kwargs):
+    return _InMemory(_IMAGES["images"])
+
+
+def _trainer_seconds(args, device, overrides, mixed_precision, steps) -> float:
+    """Time of ``Trainer.train()`` for ``steps`` iterations (setup excluded)."""
+    import logging
+    import tempfile
+
+    from ganzoo.train import parse_run_config
+    from ganzoo.training import Trainer
+
+    logging.getLogger("ganzoo.train").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["--model", args.preset, "--dataset", "bench_ddpm_images", "-o", tmp,
+                "--no-progress", "--batch-size", str(args.batch_size), "--max-steps",
+                str(steps), "--log-every", "1000", "--save-every", "0", "--sample-every", "0",
+                "--keep", "1", "--mixed-precision", mixed_precision]
+        for k, v in overrides.items():
+            argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v}"]
+        if device.type == "cpu":
+            argv.append("--cpu")
+        trainer = Trainer(parse_run_config(argv))
+        now = clock(device)
+        start = now()
+        trainer.train()
+        sync(device)
+        return now() - start
+
+
+def trainer_rate(args, device, overrides, flags) -> float | None:
+    """images/s of ``ganzoo.train``: a run of ``warmup + n`` iterations minus one of ``warmup``,
+    so fixed costs (first iteration, final save) cancel. None where the trainer has no flag
+    for the variant (channels_last, compile)."""
+    if flags["channels_last"] or flags["compile"]:
+        return None
+    from ganzoo.registry import DATASETS
+
+    if "bench_ddpm_images" not in DATASETS:
+        DATASETS.register(name="bench_ddpm_images")(_bench_images)
+    mp = "bf16" if flags["bf16"] else "no"
+    warm = max(2, args.warmup)
+    short = _trainer_seconds(args, device, overrides, mp, warm)
+    long = _trainer_seconds(args, device, overrides, mp, warm + args.train_iters)
+    return args.train_iters * args.batch_size / max(long - short, 1e-9)
 
 
 def parse_variant(name: str) -> dict[str, bool]:
@@ -165,7 +235,16 @@ def bench_variant(args, device, variant: str) -> dict[str, float]:
         times["sample_diffusers"].append(timed(diffusers_sample, device))
     n_train = args.train_iters * args.batch_size
     med = {k: statistics.median(v) for k, v in times.items()}
+    trainer = None
+    if args.trainer:
+        overrides = QUICK_OVERRIDES if args.quick else {}
+        _IMAGES["images"] = torch.rand(max(4 * args.batch_size, 64), c.channels, c.resolution,
+                                       c.resolution, generator=torch.Generator().manual_seed(0)
+                                       ) * 2 - 1
+        rates = [trainer_rate(args, device, overrides, flags) for _ in range(args.repeats)]
+        trainer = None if rates[0] is None else statistics.median(rates)
     return {
+        "train_trainer": trainer,
         "train_ganzoo": n_train / med["train_ganzoo"],
         "train_diffusers": n_train / med["train_diffusers"],
         "sample_ganzoo": args.sample_batch / med["sample_ganzoo"],
@@ -190,12 +269,15 @@ def main(argv=None) -> None:
     p.add_argument("--variants", default="fp32",
                    help="comma-separated, each fp32 or a '+' join of bf16, channels_last, "
                         "compile (e.g. fp32,bf16,channels_last,bf16+channels_last,compile)")
+    p.add_argument("--no-trainer", action="store_false", dest="trainer",
+                   help="skip the rows timed through ganzoo.train's Trainer")
     args = p.parse_args(argv)
     if args.quick:
         args.device = args.device or "cpu"
+        torch.set_num_threads(1)  # and time in process CPU time: robust to a loaded machine
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.preset = args.preset or "ddpm_32"
-    defaults = (dict(batch_size=8, sample_batch=4, train_iters=3, repeats=5, warmup=1)
+    defaults = (dict(batch_size=8, sample_batch=4, train_iters=6, repeats=3, warmup=1)
                 if args.quick else
                 dict(batch_size=128, sample_batch=128, train_iters=10, repeats=5, warmup=2))
     for k, v in defaults.items():
@@ -215,14 +297,19 @@ def main(argv=None) -> None:
     print(f"\n### DDPM: ganzoo vs diffusers ({name}, preset {args.preset}"
           f"{' shrunk by --quick' if args.quick else ''}, {rows[0][1]['params'] / 1e6:.2f} M "
           f"U-Net params, torch {torch.__version__})\n")
+    timing = ("process CPU time, 1 thread" if device.type == "cpu"
+              and torch.get_num_threads() == 1 else "wall time")
     print(f"Training batch {args.batch_size} x {args.train_iters} steps; DDIM {args.ddim_steps} "
-          f"steps, batch {args.sample_batch}; medians of {args.repeats} runs.\n")
+          f"steps, batch {args.sample_batch}; medians of {args.repeats} runs ({timing}).\n")
     print("| variant | benchmark | ganzoo img/s | diffusers img/s | ratio | target |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for variant, r in rows:
-        for what, key, target in (("(a) training", "train", 0.95),
-                                  ("(b) DDIM sampling", "sample", 1.0)):
-            ours, theirs = r[f"{key}_ganzoo"], r[f"{key}_diffusers"]
+        for what, key, target in (("(a) training, ganzoo.train Trainer", "train_trainer", 0.95),
+                                  ("(a) training, model API loop", "train_ganzoo", 0.95),
+                                  ("(b) DDIM sampling", "sample_ganzoo", 1.0)):
+            ours, theirs = r[key], r[key.split("_")[0] + "_diffusers"]
+            if ours is None:
+                continue
             print(f"| {variant} | {what} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.3f} "
                   f"| >= {target} |")
 
