@@ -245,8 +245,9 @@ def config_from_diffusers(unet_config: dict[str, Any],
         problems.append(f"{len(down)} down blocks, {len(up)} up blocks, {len(widths)} widths")
     allowed_down, allowed_up = {"DownBlock2D", "AttnDownBlock2D"}, {"UpBlock2D", "AttnUpBlock2D"}
     if set(down) - allowed_down or set(up) - allowed_up:
-        problems.append(f"block types {sorted((set(down) - allowed_down) | (set(up) - allowed_up))}"
-                        f" (ganzoo builds only DownBlock2D/AttnDownBlock2D/UpBlock2D/AttnUpBlock2D)")
+        other = sorted((set(down) - allowed_down) | (set(up) - allowed_up))
+        problems.append(f"block types {other} (ganzoo builds only DownBlock2D, AttnDownBlock2D, "
+                        f"UpBlock2D and AttnUpBlock2D)")
     elif [d.startswith("Attn") for d in down] != [x.startswith("Attn") for x in reversed(up)]:
         problems.append(f"attention in down blocks {down} does not mirror up blocks {up}")
     if problems:
@@ -320,6 +321,7 @@ class DDPM(GenerativeModel):
                             ("sqrt_one_minus_alphas_cumprod", (1.0 - alphas_cumprod).sqrt()),
                             ("snr", alphas_cumprod / (1.0 - alphas_cumprod))):
             self.register_buffer(name, value.float(), persistent=False)
+        self._schedulers: dict[str, Any] = {}  # sampler name -> diffusers scheduler
 
     # -- diffusion maths ----------------------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -438,7 +440,9 @@ class DDPM(GenerativeModel):
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
         noise = noise.to(device=device, dtype=dtype)
-        scheduler = self.make_scheduler(sampler)
+        if sampler not in self._schedulers:  # built once: construction costs ~1 ms per call
+            self._schedulers[sampler] = self.make_scheduler(sampler)
+        scheduler = self._schedulers[sampler]
         scheduler.set_timesteps(steps)
         timesteps = scheduler.timesteps.tolist()
         # Timesteps go to the U-Net as device tensors made once, not one host copy per step.
@@ -479,15 +483,16 @@ class DDPM(GenerativeModel):
         return Path(save_directory)
 
     @classmethod
-    def from_diffusers(cls, source, preset: str | None = None, **overrides) -> DDPM:
+    def from_diffusers(cls, source, preset: str | None = None, *, subfolder: str | None = None,
+                       **overrides) -> DDPM:
         """A ganzoo DDPM holding a diffusers ``UNet2DModel``'s weights (live and EMA).
 
         ``source``: a ``UNet2DModel``, a folder saved by diffusers (a U-Net folder, or a pipeline
-        folder with ``unet/`` and optionally ``scheduler/``), or a Hub repo id. Without
-        ``preset`` the config is derived from the checkpoint (and its scheduler, when there is
-        one) and the model is registered as preset ``ddpm`` with that full config; with
-        ``preset`` the checkpoint must match that preset (after ``overrides``), or ValueError
-        lists every field that differs.
+        folder with ``unet/`` and optionally ``scheduler/``), or a Hub repo id (with
+        ``subfolder="unet"`` for a pipeline repo). Without ``preset`` the config is derived from
+        the checkpoint (and its scheduler, when there is one) and the model is registered as
+        preset ``ddpm`` with that full config; with ``preset`` the checkpoint must match that
+        preset (after ``overrides``), or ValueError lists every field that differs.
         """
         from diffusers import UNet2DModel
 
@@ -496,13 +501,14 @@ class DDPM(GenerativeModel):
             unet = source
         else:
             folder = Path(os.fspath(source))
-            subfolder = "unet" if (folder / "unet").is_dir() else None
+            if subfolder is None and (folder / "unet").is_dir():
+                subfolder = "unet"
             try:
                 unet = UNet2DModel.from_pretrained(os.fspath(source), subfolder=subfolder)
             except (OSError, EnvironmentError, ValueError) as e:
                 raise ValueError(f"cannot load a diffusers UNet2DModel from {source!r}: {e}") \
                     from e
-            sched = folder / "scheduler" / "scheduler_config.json"
+            sched = folder / "scheduler" / "scheduler_config.json"  # local pipeline folders
             if sched.is_file():
                 import json
 
