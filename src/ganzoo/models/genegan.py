@@ -370,7 +370,9 @@ class GeneGANSplitter(nn.Module):
                 conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)  # keeps the size
             else:
                 conv = nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
-            norm = None if i == 0 else _norm(config, c_out, res)
+            used_at = [r for r in res
+                       if config.arch == "genegan" or i < 3 or config.uses_deep_block(r)]
+            norm = None if i == 0 else _norm(config, c_out, used_at)
             blocks.append(_ConvBlock(conv, norm, nn.LeakyReLU(0.2)))
             c_in = c_out
         if config.arch == "multires" and not any(config.uses_deep_block(r) for r in res):
@@ -428,9 +430,10 @@ class GeneGANJoiner(nn.Module):
             b2 = 2 * config.base_channels
             n_up = 3 if any(config.uses_deep_block(r) for r in res) else 2
             c_in = c
-            for _ in range(n_up):
+            for i in range(n_up):
+                used_at = [r for r in res if i < 2 or config.uses_deep_block(r)]  # multires
                 blocks.append(_ConvBlock(nn.ConvTranspose2d(c_in, b2, 4, 2, 1, bias=False),
-                                         _norm(config, b2, res), nn.ReLU()))
+                                         _norm(config, b2, used_at), nn.ReLU()))
                 c_in = b2
             self.to_rgb = nn.Conv2d(b2, config.image_channels, 3, 1, 1, bias=True)
         self.blocks = nn.ModuleList(blocks)
