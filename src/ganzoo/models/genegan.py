@@ -615,6 +615,7 @@ class GeneGAN(GenerativeModel):
              "Attribute Subspace from Unpaired Data, BMVC 2017 (arXiv:1705.04932)")
     task = "transfer"
     batch_keys = ("image_with", "image_without")
+    default_dataset = "shapes_attr"
     eval_references = {"bu": {"subset": "with"}, "a0": {"subset": "without"}}
 
     def __init__(self, config: GeneGANConfig):
