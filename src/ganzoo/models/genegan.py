@@ -845,7 +845,11 @@ class GeneGAN(GenerativeModel):
     @torch.no_grad()
     def swap(self, x: torch.Tensor, y: torch.Tensor,
              resolution: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exchange the object codes of any two images: ``(join(Bg_x, obj_y), join(Bg_y, obj_x))``."""
+        """Exchange the object codes of any two images.
+
+        Returns ``(join(bg_x, obj_y), join(bg_y, obj_x))``; with ``x`` = Au and ``y`` = B0 the
+        second image is Bu.
+        """
         bx, ox, r = self._encode(x, resolution)
         by, oy, _ = self._encode(y, r)
         return self._decode(bx, oy, r), self._decode(by, ox, r)
