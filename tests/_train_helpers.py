@@ -83,6 +83,12 @@ class ToyGAN(GenerativeModel):
         return step in self.config.nan_at or 0 <= self.config.nan_from <= step
 
     def loss(self, group, batch, step):
+        # The trainer must enable gradients for the stepped group only.
+        other = self.discriminator if group == "generator" else self.generator
+        own = self.generator if group == "generator" else self.discriminator
+        if any(p.requires_grad for p in other.parameters()) or \
+                not all(p.requires_grad for p in own.parameters()):
+            raise AssertionError(f"requires_grad is wrong during the {group} step")
         real = batch["image"]
         z = torch.randn(real.shape[0], self.config.z_dim, device=real.device)
         fake = self.generator(z)

@@ -113,14 +113,14 @@ class LPIPS(nn.Module):
                                    if k.startswith("features.")})
 
     def _load_backbone_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Load torchvision ``features.N.*`` numbering into the sliced backbone."""
+        """Load torchvision ``features.N.*`` numbering into the sliced backbone.
+
+        Slicing an ``nn.Sequential`` keeps the original layer numbers, so block ``i`` holds the
+        keys ``a..b-1`` of its slice.
+        """
         taps = (0,) + _TAPS[self.net_name]
         for i, (a, b) in enumerate(zip(taps[:-1], taps[1:])):
-            part = {}
-            for key, value in state.items():
-                idx, _, rest = key.partition(".")
-                if a <= int(idx) < b:
-                    part[f"{int(idx) - a}.{rest}"] = value
+            part = {k: v for k, v in state.items() if a <= int(k.partition(".")[0]) < b}
             self.net[i].load_state_dict(part)
 
     def _load_lins(self, lin: dict, source) -> None:

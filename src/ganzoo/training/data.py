@@ -2,9 +2,9 @@
 
 The sample order is an endless sequence of shuffled epochs, a pure function of the run seed.
 The position in it (samples drawn by all processes together) is the whole data state of a run,
-so a checkpoint stores one integer. Each sample is loaded under its own seed (derived from the
-run seed and its position), so random augmentations do not depend on worker count, prefetching
-or resuming, and do not touch the training RNG.
+so a checkpoint stores one integer. Each batch is loaded under the seed of its first sample (derived from the
+run seed and the position), so random augmentations do not depend on worker count, prefetching
+or resuming, and the training RNG (torch's) is saved and restored around the load.
 """
 
 from __future__ import annotations
@@ -156,16 +156,42 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, key):
         index, seed = key
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            random.seed(seed)
-            np.random.seed(seed % 2 ** 32)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
+        with _seeded(seed):
+            return self.dataset[index]
+
+    def __getitems__(self, keys):
+        # One seed per batch (its first sample's), which is still a pure function of the data
+        # position, and costs one RNG save/restore per batch rather than per image. Datasets
+        # that render whole batches (the embedded shapes) get them in one call.
+        indices = [i for i, _ in keys]
+        with _seeded(keys[0][1]):
+            if hasattr(self.dataset, "__getitems__"):
+                return self.dataset.__getitems__(indices)
+            return [self.dataset[i] for i in indices]
+
+
+class _seeded:
+    """Seed torch, numpy and python RNGs for one batch; restore torch's on exit.
+
+    numpy's and python's global generators are left seeded by the batch (saving and restoring
+    numpy's state costs ~0.3 ms, which is several percent of a small model's step). They are
+    thereby a pure function of the data position too, so runs stay exactly resumable; the
+    training RNG of every family is torch's, which is restored.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __enter__(self):
+        self.torch = torch.get_rng_state()
+        # torch.manual_seed also seeds every accelerator backend, costing milliseconds.
+        torch.default_generator.manual_seed(self.seed)
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2 ** 32)
+
+    def __exit__(self, *exc):
+        torch.set_rng_state(self.torch)
+        return False
 
 
 def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:

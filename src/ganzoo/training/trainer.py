@@ -75,8 +75,6 @@ class Trainer:
         run = self.run
         if not run.model:
             raise ValueError("no model given: pass --model NAME (see `ganzoo list models`)")
-        if not run.dataset:
-            raise ValueError("no dataset given: pass --dataset NAME (see `ganzoo list datasets`)")
         if not run.output_dir:
             raise ValueError("no output folder given: pass --output-dir OUT")
         if run.max_steps is None and run.duration is None:
@@ -84,7 +82,8 @@ class Trainer:
         if run.lr_schedule != "constant" and run.max_steps is None:
             raise ValueError(f"--lr-schedule {run.lr_schedule} needs --max-steps")
         MODELS.entry(run.model)  # unknown names raise with close matches
-        DATASETS.entry(run.dataset)
+        if run.dataset:
+            DATASETS.entry(run.dataset)
         check_tracker(run.log_with)
         if run.eval_every:
             self._check_metrics_available()
@@ -93,7 +92,8 @@ class Trainer:
             if self.resume_path is not None else None
 
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+        from accelerate.utils import (DistributedDataParallelKwargs, ProjectConfiguration,
+                                      set_seed)
 
         mp = run.mixed_precision or _env_mixed_precision()
         self.mixed_precision = mp
@@ -106,7 +106,8 @@ class Trainer:
             gradient_accumulation_steps=run.grad_accum,
             mixed_precision="bf16" if mp == "bf16" else "no",
             log_with=None if run.log_with == "none" else run.log_with,
-            project_dir=str(self.out),
+            project_config=ProjectConfiguration(project_dir=str(self.out),
+                                                logging_dir=str(self.out / "logs")),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
             cpu=run.cpu or _cpu_only_multiprocess(),
         )
@@ -121,6 +122,12 @@ class Trainer:
 
         set_seed(run.seed)  # identical initial weights on every process
         self.model = ganzoo.build(run.model, **run.model_args)
+        if not run.dataset:  # the family's embedded default
+            run.dataset = getattr(self.model, "default_dataset", "") or ""
+            if not run.dataset:
+                raise ValueError(f"no dataset given and model '{run.model}' names no "
+                                 f"default_dataset: pass --dataset NAME")
+            DATASETS.entry(run.dataset)
         self.dataset = build_dataset(run.dataset, dict(run.dataset_args), model=self.model)
         check_batch_keys(self.dataset, run.dataset, self.model, run.model)
 
@@ -179,6 +186,10 @@ class Trainer:
         self.group_params = {g: self.unwrapped.group_parameters(g) for g in self.groups}
         self.trainable = [p for p in self.unwrapped.parameters() if p.requires_grad]
         self._group_ids = {g: {id(p) for p in ps} for g, ps in self.group_params.items()}
+        from accelerate.utils import DistributedType
+
+        self._direct_step = acc.distributed_type in (
+            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
         self.scalers = {}
         if mp == "fp16":
             self.scalers = {g: torch.amp.GradScaler(acc.device.type) for g in self.groups}
@@ -396,18 +407,26 @@ class Trainer:
         import ganzoo
 
         run = self.run
-        with self._inference() as model:
-            result = ganzoo.evaluate(model, run.dataset, metrics=list(run.eval_metrics),
-                                     n=run.eval_n, batch_size=run.eval_batch_size or
-                                     run.batch_size, dataset_kwargs=dict(run.dataset_args),
-                                     step=step)
+        try:
+            with self._inference() as model:
+                result = ganzoo.evaluate(model, run.dataset, metrics=list(run.eval_metrics),
+                                         n=run.eval_n, batch_size=run.eval_batch_size or
+                                         run.batch_size, dataset_kwargs=dict(run.dataset_args),
+                                         step=step)
+        except Exception as e:  # noqa: BLE001 - a failed evaluation must not lose the run
+            if self.is_main:
+                logger.error("step %d: evaluation failed, training goes on: %s: %s", step,
+                             type(e).__name__, e)
+                self.metrics.write({"step": step, "eval_error": f"{type(e).__name__}: {e}"})
+            return
         if self.is_main:
             self.metrics.write({"step": step, "eval": result})
-            scalars = {f"eval/{k}": v for k, v in _flat_config(result).items()
+            values = result.get("metrics", result) if isinstance(result, dict) else {}
+            scalars = {f"eval/{k}": v for k, v in _flat_config(values).items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            if scalars:
+            if scalars and self.run.log_with != "none":
                 self.accelerator.log(scalars, step=step)
-            logger.info("step %d: eval %s", step, json.dumps(result, default=str))
+            logger.info("step %d: eval %s", step, json.dumps(values, default=str))
 
     # -- signals ------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):  # noqa: ARG002
@@ -442,8 +461,11 @@ class Trainer:
         """Gradients for ``group``'s parameters only (``None``: every trainable parameter)."""
         ids = self._group_ids[group] if group is not None else None
         for p in self.trainable:
-            p.requires_grad_(ids is None or id(p) in ids)
-            p.grad = None
+            on = ids is None or id(p) in ids
+            if p.requires_grad != on:
+                p.requires_grad_(on)
+            if on:
+                p.grad = None  # others' gradients are dropped after their own step
 
     def _set_lr(self, step: int) -> dict[str, float]:
         run = self.run
@@ -503,6 +525,10 @@ class Trainer:
         if scaler is not None:
             scaler.step(opt.optimizer)
             scaler.update()
+        elif self._direct_step:
+            # We step only on a sync and own the fp16 scaling, so the AcceleratedOptimizer
+            # wrapper would add nothing but per-call package lookups (~1 ms per step).
+            opt.optimizer.step()
         else:
             opt.step()
         for p in params:
@@ -595,8 +621,13 @@ class Trainer:
             self.save_samples(step)
         interrupted = stop_reason is not None and stop_reason.startswith(("signal", "another"))
         if not interrupted and self.is_main:
-            self.unwrapped.save_pretrained(self.out / "final", dataset=run.dataset, steps=step)
-            logger.info("step %d: saved %s", step, self.out / "final")
+            if self._weights_finite():
+                self.unwrapped.save_pretrained(self.out / "final", dataset=run.dataset,
+                                               steps=step)
+                logger.info("step %d: saved %s", step, self.out / "final")
+            else:
+                logger.error("step %d: weights hold NaN or inf; %s NOT written", step,
+                             self.out / "final")
         if stop_reason is not None and self.is_main:
             logger.info("stopped at step %d: %s", step, stop_reason)
         acc.wait_for_everyone()
