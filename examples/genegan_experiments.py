@@ -17,8 +17,8 @@ Each experiment
    ``ganzoo.evaluate`` (real statistics are cached) and writes the result, with its protocol,
    to ``<exp dir>/fid_128_n5000.json``.
 
-``--list`` shows the experiments, ``--dry-run`` prints the trainer arguments and the evaluation
-call without running them. ``--dataset shapes_attr --model test_genegan_multires`` gives a
+``--list`` shows the experiments, ``--dry-run`` prints the equivalent ``python -m ganzoo.train``
+and ``ganzoo eval`` commands without running them. ``--dataset shapes_attr --model test_genegan_multires`` gives a
 CPU smoke test (with ``--feature-extractor test_random_cnn`` when the Inception weights are
 not available offline). Trainer flags after ``--`` are passed through, e.g.
 ``-- --save-every 20000 --sample-every 20000``.
@@ -122,6 +122,17 @@ def trainer_argv(name: str, args, exp_dir: Path, resolution: int) -> list[str]:
     return argv + list(args.trainer_args)
 
 
+def eval_command(args, exp_dir: Path, eval_kwargs: dict[str, Any]) -> list[str]:
+    """The ``ganzoo eval`` command equivalent to the evaluation of a completed run."""
+    cmd = ["ganzoo", "eval", str(exp_dir / "final"), "--ref", args.dataset, "--metric", "fid",
+           "--n", str(eval_kwargs["n"]), "--batch-size", str(eval_kwargs["batch_size"]),
+           "--feature-extractor", eval_kwargs["feature_extractor"],
+           "--seed", str(eval_kwargs["seed"])]
+    for key, value in eval_kwargs["dataset_kwargs"].items():
+        cmd += ["-d", f"{key}={value}"]
+    return cmd + ["--out", eval_kwargs["out"]]
+
+
 def load_trained(exp_dir: Path):
     """The newest weights of a run: ``final/`` after a completed run, else the newest
     checkpoint (after a signal stop)."""
@@ -172,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                        out=str(fid_path))
     if args.dry_run:
         print("python -m ganzoo.train " + " ".join(targv))
-        print(f"ganzoo.evaluate(<newest weights of {exp_dir}>, {args.dataset!r}, "
-              + ", ".join(f"{k}={v!r}" for k, v in eval_kwargs.items()) + ")")
+        print(" ".join(eval_command(args, exp_dir, eval_kwargs)))
         return 0
     exp_dir.mkdir(parents=True, exist_ok=True)
     (exp_dir / "experiment.json").write_text(json.dumps(

@@ -38,6 +38,7 @@ def test_dry_run_prints_the_queue_command(runner, capsys, tmp_path):
     assert "--model genegan_multires --dataset celeba" in out
     assert "--duration 3h --keep 2" in out and "--set multi_res_mode=random" in out
     assert "data.resolution=128" in out and "fid_128_n5000.json" in out
+    assert "ganzoo eval " in out and "--ref celeba" in out and "-d split=all" in out
     with pytest.raises(SystemExit, match="vqvae-ckpt"):
         runner.main(["EXP06b", "--dry-run", "--data-root", str(tmp_path)])
 
