@@ -125,7 +125,35 @@ def make_norm(kind: Norm, channels: int, bn_momentum: float = 0.1, groups: int =
 
 
 def _sn(layer: nn.Module, on: bool) -> nn.Module:
-    return nn.utils.parametrizations.spectral_norm(layer) if on else layer
+    if not on:
+        return layer
+    if layer.weight.is_meta:
+        return meta_spectral_norm(layer)
+    return nn.utils.parametrizations.spectral_norm(layer)
+
+
+def meta_spectral_norm(layer: nn.Module) -> nn.Module:
+    """``spectral_norm`` for a layer built on the ``meta`` device, without the 15 power
+    iterations its constructor runs (slow through meta decompositions, and meaningless there).
+    Same parametrization class, buffers and state-dict keys as the real thing; falls back to
+    ``spectral_norm`` if PyTorch's private class changes."""
+    try:
+        from torch.nn.utils import parametrize
+        from torch.nn.utils.parametrizations import _SpectralNorm
+
+        weight = layer.weight
+        dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
+        sn = _SpectralNorm.__new__(_SpectralNorm)
+        nn.Module.__init__(sn)
+        sn.dim, sn.eps, sn.n_power_iterations = dim, 1e-12, 1
+        sn.register_buffer("_u", torch.empty(weight.shape[dim], device="meta"))
+        sn.register_buffer("_v", torch.empty(weight.numel() // weight.shape[dim], device="meta"))
+        # unsafe: skip the registration check, a forward that would run meta decompositions
+        parametrize.register_parametrization(layer, "weight", sn, unsafe=True)
+        layer.parametrizations.weight.unsafe = False
+        return layer
+    except Exception:  # noqa: BLE001 - private API moved: take the slow, public path
+        return nn.utils.parametrizations.spectral_norm(layer)
 
 
 def dcgan_init_(module: nn.Module, std: float = 0.02) -> None:
@@ -298,6 +326,21 @@ class LatentGAN(GenerativeModel):
         policy = self.config.diffaugment
         return diff_augment(x, policy) if policy else x
 
+    def _d_real_fake(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor):
+        """D on real and fake: one forward of the concatenated batch when D has no
+        BatchNorm (every layer is per-sample, so this is the same function, with half the
+        kernel launches); two forwards otherwise, so BatchNorm statistics stay per batch as
+        in the papers."""
+        per_sample = self.__dict__.get("_d_per_sample")
+        if per_sample is None:
+            per_sample = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                 for m in d.modules())
+            self.__dict__["_d_per_sample"] = per_sample
+        if per_sample and real.shape[1:] == fake.shape[1:]:
+            logits = d(torch.cat([real, fake.to(real.dtype)]))
+            return logits[: real.shape[0]], logits[real.shape[0]:]
+        return d(real), d(fake)
+
     def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
         real = batch["image"]
         n = real.shape[0]
@@ -307,7 +350,7 @@ class LatentGAN(GenerativeModel):
             with torch.no_grad():  # the D step trains D only: no graph through G
                 fake = self.generator(z)
             real_in, fake_in = self._augment(real), self._augment(fake)
-            real_logits, fake_logits = d(real_in), d(fake_in)
+            real_logits, fake_logits = self._d_real_fake(d, real_in, fake_in)
             loss = self.adv_loss.d_loss(real_logits, fake_logits)
             logs = {"d_loss": loss.detach(), "real_score": real_logits.detach().mean(),
                     "fake_score": fake_logits.detach().mean()}
