@@ -86,6 +86,7 @@ class GenerativeModel(nn.Module):
     paper: ClassVar[str] = ""  # "Authors, Title, venue year (arXiv id)"
     task: ClassVar[Literal["sample", "translate", "transfer", "reconstruct"]] = "sample"
     batch_keys: ClassVar[tuple[str, ...]] = ("image",)  # keys ``loss`` reads from a batch
+    default_dataset: ClassVar[str] = "shapes"  # embedded dataset giving ``batch_keys``
     ema_networks: ClassVar[tuple[str, ...]] = ()
     default_ema_decay: ClassVar[float] = 0.999
     # Output name of ``generate`` -> dataset overrides that give its reference images.
