@@ -68,7 +68,7 @@ logger = logging.getLogger("ganzoo.cut")
 # -- config ------------------------------------------------------------------------------------
 @dataclass
 class CUTConfig:
-    image_size: int = 256
+    resolution: int = 256  # training image side (the generator is fully convolutional)
     in_channels: int = 3
     out_channels: int = 3
     # Generator: ResNet with 2 downsamplings, ``n_blocks`` residual blocks, 2 upsamplings.
@@ -116,13 +116,13 @@ class CUTConfig:
     clip_grad_norm: float | None = 10.0
 
     def __post_init__(self):
-        for name in ("image_size", "in_channels", "out_channels", "ngf", "ndf", "d_layers",
+        for name in ("resolution", "in_channels", "out_channels", "ngf", "ndf", "d_layers",
                      "d_num_scales", "num_patches", "projector_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CUTConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.image_size % 4:
-            raise ValueError(f"CUTConfig.image_size must be a multiple of 4 (two downsamplings), "
-                             f"got {self.image_size}")
+        if self.resolution % 4:
+            raise ValueError(f"CUTConfig.resolution must be a multiple of 4 (two downsamplings), "
+                             f"got {self.resolution}")
         if self.n_blocks < 0:
             raise ValueError(f"CUTConfig.n_blocks must be >= 0, got {self.n_blocks}")
         if self.self_attention and not 0 <= self.attention_block < self.n_blocks:
@@ -168,12 +168,12 @@ def encoder_length(n_blocks: int, antialias: bool) -> int:
 
 
 def _check_diffaugment_policy(policy: str) -> None:
-    allowed = {"color", "translation", "cutout"}
-    parts = [p.strip() for p in policy.split(",") if p.strip()]
-    bad = [p for p in parts if p not in allowed]
-    if bad:
-        raise ValueError(f"CUTConfig.diffaugment: unknown policy {bad[0]!r}; use a comma list of "
-                         f"{sorted(allowed)} or '' to disable")
+    from ..layers.diffaugment import parse_policy
+
+    try:
+        parse_policy(policy)
+    except ValueError as e:
+        raise ValueError(f"CUTConfig.diffaugment: {e} ('' disables it)") from None
 
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -185,10 +185,13 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def _binomial_filter(taps: int) -> torch.Tensor:
-    row = torch.tensor([math.comb(taps - 1, i) for i in range(taps)], dtype=torch.float32)
-    filt = row[:, None] * row[None, :]
-    return filt / filt.sum()
+def _binomial_filter(taps: int, channels: int, gain: float = 1.0) -> torch.Tensor:
+    """``(channels, 1, taps, taps)`` normalised binomial blur, built from Python floats (no
+    tensor arithmetic, so building on the ``meta`` device stays cheap)."""
+    row = [math.comb(taps - 1, i) for i in range(taps)]
+    total = sum(row) ** 2
+    filt = [[gain * a * b / total for b in row] for a in row]
+    return torch.tensor([[filt]] * channels, dtype=torch.float32)
 
 
 class BlurDownsample(nn.Module):
@@ -197,8 +200,7 @@ class BlurDownsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
-        self.register_buffer("filt", _binomial_filter(3)[None, None].repeat(channels, 1, 1, 1),
-                             persistent=False)
+        self.register_buffer("filt", _binomial_filter(3, channels), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.filt.to(x.dtype), stride=2,
@@ -211,8 +213,7 @@ class BlurUpsample(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
-        self.register_buffer("filt", (_binomial_filter(4) * 4)[None, None].repeat(channels, 1, 1, 1),
-                             persistent=False)
+        self.register_buffer("filt", _binomial_filter(4, channels, gain=4.0), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.filt.to(x.dtype),
@@ -282,8 +283,11 @@ class ResnetBlock(nn.Module):
 # -- networks ----------------------------------------------------------------------------------
 def _init_weights(module: nn.Module, gain: float) -> None:
     """Xavier-normal weights (gain 0.02) and zero biases for convs and linears, as the
-    reference's ``init_type='xavier'``; batch-norm scales ~ N(1, gain)."""
+    reference's ``init_type='xavier'``; batch-norm scales ~ N(1, gain). Skipped on the
+    ``meta`` device, where there are no values to initialise."""
     for m in module.modules():
+        if any(p.is_meta for p in m.parameters(recurse=False)):
+            continue
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.xavier_normal_(m.weight, gain=gain)
             if m.bias is not None:
@@ -472,6 +476,7 @@ class CUT(GenerativeModel):
              "Translation, ECCV 2020 (arXiv 2007.15651)")
     task = "translate"
     batch_keys = ("image_a", "image_b")
+    default_dataset = "shapes_unpaired"
     ema_networks = ("generator",)
     default_ema_decay = 0.999
     eval_references = {"translated": {"domain": "b"}}
@@ -668,7 +673,7 @@ def generate_folder(model_or_path, src_dir, out, *, batch_size: int = 8,
         src_dir: folder of source (domain-A) images; sub-folders are not searched.
         out: output folder, or a path ending in ``.zip`` (the Kaggle "images.zip" format:
             flat, one image per source, same stem).
-        image_size: side the images are resized to (default: the model's ``image_size``;
+        image_size: side the images are resized to (default: the model's ``resolution``;
             0 keeps each image's size, which must be a multiple of 4).
         use_ema: use the EMA generator when the model has one (the default, as in training
             evaluation); False forces the live weights.
@@ -700,7 +705,7 @@ def generate_folder(model_or_path, src_dir, out, *, batch_size: int = 8,
     dev = model.device
     weights = "ema" if use_ema and "generator" in model.ema else "live"
     net = model.ema["generator"] if weights == "ema" else model.generator
-    size = model.config.image_size if image_size is None else image_size
+    size = model.config.resolution if image_size is None else image_size
     logger.info("generate_folder: translating %d images from %s with the %s generator weights",
                 len(files), src_dir, weights.upper())
     was_training = net.training
@@ -750,7 +755,7 @@ def _run(net: nn.Module, uint8: torch.Tensor, device: torch.device) -> torch.Ten
 
 
 # -- presets -----------------------------------------------------------------------------------
-_TEST = dict(image_size=32, ngf=8, n_blocks=2, ndf=8, nce_layers=(0, 4, 8, 12, 13),
+_TEST = dict(resolution=32, ngf=8, n_blocks=2, ndf=8, nce_layers=(0, 4, 8, 12, 13),
              num_patches=16, projector_channels=16, identity_warmup_steps=2)
 
 
