@@ -318,3 +318,36 @@ def test_generate_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no images"):
         generate_folder(ganzoo.build("test_cut"), tmp_path / "empty", tmp_path / "out")
+
+
+# -- YAML run config ---------------------------------------------------------------------------
+def _packaged_config():
+    from importlib import resources
+
+    import yaml
+
+    text = resources.files("ganzoo").joinpath("configs/cut.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def test_yaml_config_has_the_baseline_weights_and_builds():
+    data = _packaged_config()
+    assert data["model"] == "cut"
+    args = data["model_args"]
+    assert (args["lambda_adv"], args["lambda_nce"]) == (1.0, 1.0)
+    assert (args["lambda_identity_warm"], args["lambda_identity_final"]) == (0.1, 0.0)
+    assert args["lambda_r1"] == args["lambda_feature_matching"] == args["lambda_palette"] == 0.0
+    with torch.device("meta"):
+        model = ganzoo.build(data["model"], **args)  # every key is a CUTConfig field
+    defaults = CUTConfig()
+    assert model.config == defaults  # the file spells out the preset's defaults
+
+
+def test_yaml_config_loads_with_the_trainer(tmp_path):
+    training = pytest.importorskip("ganzoo.training.config")
+    from importlib import resources
+
+    path = tmp_path / "cut.yaml"
+    path.write_text(resources.files("ganzoo").joinpath("configs/cut.yaml").read_text())
+    run = training.resolve_run_config(training.load_config_file(path))
+    assert run.model == "cut" and run.model_args["lambda_identity_warm"] == 0.1
