@@ -212,7 +212,7 @@ def test_lpips_diversity_is_mean_over_pairs_and_weights_round_trip(tmp_path, mon
     save_file(net.full_state_dict(), str(path))
     monkeypatch.setenv("GANZOO_LPIPS_WEIGHTS", str(path))
     imgs = _images(5, 4, 32)
-    metric = ganzoo.build_metric("lpips_diversity", max_samples=5)  # loads via the env var
+    metric = ganzoo.build_metric("lpips_diversity", max_samples=5, min_size=32)  # env weights
     out = metric.compute(imgs)["lpips_diversity"]
     brute = np.mean([float(net(imgs[i:i + 1], imgs[j:j + 1]))
                      for i in range(5) for j in range(i + 1, 5)])
