@@ -185,8 +185,8 @@ def main(argv=None) -> int:
     if ref_rows:
         print("\nganzoo (reference-matched) / reference speed ratio:")
         for w, m, b, v in rows:
-            if (w.startswith("ganzoo cut, reference-matched") or w.startswith("ganzoo cut translate")) \
-                    and (m, b) in ref_rows:
+            matched_row = w.startswith(("ganzoo cut, reference-matched", "ganzoo cut translate"))
+            if matched_row and (m, b) in ref_rows:
                 print(f"- {m} batch {b}: {v / ref_rows[(m, b)]:.2f}x")
     else:
         print(f"\nReference not run: {ref_note}.")

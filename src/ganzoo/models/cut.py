@@ -81,7 +81,7 @@ class CUTConfig:
     self_attention: bool = False  # SAGAN self-attention after residual block ``attention_block``
     attention_block: int = 4
     channel_attention: bool = False  # squeeze-excitation on each residual branch
-    adain_gates: bool = False  # per-channel scale/shift of each residual branch from its input stats
+    adain_gates: bool = False  # residual branch scaled/shifted per channel from input stats
     # Discriminator: the shared PatchGAN (70x70 receptive field with 3 layers).
     ndf: int = 64
     d_layers: int = 3
