@@ -46,8 +46,8 @@ from . import layout as L
 from .layout import LayoutMLP, render_scores, score_pyramid
 from .stylegan2 import LayoutStyleGANGenerator, StyleGAN2Discriminator, generator_channels, splat
 
-__all__ = ["BlobGAN", "BlobGANConfig", "blobgan_256", "blobgan_256x512", "test_blobgan",
-           "test_blobgan_rect"]
+__all__ = ["BlobGAN", "BlobGANConfig", "BlobGANEncoder", "BlobGANEncoderConfig", "blobgan_256",
+           "blobgan_256x512", "test_blobgan", "test_blobgan_rect"]
 
 
 def _is_pow2(x: int) -> bool:
@@ -304,3 +304,7 @@ def test_blobgan_rect(**kwargs) -> BlobGAN:
     """Tiny rectangular BlobGAN for tests: 16x32 (aspect 2), 4 blobs, 4x8 grid."""
     return BlobGAN.from_config(BlobGANConfig(resolution=16, size_in=4, aspect_ratio=2.0, **_TINY),
                                preset="test_blobgan_rect", **kwargs)
+
+
+# The encoder presets register from their own module (timm is imported only when one is built).
+from .encoder import BlobGANEncoder, BlobGANEncoderConfig  # noqa: E402
