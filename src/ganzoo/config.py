@@ -155,7 +155,10 @@ def coerce(value, annotation, field: str):
         return int(value)
     if annotation is float:
         if isinstance(value, str):
-            value = _parse_str(value)
+            try:
+                value = float(value)  # YAML would read "1e-3" as a string
+            except ValueError:
+                raise ValueError(f"{field} must be a float, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{field} must be a float, got {value!r}")
         return float(value)

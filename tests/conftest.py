@@ -1,0 +1,75 @@
+"""Shared fixtures: real plugin distributions on sys.path, registry refresh, small helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+PLUGINS = TESTS / "plugins"
+REPO = TESTS.parent
+
+# Keep tests single-threaded per process: the suite runs on 2 cores with pytest-xdist.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def refresh_registries() -> None:
+    from ganzoo.registry import DATASETS, LOSSES, METRICS, MODELS
+
+    for reg in (MODELS, LOSSES, DATASETS, METRICS):
+        reg.refresh()
+
+
+def make_dist(root: Path, dist: str, entry_points: dict[str, dict[str, str]],
+              modules: dict[str, str]) -> Path:
+    """Write a real installed distribution (``.dist-info`` + modules) under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = []
+    for group, entries in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{name} = {target}" for name, target in entries.items()]
+        lines.append("")
+    (info / "entry_points.txt").write_text("\n".join(lines))
+    for name, source in modules.items():
+        (root / f"{name}.py").write_text(textwrap.dedent(source))
+    return root
+
+
+@pytest.fixture
+def plugin_path(monkeypatch):
+    """Put directories on sys.path as installed plugins; registries are refreshed around it."""
+    added: list[str] = []
+
+    def add(path: Path) -> None:
+        monkeypatch.syspath_prepend(str(path))
+        added.append(str(path))
+        refresh_registries()
+
+    yield add
+    for name in [m for m, mod in sys.modules.items()
+                 if any(str(getattr(mod, "__file__", "") or "").startswith(p) for p in added)]:
+        del sys.modules[name]
+    monkeypatch.undo()
+    refresh_registries()
+
+
+@pytest.fixture
+def toy_plugin(plugin_path):
+    """The ``ganzoo-toy`` plugin distribution (tests/plugins): a tiny GAN and a dataset."""
+    plugin_path(PLUGINS)
+    return PLUGINS
+
+
+def run_python(code: str, env: dict | None = None, timeout: int = 120, cwd=None):
+    """Run code in a fresh interpreter (real process, real environment)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=full_env, timeout=timeout, cwd=cwd)

@@ -1,0 +1,145 @@
+"""Weights round trips: local folders, a loopback Hub server, and the offline HF cache."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import ganzoo
+from ganzoo.hub import load_weights
+
+from conftest import PLUGINS, run_python
+from hub_server import FakeHub
+
+
+def _trained(model):
+    """Perturb weights so a round trip cannot pass by re-initialising."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def test_save_and_load_folder_gives_identical_outputs(toy_plugin, tmp_path):
+    model = _trained(ganzoo.build("toy_gan", hidden=8))
+    model.update_ema(0.5)
+    model.save_pretrained(tmp_path / "m", dataset="toy_noise", steps=3)
+    names = sorted(os.listdir(tmp_path / "m"))
+    assert names == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["preset"] == "toy_gan" and config["config"]["hidden"] == 8
+    assert config["ganzoo_version"] == ganzoo.__version__
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "toy_noise" in card and "hidden" in card
+    loaded = ganzoo.from_pretrained(tmp_path / "m")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(model.sample(4, g1), loaded.sample(4, g2))
+    # build(name, pretrained=folder) loads into the preset too.
+    again = ganzoo.build("toy_gan", hidden=8, pretrained=str(tmp_path / "m"))
+    assert torch.equal(again.generator[0].weight, model.generator[0].weight)
+
+
+def test_ema_weights_are_saved_under_prefix(toy_plugin, tmp_path):
+    from safetensors.torch import load_file
+
+    model = ganzoo.build("toy_gan")
+    model.save_pretrained(tmp_path)
+    keys = load_file(str(tmp_path / "model.safetensors")).keys()
+    assert any(k.startswith("ema.generator.") for k in keys)
+    assert any(k.startswith("discriminator.") for k in keys)
+
+
+def test_strict_load_lists_missing_and_unexpected_keys(toy_plugin, tmp_path):
+    ganzoo.build("toy_gan").save_pretrained(tmp_path)
+    other = ganzoo.build("toy_gan", hidden=32)
+    with pytest.raises(ValueError, match="shape mismatches: .*generator.0.weight"):
+        load_weights(other, tmp_path)
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(tmp_path / "model.safetensors"))
+    state["bogus.weight"] = torch.zeros(1)
+    del state["generator.0.bias"]
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"missing keys: generator\.0\.bias.*unexpected keys: "
+                                         r"bogus\.weight"):
+        load_weights(ganzoo.build("toy_gan"), tmp_path)
+
+
+def test_corrupt_or_truncated_weights_name_the_file(toy_plugin, tmp_path):
+    ganzoo.build("toy_gan").save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="model.safetensors.*corrupt or truncated"):
+        ganzoo.from_pretrained(tmp_path)
+
+
+def test_unknown_preset_in_config_names_the_file(toy_plugin, tmp_path):
+    ganzoo.build("toy_gan").save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["preset"] = "toy_gann"
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(KeyError, match=r"config.json.*toy_gann.*toy_gan"):
+        ganzoo.from_pretrained(tmp_path)
+
+
+def test_non_finite_weights_are_never_saved(toy_plugin, tmp_path):
+    model = ganzoo.build("toy_gan")
+    with torch.no_grad():
+        model.generator[0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite.*generator.0.weight"):
+        model.save_pretrained(tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_bad_source_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a folder"):
+        ganzoo.from_pretrained(str(tmp_path / "nope" / "deeper"))
+
+
+@pytest.mark.slow
+def test_push_then_pull_through_loopback_hub_and_offline_cache(tmp_path):
+    """Real huggingface_hub client code against a server on 127.0.0.1, then offline."""
+    env = {"PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]),
+           "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": "hf_test_token",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1"}
+    push_and_pull = f"""
+        import torch, ganzoo
+        model = ganzoo.build("toy_gan", hidden=8)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        url = model.push_to_hub("ganzoo-test/toy", dataset="toy_noise")
+        assert "ganzoo-test/toy" in url, url
+        pulled = ganzoo.from_pretrained("ganzoo-test/toy")
+        again = ganzoo.build("toy_gan", hidden=8, pretrained="hf-hub:ganzoo-test/toy")
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, pulled.state_dict()[k]), k
+            assert torch.equal(v, again.state_dict()[k]), k
+        torch.save(model.sample(3, torch.Generator().manual_seed(1)), r"{tmp_path / 'ref.pt'}")
+        print("pushed-and-pulled")
+    """
+    with FakeHub() as hub:
+        proc = run_python(push_and_pull, env={**env, "HF_ENDPOINT": hub.url})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "pushed-and-pulled" in proc.stdout
+        assert "ganzoo-test/toy" in hub.repos
+        assert set(hub.repos["ganzoo-test/toy"].files) == {"model.safetensors", "config.json",
+                                                           "README.md"}
+        assert any(m == "POST" and p.endswith("/commit/main") for m, p in hub.requests)
+    # The server is gone: the populated cache must serve the model with HF_HUB_OFFLINE=1.
+    offline = f"""
+        import torch, ganzoo
+        model = ganzoo.from_pretrained("ganzoo-test/toy")
+        ref = torch.load(r"{tmp_path / 'ref.pt'}", weights_only=True)
+        assert torch.equal(model.sample(3, torch.Generator().manual_seed(1)), ref)
+        print("offline-ok")
+    """
+    proc = run_python(offline, env={**env, "HF_HUB_OFFLINE": "1",
+                                    "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "offline-ok" in proc.stdout
