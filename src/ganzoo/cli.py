@@ -16,10 +16,34 @@ KINDS = ("models", "losses", "datasets", "metrics")
 def _list(args) -> int:
     import ganzoo
 
+    if args.markdown:
+        if args.kind != "models":
+            raise ValueError("--markdown lists models only")
+        print(model_table(args.pattern), end="")
+        return 0
     fn = getattr(ganzoo, f"list_{args.kind}")
     for name in fn(args.pattern):
         print(name)
     return 0
+
+
+def model_table(pattern: str | None = None) -> str:
+    """The README's model table, generated from the registry (presets built on ``meta``)."""
+    import ganzoo
+
+    rows = ["| preset | family | task | size | params | paper |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name in ganzoo.list_models(pattern):
+        info = ganzoo.model_info(name)
+        config = info["config"] or {}
+        res = config.get("resolution") or max(config.get("resolutions") or [0]) or "?"
+        aspect = config.get("aspect_ratio", 1.0) or 1.0
+        size = f"{res}x{int(res * aspect)}" if isinstance(res, int) and aspect != 1.0 else res
+        params = f"{info['parameters'] / 1e6:.2f} M"
+        paper = (info["paper"] or "").split(" (")[0]
+        rows.append(f"| `{name}` | {info['family']} | {info['task']} | {size} | {params} "
+                    f"| {paper} |")
+    return "\n".join(rows) + "\n"
 
 
 def _info(args) -> int:
@@ -45,22 +69,11 @@ def load_model(spec: str, device: str = "cpu"):
     return model.to(device).eval()
 
 
-def example_batch(model, n: int, seed: int = 0):
-    """``n`` items of the model's default embedded dataset at its resolution, as a batch."""
-    import ganzoo
-
-    res = getattr(model.config, "resolution", 64)
-    if isinstance(res, (list, tuple)):
-        res = max(res)
-    ds = ganzoo.build_dataset(model.default_dataset, resolution=int(res), size=max(n, 1),
-                              seed=seed)
-    items = [ds[i] for i in range(n)]
-    return {k: __import__("torch").stack([it[k] for it in items]) for k in items[0]}
-
-
 def _sample(args) -> int:
     import torch
     from torchvision.utils import save_image
+
+    from .datasets import example_batch
 
     model = load_model(args.model, args.device)
     g = torch.Generator().manual_seed(args.seed)
@@ -83,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("list", help="list registered models, losses, datasets or metrics")
     q.add_argument("kind", nargs="?", default="models", choices=KINDS)
     q.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'wgan*'")
+    q.add_argument("--markdown", action="store_true", help="the README's model table")
     q.set_defaults(fn=_list)
 
     q = sub.add_parser("info", help="family, config defaults and pretrained tags of a model")

@@ -10,3 +10,28 @@ Every dataset yields dicts; batches are dicts of stacked tensors. Images are flo
 
 A model lists the keys it reads in ``batch_keys``; the trainer refuses a dataset without them.
 """
+
+
+def dataset_kwargs_for(model) -> dict:
+    """Options that make a dataset match ``model``'s input size (resolution, aspect ratio)."""
+    config = model.config
+    res = getattr(config, "resolution", None)
+    if res is None:
+        res = max(getattr(config, "resolutions", (64,)))
+    kwargs = {"resolution": int(res)}
+    aspect = getattr(config, "aspect_ratio", 1.0)
+    if aspect != 1.0:
+        kwargs["aspect_ratio"] = float(aspect)
+    return kwargs
+
+
+def example_batch(model, n: int, seed: int = 0, **overrides) -> dict:
+    """``n`` items of ``model.default_dataset`` at the model's size, stacked into a batch."""
+    import torch
+
+    import ganzoo
+
+    kwargs = {**dataset_kwargs_for(model), "size": max(n, 1), "seed": seed, **overrides}
+    ds = ganzoo.build_dataset(model.default_dataset, **kwargs)
+    items = [ds[i] for i in range(n)]
+    return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}

@@ -1,0 +1,117 @@
+"""The model contract, checked for every registered preset (new presets are covered as they
+register). Full-size presets are built on the meta device; tiny ``test_*`` presets run for real.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import ganzoo
+from ganzoo.config import from_dict, to_dict
+from ganzoo.datasets import example_batch
+from ganzoo.models.base import GenerativeModel
+
+ALL = ganzoo.list_models()
+TINY = ganzoo.list_models("test_*")
+
+
+def _skip_if_empty(names):
+    return names or [pytest.param(None, marks=pytest.mark.skip(reason="no presets registered"))]
+
+
+@pytest.mark.parametrize("name", _skip_if_empty(ALL))
+def test_preset_info_and_config_round_trip(name):
+    info = ganzoo.model_info(name)  # built on the meta device: no memory, no weights
+    assert info["family"] and info["task"] in ("sample", "translate", "transfer", "reconstruct")
+    assert info["parameters"] > 0
+    json.dumps(info)  # the whole config is JSON-serialisable
+    with torch.device("meta"):
+        model = ganzoo.build(name)
+    assert isinstance(model, GenerativeModel)
+    assert model.preset == name
+    assert from_dict(type(model.config), to_dict(model.config)) == model.config
+    groups = model.optimizer_groups()
+    assert groups, "a model must have at least one optimizer group"
+    # Groups are disjoint and cover every trainable parameter (none is silently untrained).
+    seen: dict[int, str] = {}
+    for group in groups:
+        for p in model.group_parameters(group):
+            assert id(p) not in seen, f"a parameter is in groups {seen[id(p)]} and {group}"
+            seen[id(p)] = group
+    for pname, p in model.named_parameters():
+        if p.requires_grad and not pname.startswith("ema."):
+            assert id(p) in seen, f"parameter {pname} belongs to no optimizer group"
+    assert set(model.schedule(0)) <= set(groups)
+
+
+def _task_output(model, batch, seed):
+    g = torch.Generator().manual_seed(seed)
+    if model.task == "sample":
+        return {"sample": model.sample(2, generator=g)}
+    return model.generate(batch, 2, generator=g)
+
+
+@pytest.fixture(params=_skip_if_empty(TINY))
+def tiny(request):
+    torch.manual_seed(0)
+    model = ganzoo.build(request.param)
+    n_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("ema."))
+    assert n_params < 1_000_000, f"{request.param} has {n_params} parameters; tiny presets <1M"
+    return model
+
+
+def test_tiny_output_shape_range_and_determinism(tiny):
+    tiny.eval()
+    batch = example_batch(tiny, 2)
+    out = _task_output(tiny, batch, seed=1)
+    again = _task_output(tiny, batch, seed=1)
+    assert out and set(out) >= set(tiny.eval_references)
+    for name, images in out.items():
+        assert images.dim() == 4 and images.shape[0] == 2 and images.shape[1] in (1, 3), name
+        assert images.min() >= -1 and images.max() <= 1, name
+        assert torch.equal(images, again[name]), f"{name} is not deterministic by seed"
+    preview = tiny.preview(batch, 2, generator=torch.Generator().manual_seed(0))
+    assert preview.dim() == 4 and preview.shape[1] in (1, 3)
+
+
+def test_tiny_step_per_group_reaches_exactly_that_group(tiny):
+    tiny.train()
+    batch = example_batch(tiny, 2)
+    trainable = [p for n, p in tiny.named_parameters() if not n.startswith("ema.")]
+    for group in tiny.optimizer_groups():
+        own = {id(p) for p in tiny.group_parameters(group)}
+        for p in trainable:  # what the trainer does before each group's step
+            p.requires_grad_(id(p) in own)
+            p.grad = None
+        loss, logs = tiny(group, batch, 0)
+        assert loss.dim() == 0 and torch.isfinite(loss), (group, loss)
+        for k, v in logs.items():
+            assert math.isfinite(float(v)), (group, k, v)
+        loss.backward()
+        reached = [p for p in tiny.group_parameters(group) if p.grad is not None]
+        assert reached, f"no gradient reaches group {group}"
+        for p in reached:
+            assert torch.isfinite(p.grad).all(), group
+        for n, p in tiny.named_parameters():
+            if id(p) not in own:
+                assert p.grad is None, f"group {group}'s loss wrote a gradient into {n}"
+    for p in trainable:
+        p.requires_grad_(True)
+
+
+def test_tiny_save_load_round_trip(tiny, tmp_path):
+    tiny.eval()
+    with torch.no_grad():  # move away from the initialisation so loading must do the work
+        for p in tiny.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    batch = example_batch(tiny, 2)
+    before = _task_output(tiny, batch, seed=3)
+    tiny.save_pretrained(tmp_path)
+    loaded = ganzoo.from_pretrained(tmp_path).eval()
+    after = _task_output(loaded, batch, seed=3)
+    for name in before:
+        assert torch.equal(before[name], after[name]), name
