@@ -1,0 +1,461 @@
+"""Evaluation: formulas against closed forms, the evaluate() plumbing, cache, CLI, errors.
+
+Fast tests use the weight-free ``test_random_cnn`` extractor; the Inception path and its
+equality with torch-fidelity are in test_metrics_inception.py.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ganzoo
+from ganzoo.metrics import evaluate
+from ganzoo.metrics.base import RealFeatures
+from ganzoo.metrics.fidelity import KID, MiFID, frechet_distance, memorization_distance
+from ganzoo.models.base import GenerativeModel
+from ganzoo.registry import DATASETS
+
+EX = "test_random_cnn"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny convolutions spend most of their time waiting for a second OpenMP thread on a
+    # shared 2-core machine; one thread is 10-30x faster here.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _images(n, seed, res=16, lo=-1.0, hi=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, res, res, generator=g) * (hi - lo) + lo
+
+
+# -- statistics against closed forms ----------------------------------------------------------
+def test_frechet_distance_closed_form_gaussians():
+    rng = np.random.default_rng(0)
+    d = 6
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    a, b = rng.uniform(0.5, 2, size=d), rng.uniform(0.5, 2, size=d)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-9)
+    # Commuting non-diagonal covariances: rotate both diagonals by the same orthogonal Q.
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    s1, s2 = q @ np.diag(a) @ q.T, q @ np.diag(b) @ q.T
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-7)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fid_from_samples_approaches_closed_form():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20000, 3, generator=g)
+    y = torch.randn(20000, 3, generator=g) * 2 + torch.tensor([1.0, 0.0, -1.0])
+    expected = 2.0 + 3 * (1 - math.sqrt(4)) ** 2
+    out = ganzoo.build_metric("fid").compute(x, RealFeatures(y))["fid"]
+    assert out == pytest.approx(expected, rel=0.05)
+
+
+def test_kid_point_masses_exact():
+    # All kernel entries are constant, so the unbiased MMD^2 is k(a,a) + k(b,b) - 2 k(a,b).
+    d = 4
+    a, b = torch.full((10, d), 0.5), torch.full((10, d), -0.25)
+
+    def k(x, y):
+        return (float(x @ y) / d + 1) ** 3
+
+    expected = k(a[0], a[0]) + k(b[0], b[0]) - 2 * k(a[0], b[0])
+    out = KID(subsets=3, subset_size=5).compute(a, RealFeatures(b))
+    assert out["kid_mean"] == pytest.approx(expected, rel=1e-5)
+    assert out["kid_std"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kid_linear_kernel_gaussian_mean_shift():
+    # With degree 1, MMD^2 = ||mu1 - mu2||^2 / d exactly in expectation (unbiased estimator).
+    g = torch.Generator().manual_seed(1)
+    d = 8
+    shift = torch.linspace(-1, 1, d)
+    x = torch.randn(2000, d, generator=g)
+    y = torch.randn(2000, d, generator=g) + shift
+    out = KID(subsets=10, subset_size=500, degree=1).compute(x, RealFeatures(y))
+    assert out["kid_mean"] == pytest.approx(float(shift.pow(2).sum()) / d, rel=0.1)
+    z = torch.randn(2000, d, generator=g)
+    same = KID(subsets=10, subset_size=500).compute(x, RealFeatures(z))
+    assert abs(same["kid_mean"]) < 5 * same["kid_std"] + 1e-6
+
+
+def test_mifid_formula_and_threshold():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(50, 16, generator=g)
+    # Orthogonal-ish random fakes: far from every real row -> no penalty, MiFID == FID.
+    fake = torch.randn(30, 16, generator=g)
+    m = MiFID()
+    out = m.compute(fake, RealFeatures(real))
+    fid = ganzoo.build_metric("fid").compute(fake, RealFeatures(real))["fid"]
+    assert out["mifid_distance"] >= 0.1
+    assert out["mifid"] == pytest.approx(fid, rel=1e-9)
+    # Sign does not matter (|cos|), zero rows are dropped.
+    assert memorization_distance(-real[:5], real) == pytest.approx(0.0, abs=1e-9)
+    with_zero = torch.cat([real[:5], torch.zeros(1, 16)])
+    assert memorization_distance(with_zero, real) == pytest.approx(0.0, abs=1e-9)
+    # Below eps the FID is divided by the distance.
+    near = real[:30] + 0.05 * torch.randn(30, 16, generator=g)
+    out = m.compute(near, RealFeatures(real))
+    fid = ganzoo.build_metric("fid").compute(near, RealFeatures(real))["fid"]
+    d = memorization_distance(near, real)
+    assert d < 0.1
+    assert out["mifid"] == pytest.approx(fid / (d + 1e-14), rel=1e-9)
+
+
+def test_mifid_copy_of_training_images_scores_worse_than_its_fid():
+    train = _images(40, 0)
+    copy = train[:20].clone()  # memorised: a subset of the training images
+    res = evaluate(copy, train, metrics=["fid", "mifid"], n=20, n_real=40, batch_size=8,
+                   feature_extractor=EX, cache=False)["metrics"]
+    assert res[f"mifid_distance@{EX}"] == pytest.approx(0.0, abs=1e-6)
+    assert res[f"mifid@{EX}"] > 1e6 * res[f"fid@{EX}"] > 0
+    fresh = evaluate(_images(20, 7), train, metrics=["fid", "mifid"], n=20, n_real=40,
+                     batch_size=8, feature_extractor=EX, cache=False)["metrics"]
+    assert fresh[f"mifid@{EX}"] < res[f"mifid@{EX}"]
+
+
+# -- reconstruction metrics ------------------------------------------------------------------
+def test_psnr_closed_form():
+    x = torch.full((2, 3, 8, 8), 0.5)
+    y = x + torch.tensor([0.1, 0.01]).view(2, 1, 1, 1)
+    vals = ganzoo.build_metric("psnr").per_pair(y, x)
+    assert vals.tolist() == pytest.approx([20.0, 40.0], rel=1e-6)
+    assert float(ganzoo.build_metric("psnr").per_pair(x, x)[0]) == pytest.approx(100.0)
+
+
+def test_ssim_closed_form_and_reference():
+    from scipy.signal import convolve2d
+
+    m = ganzoo.build_metric("ssim")
+    # Constant images: the variance terms vanish, SSIM = (2ab + C1) / (a^2 + b^2 + C1).
+    a, b = 0.7, 0.3
+    x, y = torch.full((1, 3, 16, 16), a), torch.full((1, 3, 16, 16), b)
+    c1 = 0.01**2
+    assert float(m.per_pair(x, y)) == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1))
+    # Random images against a direct scipy implementation of the same definition.
+    u, v = _images(1, 1, 24, 0, 1), _images(1, 2, 24, 0, 1)
+    v = (0.6 * u + 0.4 * v)
+    ax = np.arange(11) - 5.0
+    w = np.exp(-ax**2 / (2 * 1.5**2))
+    w = np.outer(w, w) / np.outer(w, w).sum()
+    vals = []
+    for c in range(3):
+        p, q = u[0, c].double().numpy(), v[0, c].double().numpy()
+
+        def f(t):
+            return convolve2d(t, w, mode="valid")
+
+        mp, mq = f(p), f(q)
+        spp, sqq, spq = f(p * p) - mp**2, f(q * q) - mq**2, f(p * q) - mp * mq
+        c2 = 0.03**2
+        vals.append((((2 * mp * mq + c1) * (2 * spq + c2))
+                     / ((mp**2 + mq**2 + c1) * (spp + sqq + c2))).mean())
+    assert float(m.per_pair(v, u)) == pytest.approx(np.mean(vals), rel=1e-9)
+    assert float(m.per_pair(u, u)) == pytest.approx(1.0)
+
+
+# -- LPIPS -----------------------------------------------------------------------------------
+def test_lpips_matches_torch_fidelity_vgg_with_same_weights(monkeypatch):
+    from torch_fidelity import sample_similarity_lpips as tfl
+
+    from ganzoo.metrics.lpips import LPIPS
+
+    ours = LPIPS("vgg", pretrained=False, seed=3)
+    state = ours.full_state_dict()
+    lin = {k: v for k, v in state.items() if k.startswith("lin")}
+
+    class _VGG(nn.Module):  # only .features is read by torch-fidelity
+        def __init__(self):
+            super().__init__()
+            from torchvision.models.vgg import cfgs, make_layers
+
+            self.features = make_layers(cfgs["D"])
+            flat = {}
+            for block in ours.net:  # sliced Sequentials keep torchvision's layer numbers
+                flat.update(block.state_dict())
+            self.features.load_state_dict(flat)
+
+    monkeypatch.setattr(tfl, "load_state_dict_from_url", lambda *a, **k: lin)
+    monkeypatch.setattr(tfl, "torchvision_load_pretrained_vgg16", lambda *a, **k: _VGG())
+    theirs = tfl.SampleSimilarityLPIPS("lpips-vgg16")
+    x = (_images(3, 0, 32) * 127.5 + 127.5).round().to(torch.uint8)
+    y = (_images(3, 1, 32) * 127.5 + 127.5).round().to(torch.uint8)
+    d_theirs = theirs(x, y)
+    d_ours = ours(x.float() / 127.5 - 1, y.float() / 127.5 - 1)
+    assert torch.allclose(d_ours, d_theirs, rtol=1e-4, atol=1e-6)
+    assert float(d_ours.min()) > 0
+
+
+def test_lpips_diversity_is_mean_over_pairs_and_weights_round_trip(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from ganzoo.metrics.lpips import LPIPS
+
+    net = LPIPS(pretrained=False, seed=1)
+    path = tmp_path / "lpips.safetensors"
+    save_file(net.full_state_dict(), str(path))
+    monkeypatch.setenv("GANZOO_LPIPS_WEIGHTS", str(path))
+    imgs = _images(5, 4, 32)
+    metric = ganzoo.build_metric("lpips_diversity", max_samples=5)  # loads via the env var
+    out = metric.compute(imgs)["lpips_diversity"]
+    brute = np.mean([float(net(imgs[i:i + 1], imgs[j:j + 1]))
+                     for i in range(5) for j in range(i + 1, 5)])
+    assert out == pytest.approx(brute, rel=1e-5)
+    assert metric.config()["weights"] == str(path)
+    same = metric.compute(imgs[:1].expand(4, -1, -1, -1))["lpips_diversity"]
+    assert same == pytest.approx(0.0, abs=1e-7)
+
+
+def test_lpips_offline_error(monkeypatch, tmp_path):
+    from ganzoo.metrics import lpips
+    from ganzoo.metrics.extractors import FeatureExtractorWeightsError
+
+    monkeypatch.delenv("GANZOO_LPIPS_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(lpips, "LPIPS_LIN_URLS", {"alex": "http://127.0.0.1:9/alex.pth"})
+    with pytest.raises(FeatureExtractorWeightsError, match="GANZOO_LPIPS_WEIGHTS"):
+        lpips.LPIPS("alex")
+
+
+# -- evaluate(): inputs, batch size, outputs, cache -------------------------------------------
+def test_batch_size_independence_and_protocol():
+    fake, real = _images(23, 0), _images(31, 1, lo=-0.8, hi=0.9)
+    kw = dict(metrics=["fid", "kid", "prc", "psnr"], n=23, n_real=31, feature_extractor=EX,
+              cache=False, metric_kwargs={"kid": {"subset_size": 10}})
+    results = [evaluate(fake, real, batch_size=b, **kw) for b in (1, 5, 23)]
+    for r in results[1:]:
+        for k, v in results[0]["metrics"].items():
+            assert r["metrics"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+    p = results[0]["protocol"]
+    assert p["implementation"] == "torch-fidelity" and p["implementation_version"] == "0.4.0"
+    assert p["feature_extractor"] == EX and p["resizer"] == "torch"
+    assert p["n_fake"] == 23 and p["n_real"] == 31 and p["resolution"] == [16, 16]
+    assert p["metrics"]["kid"]["subset_size_used"] == 10
+    # Values computed with a non-Inception extractor never read as plain "fid".
+    assert "fid" not in results[0]["metrics"] and f"fid@{EX}" in results[0]["metrics"]
+    assert "psnr" in results[0]["metrics"]
+
+
+def test_image_folder_equals_tensor(tmp_path):
+    import torchvision.utils as vutils
+
+    imgs = _images(6, 2, 20)
+    for i, im in enumerate(imgs):
+        vutils.save_image((im + 1) / 2, tmp_path / f"{i:03d}.png")
+    ref = _images(9, 3, 20)
+    a = evaluate(imgs, ref, metrics=["fid", "ssim"], n=6, feature_extractor=EX, cache=False)
+    b = evaluate(str(tmp_path), ref, metrics=["fid", "ssim"], n=6, feature_extractor=EX,
+                 cache=False)
+    assert b["metrics"][f"fid@{EX}"] == a["metrics"][f"fid@{EX}"]
+    assert b["metrics"]["ssim"] == pytest.approx(a["metrics"]["ssim"], abs=2e-3)
+    assert b["protocol"]["generated"].startswith("folder:")
+
+
+class _AttrDataset(torch.utils.data.Dataset):
+    """A tiny attribute dataset with ``subset`` views, counting reads per view."""
+
+    reads: collections.Counter = collections.Counter()
+
+    def __init__(self, subset=None, resolution=16, size=24, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.subset, self.size = subset, size
+        self.with_ = torch.rand(size, 3, resolution, resolution, generator=g) * 2 - 1
+        self.without = torch.rand(size, 3, resolution, resolution, generator=g) * 1.2 - 0.6
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, i):
+        _AttrDataset.reads[self.subset] += 1
+        if self.subset == "with":
+            return {"image": self.with_[i], "attrs": torch.tensor(1)}
+        if self.subset == "without":
+            return {"image": self.without[i], "attrs": torch.tensor(0)}
+        return {"image_with": self.with_[i], "image_without": self.without[i]}
+
+
+@pytest.fixture
+def attr_dataset():
+    name = "test_metrics_attr"
+
+    def factory(**kwargs):
+        return _AttrDataset(**kwargs)
+
+    DATASETS.register(factory, name=name)
+    _AttrDataset.reads.clear()
+    yield name
+    DATASETS._builtins.pop(name, None)
+
+
+@dataclass
+class _SwapConfig:
+    gain: float = 0.5
+
+
+class _FakeSwap(GenerativeModel):
+    """GeneGAN-shaped: Bu from the without-image, A0 from the with-image."""
+
+    config_class = _SwapConfig
+    family = "fake_swap"
+    task = "transfer"
+    batch_keys = ("image_with", "image_without")
+    eval_references = {"bu": {"subset": "with"}, "a0": {"subset": "without"}}
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.net = nn.Linear(1, 1)
+
+    @torch.no_grad()
+    def generate(self, batch, n, generator=None):
+        assert not self.training
+        return {"bu": (batch["image_without"] * self.config.gain).clamp(-1, 1),
+                "a0": (batch["image_with"] * self.config.gain).clamp(-1, 1)}
+
+
+def test_task_outputs_scored_against_their_reference_views(attr_dataset):
+    model = _FakeSwap.from_config()
+    model.train()
+    res = evaluate(model, attr_dataset, metrics=["fid", "psnr"], n=24, batch_size=10,
+                   feature_extractor=EX, cache=False, dataset_kwargs={"size": 24}, step=7)
+    ds = _AttrDataset(size=24)
+    direct_bu = evaluate(ds.without * 0.5, ds.with_, metrics=["fid", "psnr"], n=24,
+                         feature_extractor=EX, cache=False)["metrics"]
+    direct_a0 = evaluate(ds.with_ * 0.5, ds.without, metrics=["fid", "psnr"], n=24,
+                         feature_extractor=EX, cache=False)["metrics"]
+    m = res["metrics"]
+    assert set(m) == {f"fid@{EX}/bu", f"fid@{EX}/a0", "psnr/bu", "psnr/a0"}
+    assert m[f"fid@{EX}/bu"] == pytest.approx(direct_bu[f"fid@{EX}"], rel=1e-6)
+    assert m[f"fid@{EX}/a0"] == pytest.approx(direct_a0[f"fid@{EX}"], rel=1e-6)
+    assert m["psnr/bu"] == pytest.approx(direct_bu["psnr"], rel=1e-6)
+    assert model.training  # restored after evaluation
+    p = res["protocol"]
+    assert p["step"] == 7 and p["model"]["task"] == "transfer"
+    assert p["outputs"]["bu"]["reference_view"] == {"subset": "with"}
+    assert "subset='with'" in p["outputs"]["bu"]["reference"]
+
+
+class _FakeUncond(GenerativeModel):
+    config_class = _SwapConfig
+    family = "fake_uncond"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        return (torch.rand(n, 3, 16, 16, generator=generator) * 2 - 1) * self.config.gain
+
+
+def test_cache_hit_equals_miss_and_skips_the_reference(attr_dataset, tmp_path):
+    model = _FakeUncond.from_config()
+    kw = dict(metrics=["fid", "kid"], n=20, batch_size=8, feature_extractor=EX,
+              cache_dir=tmp_path, dataset_kwargs={"subset": "with"},
+              metric_kwargs={"kid": {"subset_size": 10}})
+    first = evaluate(model, attr_dataset, **kw)
+    assert first["protocol"]["real_stats_cache"] == "miss"
+    reads = _AttrDataset.reads["with"]
+    assert reads >= 20
+    files = list((tmp_path / "real_stats").glob("*.safetensors"))
+    assert len(files) == 1
+    second = evaluate(model, attr_dataset, **kw)
+    assert second["protocol"]["real_stats_cache"] == "hit"
+    assert _AttrDataset.reads["with"] - reads <= 1  # one item to read the resolution
+    assert second["metrics"] == first["metrics"]
+    # Another N is another key.
+    third = evaluate(model, attr_dataset, **{**kw, "n": 16})
+    assert third["protocol"]["real_stats_cache"] == "miss"
+    assert len(list((tmp_path / "real_stats").glob("*.safetensors"))) == 2
+
+
+def test_cache_env_var_and_file_contents(attr_dataset, tmp_path, monkeypatch):
+    from safetensors import safe_open
+
+    monkeypatch.setenv("GANZOO_CACHE", str(tmp_path / "envcache"))
+    evaluate(_images(12, 5), attr_dataset, metrics=["fid"], n=12, feature_extractor=EX,
+             dataset_kwargs={"subset": "without", "size": 12}, resizer="pil_bicubic")
+    (path,) = (tmp_path / "envcache" / "real_stats").glob("*.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        key = json.loads(f.metadata()["key"])
+        assert f.get_tensor("features").shape == (12, 64)
+    assert key["n"] == 12 and key["resizer"] == "pil_bicubic" and key["extractor"] == EX
+    assert key["reference"]["dataset"] == attr_dataset
+    assert key["reference"]["kwargs"]["subset"] == "without"
+
+
+# -- errors and the entry points ----------------------------------------------------------------
+def test_missing_inception_weights_one_clear_error(tmp_path, monkeypatch):
+    from ganzoo.metrics import extractors
+    from ganzoo.metrics.extractors import FeatureExtractorWeightsError
+
+    monkeypatch.delenv("GANZOO_FID_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(extractors, "INCEPTION_URL", "http://127.0.0.1:9/weights-inception.pth")
+    with pytest.raises(FeatureExtractorWeightsError) as err:
+        evaluate(_images(4, 0), _images(4, 1), metrics=["fid"], n=4, cache=False)
+    msg = str(err.value)
+    assert "GANZOO_FID_WEIGHTS" in msg and "feature_extractor_weights" in msg
+    assert "weights-inception.pth" in msg and err.value.__cause__ is None
+    monkeypatch.setenv("GANZOO_FID_WEIGHTS", str(tmp_path / "nope.pth"))
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        evaluate(_images(4, 0), _images(4, 1), metrics=["fid"], n=4, cache=False)
+
+
+def test_cli_writes_protocol_json(tmp_path, capsys):
+    import torchvision.utils as vutils
+
+    from ganzoo.metrics.cli import main
+
+    for name, seed in (("gen", 0), ("ref", 1)):
+        (tmp_path / name).mkdir()
+        for i, im in enumerate(_images(8, seed)):
+            vutils.save_image((im + 1) / 2, tmp_path / name / f"{i}.png")
+    out = tmp_path / "result.json"
+    rc = main([str(tmp_path / "gen"), "--ref", str(tmp_path / "ref"), "--metric", "fid",
+               "--metric", "kid", "--n", "8", "--batch-size", "3", "--feature-extractor", EX,
+               "--metric-kwarg", "kid.subset_size=4", "--step", "100", "--out", str(out),
+               "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert set(data["metrics"]) == {f"fid@{EX}", f"kid_mean@{EX}", f"kid_std@{EX}"}
+    assert data["protocol"]["step"] == 100 and data["protocol"]["n_real"] == 8
+    assert data["protocol"]["real_stats_cache"] == "miss"
+    assert json.loads(capsys.readouterr().out) == data
+    rc = main([str(tmp_path / "gen"), "--ref", str(tmp_path / "nowhere"), "--n", "8"])
+    assert rc == 1 and "nowhere" in capsys.readouterr().err
+
+
+def test_unknown_inputs_and_metrics_are_clear():
+    with pytest.raises(KeyError, match="Did you mean"):
+        evaluate(_images(4, 0), _images(4, 1), metrics=["fidd"], n=4)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        evaluate("no_such_thing_xyz", _images(4, 1), metrics=["fid"], n=4, feature_extractor=EX)
+    with pytest.raises(ValueError, match="reference"):
+        evaluate(_images(4, 0), None, metrics=["fid"], n=4, feature_extractor=EX)
+    with pytest.raises(KeyError, match="Unknown feature extractor"):
+        evaluate(_images(4, 0), _images(4, 1), metrics=["fid"], n=4, feature_extractor="nope")
+
+
+def test_registry_and_light_import():
+    assert {"fid", "kid", "isc", "prc", "mifid", "lpips_diversity", "psnr", "ssim"} <= set(
+        ganzoo.list_metrics())
+    code = ("import sys, ganzoo, ganzoo.metrics as m; ganzoo.list_metrics(); "
+            "assert m.evaluate.__module__ == 'ganzoo.metrics.evaluation'; "
+            "assert 'torch_fidelity' not in sys.modules, 'torch_fidelity imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
