@@ -58,4 +58,4 @@ def test_readme_model_table_is_generated_from_the_registry():
     assert block, "README.md lost its generated model table markers"
     assert block.group(1) == model_table(), (
         "README's model table is stale; regenerate it with: "
-        "python -m ganzoo.cli list models --markdown")
+        "python tools/update_readme.py")
