@@ -38,6 +38,8 @@ __all__ = ["BlobGANEncoder", "BlobGANEncoderConfig", "LatentEncoder", "blobgan_e
 class BlobGANEncoderConfig:
     blobgan: str = "blobgan_256"  # BlobGAN preset the encoder inverts
     blobgan_weights: str | None = None  # saved BlobGAN folder / Hub id, loaded at build
+    resolution: int = 256  # image height: must match the BlobGAN's (sizes the dataset)
+    aspect_ratio: float = 1.0  # must match the BlobGAN's
     backbone: str = "resnet34"  # any timm model name
     pretrained_backbone: bool = False  # timm ImageNet weights (downloads)
     mlp_idx: int = -1  # predict the input of layout_net.mlp[mlp_idx]
@@ -100,6 +102,11 @@ class BlobGANEncoder(GenerativeModel):
         del blobgan.discriminator, blobgan.layout_net, blobgan.generator
         blobgan.requires_grad_(False)
         self.blobgan = blobgan
+        bc = blobgan.config
+        if (bc.resolution, bc.aspect_ratio) != (config.resolution, config.aspect_ratio):
+            raise ValueError(f"resolution/aspect_ratio ({config.resolution}, "
+                             f"{config.aspect_ratio}) must match the BlobGAN '{config.blobgan}' "
+                             f"({bc.resolution}, {bc.aspect_ratio})")
         latent_dim = blobgan.ema["layout_net"].latent_dim(config.mlp_idx)
         self.encoder = LatentEncoder(config.backbone, latent_dim, config.pretrained_backbone)
         self._perceptual = None
@@ -217,7 +224,8 @@ def blobgan_encoder_256x512(**kwargs) -> BlobGANEncoder:
     """ResNet-34 encoder of ``blobgan_256x512`` (OCTET's inverter weights: lambda_mse_real=0.1,
     lambda_latent=10)."""
     return BlobGANEncoder.from_config(
-        BlobGANEncoderConfig(blobgan="blobgan_256x512", lambda_mse_real=0.1, lambda_latent=10.0),
+        BlobGANEncoderConfig(blobgan="blobgan_256x512", aspect_ratio=2.0, lambda_mse_real=0.1,
+                             lambda_latent=10.0),
         preset="blobgan_encoder_256x512", **kwargs)
 
 
@@ -226,6 +234,6 @@ def test_blobgan_encoder(**kwargs) -> BlobGANEncoder:
     """Tiny encoder (timm ``test_resnet``) of ``test_blobgan`` for tests; real images from
     step 2; no perceptual loss."""
     return BlobGANEncoder.from_config(
-        BlobGANEncoderConfig(blobgan="test_blobgan", backbone="test_resnet", real_from_step=2,
-                             perceptual_weights="none"),
+        BlobGANEncoderConfig(blobgan="test_blobgan", resolution=32, backbone="test_resnet",
+                             real_from_step=2, perceptual_weights="none"),
         preset="test_blobgan_encoder", **kwargs)
