@@ -60,7 +60,7 @@ class TinyDecisionCNN(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, w, 3, padding=1), nn.SiLU(), nn.AvgPool2d(2),
+            nn.Conv2d(in_channels, w, 4, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.SiLU(), nn.AvgPool2d(2),
             nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.SiLU())
         # Keep horizontal position: pool to a 1 x 4 strip, not to a single vector.
