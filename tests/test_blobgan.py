@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import ganzoo
-from ganzoo.models.blobgan import BlobGAN, BlobGANConfig
+from ganzoo.models.blobgan import BlobGANConfig
 from ganzoo.models.blobgan import layout as L
 from ganzoo.models.blobgan.inversion import invert, inversion_metrics
 from ganzoo.models.blobgan.stylegan2 import ModulatedConv2d, StyleGAN2Discriminator, splat

@@ -33,12 +33,10 @@ Departures (every one deliberate):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
 from ...registry import register_model
 from ..base import GenerativeModel, OptimizerSpec

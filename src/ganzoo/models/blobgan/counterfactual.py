@@ -272,7 +272,8 @@ def _unflatten(meta, tensors):
 
 
 def save_metadata(metadata: dict, path_prefix: str | Path) -> tuple[Path, Path]:
-    """Write a nested dict of tensors and JSON values as ``PREFIX.safetensors`` + ``PREFIX.json``."""
+    """Write a nested dict of tensors and JSON values to ``PREFIX.safetensors`` and
+    ``PREFIX.json``."""
     from safetensors.torch import save_file
 
     prefix = Path(path_prefix)

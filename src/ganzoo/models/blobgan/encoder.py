@@ -20,7 +20,6 @@ decision-model feature-matching term is left out (it needs the decision model at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F

@@ -169,7 +169,7 @@ class ModulatedConv2d(nn.Module):
 
     def _conv(self, x, weight, groups: int = 1):
         if self.upsample:
-            # weight: (groups * out, in/groups, k, k) -> transposed conv wants (in, out/groups, k, k)
+            # (groups*out, in/groups, k, k) -> conv_transpose2d wants (in, out/groups, k, k)
             k = self.kernel_size
             w = weight.view(groups, -1, weight.shape[1], k, k).transpose(1, 2)
             w = w.reshape(-1, w.shape[2], k, k)
