@@ -236,6 +236,30 @@ def test_single_group_model_with_grad_accum(toys, tmp_path):
     assert state["samples_seen"] == 3 * 2 * 8
 
 
+def test_eval_every_calls_the_metrics_registry(toys, tmp_path):
+    pytest.importorskip("ganzoo.metrics")
+    out = tmp_path / "run"
+    assert main(_args(out, "--max-steps", "2", "--eval-every", "2", "--eval-metric", "psnr",
+                      "--eval-n", "8", "--eval-batch-size", "4", "--sample-every", "0")) == 0
+    evals = [r for r in _records(out) if "eval" in r]
+    assert len(evals) == 1 and evals[0]["step"] == 2
+    assert math.isfinite(evals[0]["eval"]["metrics"]["psnr"])
+    assert evals[0]["eval"]["protocol"]["step"] == 2
+
+
+def test_fp16_keeps_one_grad_scaler_per_group(toys, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(out, "--max-steps", "2", "--mixed-precision", "fp16",
+                      "--sample-every", "0")) == 0
+    scalers = torch.load(out / "checkpoints" / "step_00000002" / "scalers.pt",
+                         weights_only=True)
+    assert sorted(scalers) == ["discriminator", "generator"]
+    assert all(s["scale"] > 0 for s in scalers.values())
+    assert main(_args(out, "--max-steps", "3", "--mixed-precision", "fp16", "--resume",
+                      "--sample-every", "0")) == 0
+    assert _records(out)[-1]["step"] == 3
+
+
 # -- the non-finite guard ------------------------------------------------------------------------
 def test_nonfinite_step_is_skipped_and_counted(toys, tmp_path):
     out = tmp_path / "run"

@@ -45,6 +45,10 @@ class SelfAttention2d(nn.Module):
         def conv(cin, cout):
             layer = nn.Conv2d(cin, cout, kernel_size=1, bias=False)
             if spectral_norm:
+                if layer.weight.is_meta:  # skip meaningless, slow power iterations on meta
+                    from ..models.dcgan import meta_spectral_norm
+
+                    return meta_spectral_norm(layer)
                 layer = nn.utils.parametrizations.spectral_norm(layer)
             return layer
 

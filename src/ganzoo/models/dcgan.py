@@ -125,7 +125,35 @@ def make_norm(kind: Norm, channels: int, bn_momentum: float = 0.1, groups: int =
 
 
 def _sn(layer: nn.Module, on: bool) -> nn.Module:
-    return nn.utils.parametrizations.spectral_norm(layer) if on else layer
+    if not on:
+        return layer
+    if layer.weight.is_meta:
+        return meta_spectral_norm(layer)
+    return nn.utils.parametrizations.spectral_norm(layer)
+
+
+def meta_spectral_norm(layer: nn.Module) -> nn.Module:
+    """``spectral_norm`` for a layer built on the ``meta`` device, without the 15 power
+    iterations its constructor runs (slow through meta decompositions, and meaningless there).
+    Same parametrization class, buffers and state-dict keys as the real thing; falls back to
+    ``spectral_norm`` if PyTorch's private class changes."""
+    try:
+        from torch.nn.utils import parametrize
+        from torch.nn.utils.parametrizations import _SpectralNorm
+
+        weight = layer.weight
+        dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
+        sn = _SpectralNorm.__new__(_SpectralNorm)
+        nn.Module.__init__(sn)
+        sn.dim, sn.eps, sn.n_power_iterations = dim, 1e-12, 1
+        sn.register_buffer("_u", torch.empty(weight.shape[dim], device="meta"))
+        sn.register_buffer("_v", torch.empty(weight.numel() // weight.shape[dim], device="meta"))
+        # unsafe: skip the registration check, a forward that would run meta decompositions
+        parametrize.register_parametrization(layer, "weight", sn, unsafe=True)
+        layer.parametrizations.weight.unsafe = False
+        return layer
+    except Exception:  # noqa: BLE001 - private API moved: take the slow, public path
+        return nn.utils.parametrizations.spectral_norm(layer)
 
 
 def dcgan_init_(module: nn.Module, std: float = 0.02) -> None:

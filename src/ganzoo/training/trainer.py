@@ -403,18 +403,26 @@ class Trainer:
         import ganzoo
 
         run = self.run
-        with self._inference() as model:
-            result = ganzoo.evaluate(model, run.dataset, metrics=list(run.eval_metrics),
-                                     n=run.eval_n, batch_size=run.eval_batch_size or
-                                     run.batch_size, dataset_kwargs=dict(run.dataset_args),
-                                     step=step)
+        try:
+            with self._inference() as model:
+                result = ganzoo.evaluate(model, run.dataset, metrics=list(run.eval_metrics),
+                                         n=run.eval_n, batch_size=run.eval_batch_size or
+                                         run.batch_size, dataset_kwargs=dict(run.dataset_args),
+                                         step=step)
+        except Exception as e:  # noqa: BLE001 - a failed evaluation must not lose the run
+            if self.is_main:
+                logger.error("step %d: evaluation failed, training goes on: %s: %s", step,
+                             type(e).__name__, e)
+                self.metrics.write({"step": step, "eval_error": f"{type(e).__name__}: {e}"})
+            return
         if self.is_main:
             self.metrics.write({"step": step, "eval": result})
-            scalars = {f"eval/{k}": v for k, v in _flat_config(result).items()
+            values = result.get("metrics", result) if isinstance(result, dict) else {}
+            scalars = {f"eval/{k}": v for k, v in _flat_config(values).items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            if scalars:
+            if scalars and self.run.log_with != "none":
                 self.accelerator.log(scalars, step=step)
-            logger.info("step %d: eval %s", step, json.dumps(result, default=str))
+            logger.info("step %d: eval %s", step, json.dumps(values, default=str))
 
     # -- signals ------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):  # noqa: ARG002
