@@ -268,3 +268,14 @@ def test_local_vgg_file(monkeypatch, tmp_path):
 def test_config_validation_names_field(field, value):
     with pytest.raises((ValueError, KeyError), match=field):
         VAEConfig(**{"resolution": 32, **{field: value}})
+
+
+def test_saved_model_loads_without_vgg(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = ganzoo.build("test_vae", perceptual_weight=0.1, perceptual_weights="random").eval()
+    model.save_pretrained(tmp_path)
+    _go_offline(monkeypatch, tmp_path / "torch")
+    loaded = ganzoo.from_pretrained(tmp_path, perceptual_weight=0).eval()
+    assert loaded.perceptual is None
+    x = _batch(model, 2)["image"]
+    torch.testing.assert_close(loaded.reconstruct(x), model.reconstruct(x))

@@ -175,9 +175,6 @@ class VGGPerceptualLoss(nn.Module):
             cfg.append(v)
             count += 1 if v == "M" else 2  # conv + ReLU
         self.features = make_layers(cfg, batch_norm=False)[:n]
-        for m in self.features:
-            if isinstance(m, nn.ReLU):
-                m.inplace = False  # keep the tapped activations intact
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
