@@ -260,6 +260,18 @@ def test_fp16_keeps_one_grad_scaler_per_group(toys, tmp_path):
     assert _records(out)[-1]["step"] == 3
 
 
+def test_duration_stops_gracefully_via_ganzoo_cli(toys, tmp_path):
+    from ganzoo.cli import main as cli_main
+
+    out = tmp_path / "run"
+    code = cli_main(["train", *_args(out, "--duration", "1.5s", "--save-every", "0",
+                                     "--sample-every", "0", model="toytrain_ae")])
+    assert code == 0
+    last = _records(out)[-1]["step"]
+    assert ckpt.read_latest(out / "checkpoints").name == ckpt.step_dir_name(last)
+    assert (out / "final" / "model.safetensors").is_file()
+
+
 # -- the non-finite guard ------------------------------------------------------------------------
 def test_nonfinite_step_is_skipped_and_counted(toys, tmp_path):
     out = tmp_path / "run"
