@@ -163,6 +163,12 @@ def test_rectangular_discriminator_ends_at_4_by_8():
         d(torch.randn(2, 3, 32, 32))  # a square input does not fit the rectangular head
 
 
+def test_images_of_the_wrong_shape_are_refused_clearly():
+    model = ganzoo.build("test_blobgan_rect")
+    with pytest.raises(ValueError, match="aspect_ratio=2.0"):
+        model.loss("discriminator", {"image": torch.zeros(2, 3, 16, 16)}, 0)
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="feature_dim"):
         BlobGANConfig(feature_dim=100)

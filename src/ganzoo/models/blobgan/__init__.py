@@ -161,11 +161,23 @@ class BlobGAN(GenerativeModel):
         return torch.randn(n, self.config.noise_dim, generator=generator,
                            device=dev).to(self.device)
 
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise a clear error when real images do not have the model's (H, W)."""
+        c = self.config
+        if tuple(images.shape[-2:]) != (c.resolution, c.width):
+            raise ValueError(
+                f"{self.preset or 'BlobGAN'} expects {c.resolution}x{c.width} images "
+                f"(resolution {c.resolution}, aspect_ratio {c.aspect_ratio}), got "
+                f"{images.shape[-2]}x{images.shape[-1]}: build the dataset with "
+                f"aspect_ratio={c.aspect_ratio} (trainer: --set data.aspect_ratio="
+                f"{c.aspect_ratio})")
+
     def loss(self, group: str, batch, step: int):
         from ...losses.adversarial import NonSaturatingLoss, r1_penalty
 
         adv = NonSaturatingLoss()
         real = batch["image"]
+        self.check_images(real)
         n = real.shape[0]
         if group == "generator":
             fake = self.render(self.layout_net(self._noise(n)), ema=False)

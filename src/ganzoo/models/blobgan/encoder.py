@@ -176,6 +176,7 @@ class BlobGANEncoder(GenerativeModel):
             raise KeyError(f"BlobGANEncoder has no optimizer group '{group}'")
         c, bg = self.config, self.blobgan
         real = batch["image"]
+        bg.check_images(real)
         logs = {}
         with torch.no_grad():
             true_layout = bg.sample_layout(real.shape[0], truncation=c.truncation)
