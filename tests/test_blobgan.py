@@ -134,6 +134,10 @@ def test_truncation_one_gives_the_mean_layout():
     assert torch.allclose(a["xs"][0], a["xs"][1], atol=1e-6)
     b = model.sample_layout(2, generator=torch.Generator().manual_seed(1))
     assert not torch.allclose(b["xs"][0], b["xs"][1], atol=1e-3)
+    mean = model.mean_latent().clone()
+    with torch.no_grad():  # new weights: the cached mean latent is recomputed
+        model.ema["layout_net"].mlp[1].weight.mul_(2)
+    assert not torch.allclose(model.mean_latent(), mean)
 
 
 # -- rectangular grids ---------------------------------------------------------------------------
@@ -291,6 +295,15 @@ def test_encoder_predicts_the_latent_at_mlp_idx(tmp_path):
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     lay = enc.invert(images)
     assert lay["features"].shape == (2, gan.config.n_blobs + 1, gan.config.feature_dim)
+    enc.save_pretrained(tmp_path / "enc")
+    import shutil
+
+    shutil.rmtree(tmp_path / "gan")  # the saved encoder carries its frozen BlobGAN
+    with pytest.raises(FileNotFoundError):
+        ganzoo.from_pretrained(tmp_path / "enc")
+    back = ganzoo.from_pretrained(tmp_path / "enc", blobgan_weights=None).eval()
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(back.reconstruct(images, g()), enc.eval().reconstruct(images, g()))
     enc2 = ganzoo.build("test_blobgan_encoder", mlp_idx=-2)
     assert enc2.encoder.head.out_features == hidden
     with pytest.raises(ValueError, match="resolution"):

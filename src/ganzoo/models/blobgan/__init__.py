@@ -141,7 +141,7 @@ class BlobGAN(GenerativeModel):
                                                  c_in=c.override_c_in, aspect_ratio=c.aspect_ratio)
         self.discriminator = StyleGAN2Discriminator(c.resolution, c.aspect_ratio,
                                                     c.d_channel_base, c.d_channel_max)
-        self._mean_latent: torch.Tensor | None = None
+        self._mean_latent: tuple | None = None  # (cache key, mean latent)
 
     # -- training ---------------------------------------------------------------------------
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
@@ -209,12 +209,15 @@ class BlobGAN(GenerativeModel):
 
     @torch.no_grad()
     def mean_latent(self, n: int = 4096, ema: bool = True, seed: int = 0) -> torch.Tensor:
-        """Mean of the layout latent at ``mlp_idx`` (for truncation); cached."""
-        if self._mean_latent is None or self._mean_latent.device != self.device:
+        """Mean of the layout latent at ``mlp_idx`` (for truncation); cached until the layout
+        MLP's weights change (optimizer steps and loads bump the parameters' versions)."""
+        net = self._layout_net(ema)
+        key = (ema, n, seed, self.device, tuple(p._version for p in net.parameters()))
+        if self._mean_latent is None or self._mean_latent[0] != key:
             g = torch.Generator().manual_seed(seed)
             z = torch.randn(n, self.config.noise_dim, generator=g).to(self.device)
-            self._mean_latent = self._layout_net(ema).latent(z, self.config.mlp_idx).mean(0)
-        return self._mean_latent
+            self._mean_latent = (key, net.latent(z, self.config.mlp_idx).mean(0))
+        return self._mean_latent[1]
 
     def layout_from_latent(self, latent: torch.Tensor, ema: bool = True,
                            mlp_idx: int | None = None) -> L.Layout:
