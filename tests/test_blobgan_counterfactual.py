@@ -52,6 +52,15 @@ def test_counterfactual_flips_the_toy_decision(decision_model, scene):
     assert metrics["proximity_sizes"] > 0 and metrics["proximity_image_l1"] > 0
 
 
+def test_sigmoid_decision_flips_an_attribute(decision_model, scene):
+    model, layout = scene
+    res = counterfactual(model, layout, decision_model, 0, steps=15, decision="sigmoid")
+    before = res.initial_scores[:, 0] > 0.5
+    after = res.final_scores[:, 0] > 0.5
+    assert torch.equal(res.success, before != after)
+    assert res.success.any()
+
+
 def test_blob_targeting_changes_only_the_chosen_blobs(decision_model, scene):
     model, layout = scene
     res = counterfactual(model, layout, decision_model, 1, blobs=[2], steps=3,
