@@ -198,6 +198,7 @@ class BlobGANEncoder(GenerativeModel):
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor,
                     generator: torch.Generator | None = None) -> torch.Tensor:
+        images = images.to(self.device)
         return self.blobgan.render(self.invert(images), generator=generator).clamp(-1, 1)
 
     def generate(self, batch, n: int, generator: torch.Generator | None = None):
