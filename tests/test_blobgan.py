@@ -18,13 +18,6 @@ from ganzoo.models.blobgan.inversion import invert, inversion_metrics
 from ganzoo.models.blobgan.stylegan2 import ModulatedConv2d, StyleGAN2Discriminator, splat
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def one_blob(x=12.5 / 40, y=24.5 / 40, size=2.0, covs=(0.0, 0.0, 1.0, 0.0), dim=4):
     return {"xs": torch.tensor([[x]]), "ys": torch.tensor([[y]]),

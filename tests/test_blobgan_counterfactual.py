@@ -14,13 +14,6 @@ from ganzoo.models.blobgan.counterfactual import (
     run_counterfactuals, save_metadata, train_decision_model)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def decision_model():
