@@ -212,7 +212,7 @@ def test_lpips_diversity_is_mean_over_pairs_and_weights_round_trip(tmp_path, mon
     save_file(net.full_state_dict(), str(path))
     monkeypatch.setenv("GANZOO_LPIPS_WEIGHTS", str(path))
     imgs = _images(5, 4, 32)
-    metric = ganzoo.build_metric("lpips_diversity", max_samples=5)  # loads via the env var
+    metric = ganzoo.build_metric("lpips_diversity", max_samples=5, min_size=32)  # env weights
     out = metric.compute(imgs)["lpips_diversity"]
     brute = np.mean([float(net(imgs[i:i + 1], imgs[j:j + 1]))
                      for i in range(5) for j in range(i + 1, 5)])
@@ -350,6 +350,38 @@ def test_task_outputs_scored_against_their_reference_views(attr_dataset):
     assert "subset='with'" in p["outputs"]["bu"]["reference"]
 
 
+class _FakeTranslate(GenerativeModel):
+    """CUT-shaped: translates domain A, scored against domain B."""
+
+    config_class = _SwapConfig
+    family = "fake_translate"
+    task = "translate"
+    batch_keys = ("image_a", "image_b")
+    eval_references = {"translated": {"domain": "b"}}
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.net = nn.Linear(1, 1)
+
+    @torch.no_grad()
+    def generate(self, batch, n, generator=None):
+        return {"translated": batch["image_a"][:n].flip(1) * self.config.gain}
+
+
+def test_embedded_unpaired_dataset_translation_against_domain_b():
+    kw = dict(metrics=["fid"], n=10, batch_size=4, feature_extractor=EX, cache=False)
+    dkw = {"resolution": 16, "size": 10, "augment": "structure"}
+    res = evaluate(_FakeTranslate.from_config(), "shapes_unpaired", dataset_kwargs=dkw, **kw)
+    a = torch.stack([ganzoo.build_dataset("shapes_unpaired", resolution=16, size=10,
+                                          domain="a")[i]["image"] for i in range(10)])
+    b = torch.stack([ganzoo.build_dataset("shapes_unpaired", resolution=16, size=10,
+                                          domain="b")[i]["image"] for i in range(10)])
+    direct = evaluate(a.flip(1) * 0.5, b, **kw)["metrics"][f"fid@{EX}"]
+    assert res["metrics"][f"fid@{EX}/translated"] == pytest.approx(direct, rel=1e-6)
+    assert res["protocol"]["dataset_kwargs"]["augment"] == "none"
+    assert res["protocol"]["outputs"]["translated"]["reference_view"] == {"domain": "b"}
+
+
 class _FakeUncond(GenerativeModel):
     config_class = _SwapConfig
     family = "fake_uncond"
@@ -361,6 +393,29 @@ class _FakeUncond(GenerativeModel):
     @torch.no_grad()
     def sample(self, n, generator=None):
         return (torch.rand(n, 3, 16, 16, generator=generator) * 2 - 1) * self.config.gain
+
+
+def test_preset_name_and_saved_folder_are_sampled_like_the_object(tmp_path):
+    from ganzoo.registry import MODELS
+
+    def test_metrics_uncond(**kwargs):
+        return _FakeUncond.from_config(preset="test_metrics_uncond", **kwargs)
+
+    MODELS.register(test_metrics_uncond)
+    try:
+        model = test_metrics_uncond()
+        model.save_pretrained(tmp_path / "saved")
+        kw = dict(metrics=["fid"], n=9, batch_size=4, feature_extractor=EX, cache=False)
+        ref = _images(9, 3)
+        by_object = evaluate(model, ref, **kw)["metrics"]
+        by_name = evaluate("test_metrics_uncond", ref, **kw)
+        by_folder = evaluate(str(tmp_path / "saved"), ref, **kw)
+        assert by_name["metrics"] == by_object == by_folder["metrics"]
+        assert by_folder["protocol"]["generated"] == "model:test_metrics_uncond"
+        # A different seed draws other samples.
+        assert evaluate(model, ref, seed=1, **kw)["metrics"] != by_object
+    finally:
+        MODELS._builtins.pop("test_metrics_uncond", None)
 
 
 def test_cache_hit_equals_miss_and_skips_the_reference(attr_dataset, tmp_path):

@@ -126,6 +126,10 @@ def test_resume_names_the_bad_file(toys, tmp_path, capsys):
     assert str(step / "rng.pt") in capsys.readouterr().err
     assert main(_args(out, "--max-steps", "2", "--resume", str(tmp_path / "nope"))) == 2
     assert "nope" in capsys.readouterr().err
+    out2 = tmp_path / "run2"
+    assert main(_args(out2, "--max-steps", "1", "--sample-every", "0")) == 0
+    assert main(_args(out2, "--max-steps", "2", "--resume", "--set", "hidden=16")) == 2
+    assert "hidden=32 vs 16" in capsys.readouterr().err
 
 
 # -- data order -------------------------------------------------------------------------------
@@ -260,6 +264,18 @@ def test_fp16_keeps_one_grad_scaler_per_group(toys, tmp_path):
     assert _records(out)[-1]["step"] == 3
 
 
+def test_duration_stops_gracefully_via_ganzoo_cli(toys, tmp_path):
+    from ganzoo.cli import main as cli_main
+
+    out = tmp_path / "run"
+    code = cli_main(["train", *_args(out, "--duration", "1.5s", "--save-every", "0",
+                                     "--sample-every", "0", model="toytrain_ae")])
+    assert code == 0
+    last = _records(out)[-1]["step"]
+    assert ckpt.read_latest(out / "checkpoints").name == ckpt.step_dir_name(last)
+    assert (out / "final" / "model.safetensors").is_file()
+
+
 # -- the non-finite guard ------------------------------------------------------------------------
 def test_nonfinite_step_is_skipped_and_counted(toys, tmp_path):
     out = tmp_path / "run"
@@ -288,18 +304,34 @@ def test_consecutive_nonfinite_stops_keeping_last_checkpoint(toys, tmp_path, cap
     assert not (out / "final").exists()
 
 
+def test_nonfinite_weights_are_never_saved(toys, tmp_path, caplog):
+    """With the guard off (--max-nonfinite 0) a NaN step poisons the weights: the checkpoint
+    before it stays `latest`, and neither a checkpoint nor OUT/final is written after it."""
+    out = tmp_path / "run"
+    assert main(_args(out, "--max-steps", "3", "--set", "nan_at=[1]", "--max-nonfinite", "0",
+                      "--save-every", "1", "--sample-every", "0")) == 0
+    assert "checkpoint NOT saved" in caplog.text and "final NOT written" in caplog.text
+    assert [s for s, _ in ckpt.list_checkpoints(out / "checkpoints")] == [1]
+    assert ckpt.read_latest(out / "checkpoints").name == "step_00000001"
+    assert not (out / "final").exists()
+
+
 # -- every registered family ---------------------------------------------------------------------
 _PRESETS = ganzoo.list_models("test_*")
 _BY_KEYS = {"image_a": "shapes_unpaired", "image_b": "shapes_unpaired",
             "image_with": "shapes_attr", "image_without": "shapes_attr", "image": "shapes"}
 
 
-def _dataset_for(info: dict, model_cls_default: str | None) -> str:
+def _dataset_for(info: dict, model_default: str | None) -> str:
+    """The family's own embedded default when it names one (e.g. shapes_scenes for layout
+    GANs), else the embedded set that yields its batch keys."""
+    if model_default and model_default in ganzoo.list_datasets():
+        return model_default
     keys = info["batch_keys"]
     for key in ("image_a", "image_with", "image"):
         if key in keys:
             return _BY_KEYS[key]
-    return model_cls_default or "shapes"
+    return "shapes"
 
 
 @pytest.mark.slow

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
     a.add_argument("--ema-decay", type=float, help="default: the family's default_ema_decay")
     a.add_argument("--max-nonfinite", type=int,
-                   help="consecutive non-finite steps before the run stops (default 20)")
+                   help="consecutive non-finite steps before the run stops (default 20; "
+                   "0 turns the guard and its host sync per optimizer step off)")
     a = p.add_argument_group("outputs")
     a.add_argument("--save-every", type=int, help="checkpoint period in steps (0: only at end)")
     a.add_argument("--keep", type=int, help="checkpoints kept (0: all; default 3)")

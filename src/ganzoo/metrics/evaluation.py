@@ -196,7 +196,8 @@ def evaluate(
             torch-fidelity's TF1-compatible bilinear, the standard FID protocol) or
             ``"pil_bicubic"`` (clean-fid style).
         dataset_kwargs: kwargs for dataset names (``resolution``, ``size``, ``seed``, ...);
-            ``split`` and ``resolution`` are shortcuts that fill them.
+            ``split`` and ``resolution`` are shortcuts that fill them. ``augment`` is forced to
+            ``"none"``: training augmentation never enters an evaluation.
         outputs: restrict a model's evaluated outputs (default: all of ``eval_references``).
         metric_kwargs: per-metric kwargs, e.g. ``{"kid": {"subset_size": 100}}``.
         step: the checkpoint step, recorded in the protocol.
@@ -224,6 +225,8 @@ def evaluate(
     dkw = dict(dataset_kwargs or {})
     if split is not None:
         dkw["split"] = split
+    if dkw.get("augment", "none") != "none":
+        dkw["augment"] = "none"  # training augmentation never enters the evaluation
     gen = resolve_input(generated, "generated", dkw, resolution, image_key)
     model = gen[1] if gen[0] == "model" else None
     if resolution is None and model is not None:

@@ -14,7 +14,9 @@ reference's linear layers). Offline without a file gives one error saying how to
 ``pretrained=False`` builds random weights (tests only).
 
 LPIPS diversity is the mean LPIPS over all unordered pairs of the first ``max_samples``
-generated images (default 100, so 4950 pairs); each image's features are computed once.
+generated images (default 100, so 4950 pairs); each image's features are computed once. Images
+smaller than ``min_size`` (64 px) are first upsampled bilinearly to it: AlexNet's strides leave
+nothing of a 16 px image.
 """
 
 from __future__ import annotations
@@ -203,11 +205,12 @@ class LPIPSDiversity(SampleMetric):
 
     def __init__(self, net: Literal["alex", "vgg"] = "alex", weights: str | None = None,
                  max_samples: int = 100, pretrained: bool = True, device=None,
-                 chunk: int = 256):
+                 chunk: int = 256, min_size: int = 64):
         if max_samples < 2:
             raise ValueError("lpips_diversity.max_samples must be >= 2")
         self.net_name, self.weights, self.pretrained = net, weights, pretrained
         self.max_samples, self.chunk, self.device = max_samples, chunk, device
+        self.min_size = min_size
         self._lpips: LPIPS | None = None
 
     @property
@@ -225,7 +228,13 @@ class LPIPSDiversity(SampleMetric):
         model.to(device)
         feats = []
         for b in images.split(self.chunk):
-            feats.append([f.cpu() for f in model.features(b.to(device).float())])
+            b = b.to(device).float()
+            h, w = b.shape[-2:]
+            if min(h, w) < self.min_size:
+                s = self.min_size / min(h, w)
+                b = torch.nn.functional.interpolate(b, size=(round(h * s), round(w * s)),
+                                                    mode="bilinear", align_corners=False)
+            feats.append([f.cpu() for f in model.features(b)])
         feats = [torch.cat(parts) for parts in zip(*feats)]
         n = len(images)
         i, j = torch.triu_indices(n, n, offset=1)
@@ -238,6 +247,7 @@ class LPIPSDiversity(SampleMetric):
 
     def config(self):
         return {"net": self.net_name, "max_samples": self.max_samples,
+                "min_size": self.min_size,
                 "pairs": "all unordered pairs",
                 "weights": self._lpips.weights_source if self._lpips is not None else None}
 

@@ -57,20 +57,19 @@ class RunConfig:
     wandb_mode: Literal["online", "offline"] | None = None
     num_workers: int = 0
     cpu: bool = False  # train on CPU even when an accelerator is present
-    max_nonfinite: int = 20  # consecutive skipped steps before the run stops
+    max_nonfinite: int = 20  # consecutive skipped steps before the run stops; 0: no guard
     progress: bool = True
 
     def __post_init__(self):
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum,
-                    "num_samples": self.num_samples, "eval_n": self.eval_n,
-                    "max_nonfinite": self.max_nonfinite}
+                    "num_samples": self.num_samples, "eval_n": self.eval_n}
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"RunConfig.{name} must be >= 1, got {value}")
         non_negative = {"save_every": self.save_every, "sample_every": self.sample_every,
                         "eval_every": self.eval_every, "log_every": self.log_every,
                         "keep": self.keep, "warmup_steps": self.warmup_steps,
-                        "num_workers": self.num_workers}
+                        "num_workers": self.num_workers, "max_nonfinite": self.max_nonfinite}
         for name, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"RunConfig.{name} must be >= 0, got {value}")

@@ -186,6 +186,10 @@ class Trainer:
         self.group_params = {g: self.unwrapped.group_parameters(g) for g in self.groups}
         self.trainable = [p for p in self.unwrapped.parameters() if p.requires_grad]
         self._group_ids = {g: {id(p) for p in ps} for g, ps in self.group_params.items()}
+        from accelerate.utils import DistributedType
+
+        self._direct_step = acc.distributed_type in (
+            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
         self.scalers = {}
         if mp == "fp16":
             self.scalers = {g: torch.amp.GradScaler(acc.device.type) for g in self.groups}
@@ -211,11 +215,28 @@ class Trainer:
                         acc.num_processes, acc.device, mp)
             if self.resume_path is not None:
                 logger.info("resuming from %s (step %d)", self.resume_path, self.start_step)
+                self._truncate_metrics(self.start_step)
             tmp = self.out / ".config.json.tmp"
             tmp.write_text(text + "\n")
             os.replace(tmp, self.out / "config.json")
         if run.log_with != "none":
             acc.init_trackers(self.out.name or "ganzoo", config=_flat_config(run.to_dict()))
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop records logged after the checkpoint we resume from: they are replayed."""
+        path = self.out / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+        tmp = path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(x + "\n" for x in keep))
+        os.replace(tmp, path)
 
     def _check_metrics_available(self) -> None:
         try:
@@ -256,11 +277,19 @@ class Trainer:
 
         path, files = self.resume_path, self.resume_files
         saved = files["config.json"]
-        for key in ("model", "model_args"):
-            if saved.get(key) != getattr(self.run, key):
-                raise ckpt.CheckpointError(
-                    f"{path / 'config.json'} was written for {key}={saved.get(key)!r}, but this "
-                    f"run has {key}={getattr(self.run, key)!r}; resume with the same model")
+        if saved.get("model") != self.run.model:
+            raise ckpt.CheckpointError(
+                f"{path / 'config.json'} was written for model {saved.get('model')!r}, but this "
+                f"run trains {self.run.model!r}; resume with the same model")
+        saved_cfg = files["trainer_state.json"].get("model_config")
+        own_cfg = json.loads(json.dumps(self.unwrapped.config_dict))
+        if saved_cfg is not None and saved_cfg != own_cfg:
+            diff = sorted(k for k in set(saved_cfg) | set(own_cfg)
+                          if saved_cfg.get(k) != own_cfg.get(k))
+            raise ckpt.CheckpointError(
+                f"{path / 'trainer_state.json'} was written for a different model config "
+                f"(fields {', '.join(diff)}: " + ", ".join(
+                    f"{k}={saved_cfg.get(k)!r} vs {own_cfg.get(k)!r}" for k in diff[:5]) + ")")
         try:
             load_weights(self.unwrapped, path / "model.safetensors")
         except (ValueError, OSError) as e:
@@ -335,6 +364,7 @@ class Trainer:
                     "mixed_precision": self.mixed_precision,
                     "ema_decay": self.ema_decay,
                     "rank_checksums": sums,
+                    "model_config": self.unwrapped.config_dict,
                     "time": time.time(),
                 }
                 root = self.out / "checkpoints"
@@ -457,8 +487,11 @@ class Trainer:
         """Gradients for ``group``'s parameters only (``None``: every trainable parameter)."""
         ids = self._group_ids[group] if group is not None else None
         for p in self.trainable:
-            p.requires_grad_(ids is None or id(p) in ids)
-            p.grad = None
+            on = ids is None or id(p) in ids
+            if p.requires_grad != on:
+                p.requires_grad_(on)
+            if on:
+                p.grad = None
 
     def _set_lr(self, step: int) -> dict[str, float]:
         run = self.run
@@ -495,17 +528,22 @@ class Trainer:
         if scaler is not None:
             scaler.unscale_(opt.optimizer)
         clip = self.specs[group].clip_grad_norm
+        guard = run.max_nonfinite > 0
+        norm = None
         if clip:
             norm = acc.clip_grad_norm_(params, clip)
-        else:
+        elif guard:
             grads = [p.grad for p in params if p.grad is not None]
             norm = (torch.nn.utils.get_total_norm(grads) if grads
                     else torch.zeros((), device=acc.device))
-        # fp16 overflows of the gradient are the scaler's business (it skips and rescales).
-        bad = ~finite if scaler is not None else ~(finite & torch.isfinite(norm))
-        if acc.num_processes > 1:
-            bad = acc.reduce(bad.to(torch.float32), reduction="sum") > 0
-        if bool(bad):
+        bad = False
+        if guard:
+            # fp16 overflows of the gradient are the scaler's business (it skips, rescales).
+            bad = ~finite if scaler is not None else ~(finite & torch.isfinite(norm))
+            if acc.num_processes > 1:
+                bad = acc.reduce(bad.to(torch.float32), reduction="sum") > 0
+            bad = bool(bad)  # the one host sync per optimizer step
+        if bad:
             self.nonfinite_total += 1
             self.nonfinite_run += 1
             if scaler is not None:
@@ -518,12 +556,17 @@ class Trainer:
         if scaler is not None:
             scaler.step(opt.optimizer)
             scaler.update()
+        elif self._direct_step:
+            # We step only on a sync and own the fp16 scaling, so the AcceleratedOptimizer
+            # wrapper would add nothing but per-call package lookups (~1 ms per step).
+            opt.optimizer.step()
         else:
             opt.step()
-        for p in params:
-            p.grad = None
         self.unwrapped.after_step(group, step)
-        return {"loss": loss.detach(), "grad_norm": norm.detach(), **logs}
+        out = {"loss": loss.detach(), **logs}
+        if norm is not None:
+            out["grad_norm"] = norm.detach()
+        return out
 
     def _should_stop(self, step: int, t0: float) -> str | None:
         run = self.run
@@ -563,7 +606,7 @@ class Trainer:
                 for group in self.unwrapped.schedule(step):
                     group_logs[group] = self._group_step(group, step, data_iter)
                 self._set_trainable(None)
-                if self.nonfinite_run >= run.max_nonfinite:
+                if run.max_nonfinite and self.nonfinite_run >= run.max_nonfinite:
                     raise TrainingError(
                         f"stopping at step {step}: {self.nonfinite_run} consecutive optimizer "
                         f"steps had a non-finite loss or gradient (lower the learning rate, "
@@ -597,8 +640,8 @@ class Trainer:
                     self.evaluate(step)
                 stop_reason = self._should_stop(step, t0)
                 if run.save_every and step % run.save_every == 0 and stop_reason is None:
-                    if self.save_checkpoint(step):
-                        last_saved = step
+                    self.save_checkpoint(step)  # refused (and logged) if weights are bad
+                    last_saved = step
                 if stop_reason is not None:
                     break
         finally:
@@ -610,8 +653,13 @@ class Trainer:
             self.save_samples(step)
         interrupted = stop_reason is not None and stop_reason.startswith(("signal", "another"))
         if not interrupted and self.is_main:
-            self.unwrapped.save_pretrained(self.out / "final", dataset=run.dataset, steps=step)
-            logger.info("step %d: saved %s", step, self.out / "final")
+            if self._weights_finite():
+                self.unwrapped.save_pretrained(self.out / "final", dataset=run.dataset,
+                                               steps=step)
+                logger.info("step %d: saved %s", step, self.out / "final")
+            else:
+                logger.error("step %d: weights hold NaN or inf; %s NOT written", step,
+                             self.out / "final")
         if stop_reason is not None and self.is_main:
             logger.info("stopped at step %d: %s", step, stop_reason)
         acc.wait_for_everyone()
