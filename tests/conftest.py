@@ -9,13 +9,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 TESTS = Path(__file__).parent
 PLUGINS = TESTS / "plugins"
 REPO = TESTS.parent
 
-# Keep tests single-threaded per process: the suite runs on 2 cores with pytest-xdist.
+# Keep tests single-threaded per process: the suite runs on 2 cores with pytest-xdist, and
+# oversubscribed threads make tiny convolutions far slower. Subprocesses inherit the variable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def refresh_registries() -> None:

@@ -49,6 +49,7 @@ class OptimizerSpec:
     weight_decay: float = 0.0
     eps: float = 1e-8
     momentum: float = 0.0  # rmsprop and sgd
+    alpha: float = 0.99  # rmsprop smoothing constant (TensorFlow's "decay")
     steps: int = 1  # times this group steps per training iteration (n_critic)
     clip_grad_norm: float | None = None
 
@@ -57,6 +58,8 @@ class OptimizerSpec:
             raise ValueError("OptimizerSpec.networks must name at least one network")
         if self.lr <= 0:
             raise ValueError(f"OptimizerSpec.lr must be positive, got {self.lr}")
+        if not 0.0 <= self.alpha < 1.0:
+            raise ValueError(f"OptimizerSpec.alpha must be in [0, 1), got {self.alpha}")
         if self.steps < 0:
             raise ValueError(f"OptimizerSpec.steps must be >= 0, got {self.steps}")
 
@@ -69,8 +72,8 @@ class OptimizerSpec:
             return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
                                      weight_decay=self.weight_decay)
         if self.optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=self.lr, eps=self.eps, momentum=self.momentum,
-                                       weight_decay=self.weight_decay)
+            return torch.optim.RMSprop(params, lr=self.lr, alpha=self.alpha, eps=self.eps,
+                                       momentum=self.momentum, weight_decay=self.weight_decay)
         if self.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
                                    weight_decay=self.weight_decay)

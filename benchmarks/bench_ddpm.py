@@ -1,0 +1,318 @@
+"""DDPM throughput: ganzoo against plain diffusers, same U-Net config, one process.
+
+(a) training images/s: ganzoo's training step (the model API driven exactly as the trainer
+    drives it: ``schedule`` -> ``model(group, batch, step)`` -> backward -> clip -> step ->
+    ``after_step`` -> ``update_ema``) against the loop of diffusers' unconditional training
+    example (UNet2DModel + DDPMScheduler.add_noise + MSE to the noise + AdamW + clip 1.0 +
+    ``EMAModel.step``). Target ratio >= 0.95.
+(b) DDIM 50-step sampling images/s: ``DDPM.sample`` against ``diffusers.DDIMPipeline`` (with
+    ``output_type="pt"``, so neither side copies to the host). Target ratio >= 1.0.
+(c) variants: ``--variants fp32,bf16,channels_last,compile`` runs each (bf16 autocast,
+    channels_last memory format, ``torch.compile`` of the U-Nets), building fresh models.
+
+Usage::
+
+    python benchmarks/bench_ddpm.py --quick                # CPU, small U-Net at 32 px
+    python benchmarks/bench_ddpm.py --preset ddpm_32 --batch-size 128 \\
+        --variants fp32,bf16,channels_last,bf16+channels_last,compile
+
+Every figure is the median over ``--repeats`` timed runs; the two sides alternate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+import ganzoo
+
+QUICK_OVERRIDES = dict(resolution=32, base_channels=32, channel_mult=(1, 2, 2),
+                       attention_resolutions=(16,), layers_per_block=1, norm_num_groups=8)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def clock(device: torch.device):
+    """Process CPU time for single-threaded CPU runs (other load on a shared machine does not
+    skew it), wall time otherwise (CUDA work is synchronised before reading it)."""
+    if device.type == "cpu" and torch.get_num_threads() == 1:
+        return time.process_time
+    return time.perf_counter
+
+
+def timed(fn, device) -> float:
+    now = clock(device)
+    sync(device)
+    start = now()
+    fn()
+    sync(device)
+    return now() - start
+
+
+_IMAGES: dict[str, torch.Tensor] = {}
+
+
+class _InMemory(torch.utils.data.Dataset):
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i]}
+
+
+def _bench_images(**_kwargs):
+    return _InMemory(_IMAGES["images"])
+
+
+def _trainer_seconds(args, device, overrides, mixed_precision, steps) -> float:
+    """Time of ``Trainer.train()`` for ``steps`` iterations (setup excluded)."""
+    import logging
+    import tempfile
+
+    from ganzoo.train import parse_run_config
+    from ganzoo.training import Trainer
+
+    logging.getLogger("ganzoo.train").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["--model", args.preset, "--dataset", "bench_ddpm_images", "-o", tmp,
+                "--no-progress", "--batch-size", str(args.batch_size), "--max-steps",
+                str(steps), "--log-every", "1000", "--save-every", "0", "--sample-every", "0",
+                "--keep", "1", "--mixed-precision", mixed_precision]
+        for k, v in overrides.items():
+            argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v}"]
+        if device.type == "cpu":
+            argv.append("--cpu")
+        trainer = Trainer(parse_run_config(argv))
+        now = clock(device)
+        start = now()
+        trainer.train()
+        sync(device)
+        return now() - start
+
+
+def trainer_rate(args, device, overrides, flags) -> float | None:
+    """images/s of ``ganzoo.train``: a run of ``warmup + n`` iterations minus one of ``warmup``,
+    so fixed costs (first iteration, final save) cancel. None where the trainer has no flag
+    for the variant (channels_last, compile)."""
+    if flags["channels_last"] or flags["compile"]:
+        return None
+    from ganzoo.registry import DATASETS
+
+    if "bench_ddpm_images" not in DATASETS:
+        DATASETS.register(name="bench_ddpm_images")(_bench_images)
+    mp = "bf16" if flags["bf16"] else "no"
+    warm = max(2, args.warmup)
+    short = _trainer_seconds(args, device, overrides, mp, warm)
+    long = _trainer_seconds(args, device, overrides, mp, warm + args.train_iters)
+    return args.train_iters * args.batch_size / max(long - short, 1e-9)
+
+
+def parse_variant(name: str) -> dict[str, bool]:
+    parts = set(name.split("+"))
+    unknown = parts - {"fp32", "bf16", "channels_last", "compile"}
+    if unknown:
+        raise SystemExit(f"unknown variant part(s) {sorted(unknown)} in {name!r}")
+    return {"bf16": "bf16" in parts, "channels_last": "channels_last" in parts,
+            "compile": "compile" in parts}
+
+
+def setup(args, device, flags):
+    """The ganzoo model and the diffusers side with identical U-Net weights."""
+    from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
+    from diffusers.training_utils import EMAModel
+
+    overrides = QUICK_OVERRIDES if args.quick else {}
+    torch.manual_seed(0)
+    model = ganzoo.build(args.preset, **overrides).to(device)
+    model.train()
+    ref = UNet2DModel.from_config(model.unet.config).to(device)
+    ref.load_state_dict(model.unet.state_dict())
+    ref.train()
+    ref_sample = copy.deepcopy(ref).eval()  # what a pipeline built from a checkpoint holds
+    if flags["channels_last"]:
+        for net in (model.unet, model.ema["unet"], ref, ref_sample):
+            net.to(memory_format=torch.channels_last)
+    if flags["compile"]:
+        for net in (model.unet, model.ema["unet"], ref, ref_sample):
+            net.compile()
+
+    spec = model.optimizer_groups()["unet"]
+    opt = spec.build(model.group_parameters("unet"))
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=spec.lr, betas=(0.95, 0.999),
+                                weight_decay=1e-6, eps=1e-8)
+    c = model.config
+    noise_scheduler = DDPMScheduler(num_train_timesteps=c.num_train_timesteps,
+                                    beta_schedule="linear")
+    ema = EMAModel(ref.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0,
+                   power=3 / 4, model_cls=UNet2DModel, model_config=ref.config)
+    ema.to(device)
+    pipe = DDIMPipeline(unet=ref_sample, scheduler=DDIMScheduler.from_config(
+        model.make_scheduler("ddim").config))
+    pipe.set_progress_bar_config(disable=True)
+    return model, opt, ref, ref_opt, noise_scheduler, ema, pipe
+
+
+def bench_variant(args, device, variant: str) -> dict[str, float]:
+    flags = parse_variant(variant)
+    model, opt, ref, ref_opt, noise_scheduler, ema, pipe = setup(args, device, flags)
+    c = model.config
+    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if flags["bf16"]
+           else nullcontext())
+    fmt = torch.channels_last if flags["channels_last"] else torch.contiguous_format
+    g = torch.Generator(device=device).manual_seed(0)
+    images = (torch.rand(args.batch_size, c.channels, c.resolution, c.resolution,
+                         generator=g, device=device) * 2 - 1).contiguous(memory_format=fmt)
+    batch = {"image": images}
+    spec = model.optimizer_groups()["unet"]
+    decay = type(model).default_ema_decay
+    params = model.group_parameters("unet")
+    step_counter = [0]
+
+    def ganzoo_steps():
+        for _ in range(args.train_iters):
+            step = step_counter[0]
+            for group in model.schedule(step):
+                with amp:
+                    loss, _logs = model(group, batch, step)
+                loss.backward()
+                if spec.clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, spec.clip_grad_norm)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                model.after_step(group, step)
+            model.update_ema(decay)
+            step_counter[0] += 1
+
+    def diffusers_steps():
+        for _ in range(args.train_iters):
+            clean = images
+            noise = torch.randn_like(clean)
+            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps,
+                                      (clean.shape[0],), device=device).long()
+            noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+            with amp:
+                output = ref(noisy, timesteps).sample
+            loss = F.mse_loss(output.float(), noise.float())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+            ref_opt.step()
+            ref_opt.zero_grad(set_to_none=True)
+            ema.step(ref.parameters())
+
+    def ganzoo_sample():
+        with amp:
+            model.sample(args.sample_batch, torch.Generator(device=device).manual_seed(1),
+                         num_inference_steps=args.ddim_steps, progress=False)
+
+    def diffusers_sample():
+        with amp:
+            pipe(batch_size=args.sample_batch, generator=torch.Generator(device=device)
+                 .manual_seed(1), num_inference_steps=args.ddim_steps, output_type="pt")
+
+    # Warm-up (compilation, cuDNN autotuning, allocator) on both sides.
+    for fn in (ganzoo_steps, diffusers_steps, ganzoo_sample, diffusers_sample):
+        for _ in range(args.warmup):
+            fn()
+
+    times = {k: [] for k in ("train_ganzoo", "train_diffusers", "sample_ganzoo",
+                             "sample_diffusers")}
+    for _ in range(args.repeats):
+        times["train_ganzoo"].append(timed(ganzoo_steps, device))
+        times["train_diffusers"].append(timed(diffusers_steps, device))
+        times["sample_ganzoo"].append(timed(ganzoo_sample, device))
+        times["sample_diffusers"].append(timed(diffusers_sample, device))
+    n_train = args.train_iters * args.batch_size
+    med = {k: statistics.median(v) for k, v in times.items()}
+    trainer = None
+    if args.trainer:
+        overrides = QUICK_OVERRIDES if args.quick else {}
+        _IMAGES["images"] = torch.rand(max(4 * args.batch_size, 64), c.channels, c.resolution,
+                                       c.resolution, generator=torch.Generator().manual_seed(0)
+                                       ) * 2 - 1
+        rates = [trainer_rate(args, device, overrides, flags) for _ in range(args.repeats)]
+        trainer = None if rates[0] is None else statistics.median(rates)
+    return {
+        "train_trainer": trainer,
+        "train_ganzoo": n_train / med["train_ganzoo"],
+        "train_diffusers": n_train / med["train_diffusers"],
+        "sample_ganzoo": args.sample_batch / med["sample_ganzoo"],
+        "sample_diffusers": args.sample_batch / med["sample_diffusers"],
+        "params": sum(p.numel() for p in model.unet.parameters()),
+    }
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--quick", action="store_true",
+                   help="CPU, small U-Net at 32 px (widths 32/64/64), few iterations")
+    p.add_argument("--preset", default=None, help="ganzoo preset giving the U-Net config "
+                   "(default: ddpm_32; --quick shrinks it)")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size")
+    p.add_argument("--sample-batch", type=int, default=None, help="images per sampling call")
+    p.add_argument("--train-iters", type=int, default=None, help="training steps per timed run")
+    p.add_argument("--ddim-steps", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--variants", default="fp32",
+                   help="comma-separated, each fp32 or a '+' join of bf16, channels_last, "
+                        "compile (e.g. fp32,bf16,channels_last,bf16+channels_last,compile)")
+    p.add_argument("--no-trainer", action="store_false", dest="trainer",
+                   help="skip the rows timed through ganzoo.train's Trainer")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.device = args.device or "cpu"
+        torch.set_num_threads(1)  # and time in process CPU time: robust to a loaded machine
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    args.preset = args.preset or "ddpm_32"
+    defaults = (dict(batch_size=8, sample_batch=4, train_iters=6, repeats=3, warmup=1)
+                if args.quick else
+                dict(batch_size=128, sample_batch=128, train_iters=10, repeats=5, warmup=2))
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    rows = []
+    for variant in args.variants.split(","):
+        r = bench_variant(args, device, variant)
+        rows.append((variant, r))
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"\n### DDPM: ganzoo vs diffusers ({name}, preset {args.preset}"
+          f"{' shrunk by --quick' if args.quick else ''}, {rows[0][1]['params'] / 1e6:.2f} M "
+          f"U-Net params, torch {torch.__version__})\n")
+    timing = ("process CPU time, 1 thread" if device.type == "cpu"
+              and torch.get_num_threads() == 1 else "wall time")
+    print(f"Training batch {args.batch_size} x {args.train_iters} steps; DDIM {args.ddim_steps} "
+          f"steps, batch {args.sample_batch}; medians of {args.repeats} runs ({timing}).\n")
+    print("| variant | benchmark | ganzoo img/s | diffusers img/s | ratio | target |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for variant, r in rows:
+        for what, key, target in (("(a) training, ganzoo.train Trainer", "train_trainer", 0.95),
+                                  ("(a) training, model API loop", "train_ganzoo", 0.95),
+                                  ("(b) DDIM sampling", "sample_ganzoo", 1.0)):
+            ours, theirs = r[key], r[key.split("_")[0] + "_diffusers"]
+            if ours is None:
+                continue
+            print(f"| {variant} | {what} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.3f} "
+                  f"| >= {target} |")
+
+
+if __name__ == "__main__":
+    main()

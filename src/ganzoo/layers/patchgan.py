@@ -1,0 +1,157 @@
+"""N-layer PatchGAN discriminator (pix2pix / CycleGAN).
+
+Isola et al., Image-to-Image Translation with Conditional Adversarial Networks, CVPR 2017
+(arXiv:1611.07004); reference: junyanz/pytorch-CycleGAN-and-pix2pix, ``NLayerDiscriminator``.
+
+The network classifies overlapping patches: every output logit sees one square patch of the
+input (70 x 70 pixels for ``n_layers=3``, the paper's default). Layout, as in the reference:
+
+- conv 4x4 stride 2 (no norm) + LeakyReLU(0.2);
+- ``n_layers - 1`` times conv 4x4 stride 2 + norm + LeakyReLU(0.2), channels doubling up to
+  ``base_channels * max_mult``;
+- conv 4x4 stride 1 + norm + LeakyReLU(0.2);
+- conv 4x4 stride 1 to one logit channel (no activation: losses take logits).
+
+Every conv uses padding 1. Convs followed by batch norm have no bias (the norm's shift makes it
+redundant); with instance norm (affine=False, as in the reference) or no norm they keep it.
+Initialisation follows the reference's ``init_weights('normal', 0.02)``.
+
+Departures from the reference: optional spectral norm on every conv (off by default; when it is
+on the norm layers are kept, so pass ``norm="none"`` for the usual SN-only discriminator).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+__all__ = ["PatchGANDiscriminator", "patchgan_receptive_field", "receptive_field",
+           "patchgan_output_size"]
+
+Norm = Literal["batch", "instance", "none"]
+
+
+def _norm_layer(norm: Norm, channels: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {norm!r}")
+
+
+def receptive_field(module: nn.Module) -> int:
+    """Receptive field (pixels, one side) of the chain of convs/pools in ``module``, in order.
+
+    Only square kernels, strides and dilations are supported; layers without spatial extent
+    (norms, activations) are ignored. r_in = (r_out - 1) * stride + dilation * (kernel - 1) + 1,
+    applied from the output back to the input.
+    """
+    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+    r = 1
+    for m in reversed(layers):
+        k, s = m.kernel_size, m.stride
+        d = getattr(m, "dilation", 1)
+        k = k[0] if isinstance(k, tuple) else k
+        s = s[0] if isinstance(s, tuple) else s
+        d = d[0] if isinstance(d, tuple) else d
+        r = (r - 1) * s + d * (k - 1) + 1
+    return r
+
+
+def patchgan_receptive_field(n_layers: int = 3) -> int:
+    """Receptive field of :class:`PatchGANDiscriminator` with ``n_layers`` (70 for 3)."""
+    if n_layers < 0:
+        raise ValueError(f"n_layers must be >= 0, got {n_layers}")
+    r = 1
+    # two stride-1 4x4 convs at the end, then n_layers stride-2 4x4 convs
+    for s in [1, 1] + [2] * n_layers:
+        r = (r - 1) * s + 4
+    return r
+
+
+def patchgan_output_size(input_size: int, n_layers: int = 3) -> int:
+    """Side of the logit map for a square input of side ``input_size``."""
+    n = input_size
+    for _ in range(n_layers):
+        n = (n + 2 - 4) // 2 + 1
+    for _ in range(2):
+        n = n + 2 - 4 + 1
+    if n < 1:
+        raise ValueError(f"input_size {input_size} is too small for a {n_layers}-layer PatchGAN")
+    return n
+
+
+class PatchGANDiscriminator(nn.Module):
+    """N-layer PatchGAN: ``(N, C, H, W)`` images -> ``(N, 1, H', W')`` patch logits.
+
+    Args:
+        in_channels: input image channels (6 for a conditional pix2pix D on concatenated pairs).
+        base_channels: channels of the first conv (``ndf``, 64 in the paper).
+        n_layers: number of stride-2 convs (3 gives the 70x70 PatchGAN).
+        norm: ``"batch"`` (reference default), ``"instance"`` or ``"none"``.
+        spectral_norm: wrap every conv in spectral normalisation.
+        max_mult: channel multiplier cap (``base_channels * max_mult`` at most; 8 in the paper).
+    """
+
+    def __init__(self, in_channels: int = 3, base_channels: int = 64, n_layers: int = 3,
+                 norm: Norm = "batch", spectral_norm: bool = False, max_mult: int = 8):
+        super().__init__()
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        if base_channels < 1:
+            raise ValueError(f"base_channels must be >= 1, got {base_channels}")
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        if max_mult < 1:
+            raise ValueError(f"max_mult must be >= 1, got {max_mult}")
+        _norm_layer(norm, 1)  # validates ``norm``
+        self.n_layers = n_layers
+        use_bias = norm != "batch"
+
+        def conv(c_in, c_out, stride, bias=True):
+            layer = nn.Conv2d(c_in, c_out, kernel_size=4, stride=stride, padding=1, bias=bias)
+            if spectral_norm:
+                layer = nn.utils.parametrizations.spectral_norm(layer)
+            return layer
+
+        layers: list[nn.Module] = [conv(in_channels, base_channels, 2), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2 ** n, max_mult)
+            stride = 2 if n < n_layers else 1
+            layers += [conv(base_channels * prev, base_channels * mult, stride, bias=use_bias),
+                       _norm_layer(norm, base_channels * mult), nn.LeakyReLU(0.2, True)]
+        layers.append(conv(base_channels * mult, 1, 1))
+        self.model = nn.Sequential(*layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, 0.02) conv weights, N(1, 0.02) batch-norm scales, zero biases (reference init).
+
+        A no-op for parameters on the ``meta`` device (nothing to initialise)."""
+        for m in self.modules():
+            if any(p.is_meta for p in m.parameters()):
+                continue
+            if isinstance(m, nn.Conv2d):
+                # with spectral norm the raw weight lives in parametrizations.weight.original
+                w = (m.parametrizations.weight.original
+                     if nn.utils.parametrize.is_parametrized(m, "weight") else m.weight)
+                nn.init.normal_(w, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def receptive_field(self) -> int:
+        return receptive_field(self.model)
+
+    def output_size(self, input_size: int) -> int:
+        return patchgan_output_size(input_size, self.n_layers)
+
+    def forward(self, x):
+        return self.model(x)

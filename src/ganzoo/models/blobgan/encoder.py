@@ -1,0 +1,240 @@
+"""BlobGAN encoder: images -> the layout MLP's latent at ``mlp_idx`` (default -1).
+
+The reference inverter (``dave-epstein/blobgan``, ``models/invertblobgan.py``; OCTET's
+``train_encoder.py``) regresses the latent that the last layout-MLP layer(s) turn into blobs,
+from generated images (with a loss on the images and on the blob parameters) and real images
+(image loss only), against a frozen, pretrained BlobGAN (its EMA networks).
+
+Here the encoder is a registered ganzoo model trained by ``ganzoo.train`` like any other: one
+optimizer group (``encoder``); for ``step < real_from_step`` the loss uses generated images only,
+afterwards real images are added (the two phases of OCTET: pre-training on generated images,
+then fine-tuning on real + generated). Image losses are MSE + VGG perceptual
+(``ganzoo.losses.perceptual``; the reference uses LPIPS-VGG).
+
+Departures: the backbone is any timm model (``num_classes=0``, global pooling) plus a linear
+head, instead of a StyleGAN2 discriminator (OCTET) - pass ``backbone`` to choose; the VGG
+perceptual loss replaces LPIPS (no LPIPS weights can be downloaded here); OCTET's
+decision-model feature-matching term is left out (it needs the decision model at training time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...registry import MODELS, register_model
+from ..base import GenerativeModel, OptimizerSpec
+from .layout import LAYOUT_KEYS
+
+__all__ = ["BlobGANEncoder", "BlobGANEncoderConfig", "LatentEncoder", "blobgan_encoder_256",
+           "blobgan_encoder_256x512", "test_blobgan_encoder"]
+
+
+@dataclass
+class BlobGANEncoderConfig:
+    blobgan: str = "blobgan_256"  # BlobGAN preset the encoder inverts
+    blobgan_weights: str | None = None  # saved BlobGAN folder / Hub id, loaded at build
+    resolution: int = 256  # image height: must match the BlobGAN's (sizes the dataset)
+    aspect_ratio: float = 1.0  # must match the BlobGAN's
+    backbone: str = "resnet34"  # any timm model name
+    pretrained_backbone: bool = False  # timm ImageNet weights (downloads)
+    mlp_idx: int = -1  # predict the input of layout_net.mlp[mlp_idx]
+    lr: float = 0.002
+    eps: float = 1e-5
+    real_from_step: int = 10_000  # generated images only before this step, then real + generated
+    lambda_mse_fake: float = 1.0
+    lambda_perceptual_fake: float = 1.0
+    lambda_latent: float = 1.0  # MSE on the blob parameters of generated images
+    lambda_mse_real: float = 1.0
+    lambda_perceptual_real: float = 1.0
+    perceptual_weights: str = "imagenet"  # VGG-16 weights: "imagenet", a path, "random", "none"
+    truncation: float = 0.0  # truncation of the generated training layouts
+
+    def __post_init__(self):
+        if not self.blobgan:
+            raise ValueError("blobgan must name a BlobGAN preset")
+        if not self.backbone:
+            raise ValueError("backbone must name a timm model")
+        if self.real_from_step < 0:
+            raise ValueError(f"real_from_step must be >= 0, got {self.real_from_step}")
+        if not 0.0 <= self.truncation <= 1.0:
+            raise ValueError(f"truncation must be in [0, 1], got {self.truncation}")
+        for name in ("lambda_mse_fake", "lambda_perceptual_fake", "lambda_latent",
+                     "lambda_mse_real", "lambda_perceptual_real", "lr"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+class LatentEncoder(nn.Module):
+    """A timm backbone (pooled features) and a linear head to ``latent_dim``."""
+
+    def __init__(self, backbone: str, latent_dim: int, pretrained: bool = False):
+        super().__init__()
+        import timm  # heavy; imported only when an encoder is built
+
+        self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0)
+        self.head = nn.Linear(self.backbone.num_features, latent_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+
+class BlobGANEncoder(GenerativeModel):
+    """Encoder of a frozen BlobGAN; ``reconstruct`` renders the predicted layouts."""
+
+    config_class = BlobGANEncoderConfig
+    family = "blobgan"
+    paper = ("Epstein et al., BlobGAN, ECCV 2022 (arXiv 2205.02837); encoder as in Zemni et "
+             "al., OCTET, CVPR 2023 (arXiv 2211.12380)")
+    task = "reconstruct"
+    batch_keys = ("image",)
+    default_dataset = "shapes_scenes"
+    eval_references = {"reconstruction": {}}
+
+    def __init__(self, config: BlobGANEncoderConfig):
+        super().__init__(config)
+        blobgan = MODELS.build(config.blobgan)
+        # Only the EMA layout MLP and generator are used (as in the reference inverter).
+        del blobgan.discriminator, blobgan.layout_net, blobgan.generator
+        blobgan.requires_grad_(False)
+        self.blobgan = blobgan
+        bc = blobgan.config
+        if (bc.resolution, bc.aspect_ratio) != (config.resolution, config.aspect_ratio):
+            raise ValueError(f"resolution/aspect_ratio ({config.resolution}, "
+                             f"{config.aspect_ratio}) must match the BlobGAN '{config.blobgan}' "
+                             f"({bc.resolution}, {bc.aspect_ratio})")
+        latent_dim = blobgan.ema["layout_net"].latent_dim(config.mlp_idx)
+        self.encoder = LatentEncoder(config.backbone, latent_dim, config.pretrained_backbone)
+        self._perceptual = None
+
+    @classmethod
+    def from_config(cls, config=None, *, preset=None, **overrides):
+        model = super().from_config(config, preset=preset, **overrides)
+        if model.config.blobgan_weights and not next(model.parameters()).is_meta:
+            model.load_blobgan(model.config.blobgan_weights)
+        return model
+
+    def load_blobgan(self, source: str) -> None:
+        """Load the EMA networks of a saved BlobGAN (folder or Hub id) into the frozen copy."""
+        from safetensors.torch import load_file
+
+        from ...hub import WEIGHTS_NAME, resolve_folder
+
+        state = load_file(str(resolve_folder(source) / WEIGHTS_NAME), device="cpu")
+        ema = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
+        if not ema:
+            raise ValueError(f"{source} holds no EMA networks ('ema.' keys): not a BlobGAN")
+        self.blobgan.ema.load_state_dict(ema, strict=True)
+
+    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
+        c = self.config
+        return {"encoder": OptimizerSpec(("encoder",), optimizer="adamw", lr=c.lr, eps=c.eps)}
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.blobgan.train(False)  # frozen
+        return self
+
+    # -- helpers ----------------------------------------------------------------------------
+    @property
+    def perceptual(self) -> nn.Module | None:
+        if self.config.perceptual_weights == "none":
+            return None
+        if self._perceptual is None:
+            from ...losses.perceptual import VGGPerceptualLoss
+
+            # Kept out of the module tree (a frozen measuring instrument, not a trained part)
+            # and built on first use, so that building the encoder reads no VGG weights.
+            object.__setattr__(self, "_perceptual",
+                               VGGPerceptualLoss(weights=self.config.perceptual_weights))
+        return self._perceptual.to(self.device)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Predicted layout-MLP latents at ``mlp_idx`` (differentiable)."""
+        return self.encoder(images)
+
+    def invert(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The encoder's guess of the blob parameters of ``images``."""
+        return self.blobgan.layout_from_latent(self.encode(images), mlp_idx=self.config.mlp_idx)
+
+    def _image_loss(self, recon, target, w_mse, w_perc, tag, logs):
+        mse = F.mse_loss(recon, target)
+        loss = w_mse * mse
+        logs[f"{tag}_mse"] = mse.detach()
+        perc = self.perceptual
+        if perc is not None and w_perc > 0:
+            p = perc(recon, target)
+            loss = loss + w_perc * p
+            logs[f"{tag}_perceptual"] = p.detach()
+        return loss
+
+    def loss(self, group: str, batch, step: int):
+        if group != "encoder":
+            raise KeyError(f"BlobGANEncoder has no optimizer group '{group}'")
+        c, bg = self.config, self.blobgan
+        real = batch["image"]
+        bg.check_images(real)
+        logs = {}
+        with torch.no_grad():
+            true_layout = bg.sample_layout(real.shape[0], truncation=c.truncation)
+            fake = bg.render(true_layout)
+        pred_layout = self.invert(fake)
+        loss = self._image_loss(bg.render(pred_layout), fake, c.lambda_mse_fake,
+                                c.lambda_perceptual_fake, "fake", logs)
+        if c.lambda_latent > 0:
+            latent = sum(F.mse_loss(pred_layout[k], true_layout[k]) for k in LAYOUT_KEYS) \
+                / len(LAYOUT_KEYS)
+            loss = loss + c.lambda_latent * latent
+            logs["fake_latent_mse"] = latent.detach()
+        if step >= c.real_from_step:
+            loss = loss + self._image_loss(bg.render(self.invert(real)), real, c.lambda_mse_real,
+                                           c.lambda_perceptual_real, "real", logs)
+        return loss, logs
+
+    # -- task -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        images = images.to(self.device)
+        return self.blobgan.render(self.invert(images), generator=generator).clamp(-1, 1)
+
+    def generate(self, batch, n: int, generator: torch.Generator | None = None):
+        return {"reconstruction": self.reconstruct(batch["image"][:n], generator=generator)}
+
+    def preview(self, batch, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Inputs above their reconstructions (generated inputs when there is no batch)."""
+        if batch is None:
+            images = self.blobgan.sample(n, generator=generator)
+        else:
+            images = batch["image"][:n].to(self.device)
+        return torch.cat([images, self.reconstruct(images, generator=generator)])
+
+
+@register_model
+def blobgan_encoder_256(**kwargs) -> BlobGANEncoder:
+    """ResNet-34 encoder of ``blobgan_256`` (set ``blobgan_weights`` to a trained BlobGAN)."""
+    return BlobGANEncoder.from_config(BlobGANEncoderConfig(), preset="blobgan_encoder_256",
+                                      **kwargs)
+
+
+@register_model
+def blobgan_encoder_256x512(**kwargs) -> BlobGANEncoder:
+    """ResNet-34 encoder of ``blobgan_256x512`` (OCTET's inverter weights: lambda_mse_real=0.1,
+    lambda_latent=10)."""
+    return BlobGANEncoder.from_config(
+        BlobGANEncoderConfig(blobgan="blobgan_256x512", aspect_ratio=2.0, lambda_mse_real=0.1,
+                             lambda_latent=10.0),
+        preset="blobgan_encoder_256x512", **kwargs)
+
+
+@register_model
+def test_blobgan_encoder(**kwargs) -> BlobGANEncoder:
+    """Tiny encoder (timm ``test_resnet``) of ``test_blobgan`` for tests; real images from
+    step 2; no perceptual loss."""
+    return BlobGANEncoder.from_config(
+        BlobGANEncoderConfig(blobgan="test_blobgan", resolution=32, backbone="test_resnet",
+                             real_from_step=2, perceptual_weights="none"),
+        preset="test_blobgan_encoder", **kwargs)

@@ -1,0 +1,466 @@
+"""DCGAN: deep convolutional GANs, and the upsample + conv variant of the DCGAN log.
+
+Radford, Metz & Chintala, "Unsupervised Representation Learning with Deep Convolutional
+Generative Adversarial Networks", ICLR 2016 (arXiv:1511.06434); architecture as in
+pytorch/examples ``dcgan/main.py``.
+
+Presets:
+
+- ``dcgan`` (64 px) / ``dcgan_128``: G = ConvTranspose 4×4 blocks with BatchNorm and ReLU
+  from a 4×4 map of ``ngf·2^k`` channels, Tanh output; D = strided 4×4 convolutions with
+  LeakyReLU 0.2 and BatchNorm except on the input layer, a 4×4 valid conv to one logit.
+  Weights from N(0, 0.02) (BatchNorm scales from N(1, 0.02)); BCE loss; Adam lr 2e-4,
+  betas (0.5, 0.999); z = 100. ``dcgan_128`` is one block deeper in both networks
+  (``16·ngf`` channels at 4×4).
+- ``dcgan_upsample``: G = Linear(z -> 8·ngf·4·4) projection, then Upsample(×2) + Conv 3×3
+  blocks with BatchNorm (momentum 0.8) and LeakyReLU 0.2, a 3×3 conv to RGB and Tanh;
+  D = Conv 3×3 stride-2 blocks with LeakyReLU 0.2, Dropout2d 0.25 and BatchNorm
+  (momentum 0.8) except on the first block, then Linear to one logit. BCE with label
+  smoothing (real 0.9, fake 0.1). The DCGAN log also anneals the learning rate with a cosine
+  from 2e-4 to 1e-5: schedules are the trainer's job, so run it with
+  ``--lr-schedule cosine`` (final lr 1e-5); the family keeps a constant default.
+
+Departures, all deliberate:
+
+- Discriminators output logits and the loss applies the sigmoid (``BCEWithLogits``), which
+  is the same function as Sigmoid + BCE, numerically safer.
+- ``sample`` runs the (EMA) generator with BatchNorm in eval mode (running statistics), so a
+  sample does not depend on the other samples drawn with it and does not change the running
+  statistics. The EMA copy takes the live network's BatchNorm buffers.
+- ``dcgan_upsample``: in the PyTorch-GAN reference the "0.8" of ``BatchNorm2d(c, 0.8)`` is the
+  positional ``eps``; the issue asks for momentum 0.8, which we take in PyTorch's convention
+  (``bn_momentum``; Keras's momentum 0.8 is PyTorch's 0.2). Linear layers keep PyTorch's
+  default init; a BatchNorm follows the projection as in that reference.
+
+:class:`LatentGAN` is the shared unconditional GAN: WGAN-GP (``wgan_gp.py``) reuses it and the
+networks below.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from ..layers.attention import SelfAttention2d
+from ..layers.diffaugment import diff_augment, parse_policy
+from ..registry import register_model
+from .base import Batch, GenerativeModel, OptimizerSpec
+
+__all__ = ["DCGANConfig", "DCGAN", "LatentGAN", "DCGANGenerator", "DCGANDiscriminator",
+           "UpsampleGenerator", "UpsampleDiscriminator", "check_resolution"]
+
+Norm = Literal["batch", "group", "layer", "instance", "none"]
+
+
+def check_resolution(resolution: int, attention_resolutions: tuple[int, ...] = (),
+                     field: str = "resolution") -> int:
+    """Raise ValueError unless ``resolution`` is a power of two >= 16; return log2 of it."""
+    if not isinstance(resolution, int) or resolution < 16 or resolution & (resolution - 1):
+        raise ValueError(f"{field} must be a power of two >= 16, got {resolution!r}")
+    for r in attention_resolutions:
+        if r < 8 or r > resolution // 2 or r & (r - 1):
+            raise ValueError(f"attention_resolutions entries must be powers of two between 8 "
+                             f"and resolution/2 = {resolution // 2}, got {r}")
+    return int(math.log2(resolution))
+
+
+@dataclass
+class DCGANConfig:
+    resolution: int = 64
+    channels: int = 3
+    latent_dim: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    arch: Literal["convtranspose", "upsample"] = "convtranspose"
+    bn_momentum: float = 0.1  # PyTorch convention; dcgan_upsample uses 0.8
+    d_dropout: float = 0.0  # Dropout2d after each D block; dcgan_upsample uses 0.25
+    loss: Literal["bce", "nonsaturating", "hinge"] = "bce"
+    real_label: float = 1.0  # bce label smoothing (dcgan_upsample: 0.9)
+    fake_label: float = 0.0  # (dcgan_upsample: 0.1)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        check_resolution(self.resolution)
+        for field in ("channels", "latent_dim", "ngf", "ndf"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if not 0.0 < self.bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
+        if not 0.0 <= self.d_dropout < 1.0:
+            raise ValueError(f"d_dropout must be in [0, 1), got {self.d_dropout}")
+        for field in ("real_label", "fake_label"):
+            if not 0.0 <= getattr(self, field) <= 1.0:
+                raise ValueError(f"{field} must be in [0, 1], got {getattr(self, field)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.init_std <= 0:
+            raise ValueError(f"init_std must be positive, got {self.init_std}")
+        parse_policy(self.diffaugment)
+
+
+# -- blocks ------------------------------------------------------------------------------------
+def make_norm(kind: Norm, channels: int, bn_momentum: float = 0.1, groups: int = 32) -> nn.Module:
+    """BatchNorm, GroupNorm (gcd(groups, C) groups), LayerNorm over (C, H, W) with
+    per-channel affine (GroupNorm with one group, as in the WGAN-GP code), InstanceNorm, or
+    nothing."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, momentum=bn_momentum)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(groups, channels), channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}")
+
+
+def _sn(layer: nn.Module, on: bool) -> nn.Module:
+    if not on:
+        return layer
+    if layer.weight.is_meta:
+        return meta_spectral_norm(layer)
+    return nn.utils.parametrizations.spectral_norm(layer)
+
+
+def meta_spectral_norm(layer: nn.Module) -> nn.Module:
+    """``spectral_norm`` for a layer built on the ``meta`` device, without the 15 power
+    iterations its constructor runs (slow through meta decompositions, and meaningless there).
+    Same parametrization class, buffers and state-dict keys as the real thing; falls back to
+    ``spectral_norm`` if PyTorch's private class changes."""
+    try:
+        from torch.nn.utils import parametrize
+        from torch.nn.utils.parametrizations import _SpectralNorm
+
+        weight = layer.weight
+        dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
+        sn = _SpectralNorm.__new__(_SpectralNorm)
+        nn.Module.__init__(sn)
+        sn.dim, sn.eps, sn.n_power_iterations = dim, 1e-12, 1
+        sn.register_buffer("_u", torch.empty(weight.shape[dim], device="meta"))
+        sn.register_buffer("_v", torch.empty(weight.numel() // weight.shape[dim], device="meta"))
+        # unsafe: skip the registration check, a forward that would run meta decompositions
+        parametrize.register_parametrization(layer, "weight", sn, unsafe=True)
+        layer.parametrizations.weight.unsafe = False
+        return layer
+    except Exception:  # noqa: BLE001 - private API moved: take the slow, public path
+        return nn.utils.parametrizations.spectral_norm(layer)
+
+
+def dcgan_init_(module: nn.Module, std: float = 0.02) -> None:
+    """N(0, std) for conv weights, N(1, std) for norm scales, zero biases (DCGAN paper).
+
+    A no-op on the ``meta`` device (nothing to initialise; ``normal_`` there is slow)."""
+    for m in module.modules():
+        if any(p.is_meta for p in m.parameters(recurse=False)):
+            continue
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and m.affine:
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+# -- networks ----------------------------------------------------------------------------------
+class DCGANGenerator(nn.Module):
+    """z (N, latent_dim) -> image (N, C, R, R) in [-1, 1] with ConvTranspose 4×4 blocks.
+
+    4×4 map of ``ngf·2^(log2 R - 3)`` channels, halving the channels at each ×2 block, with
+    optional self-attention after the blocks whose output side is in ``attention_resolutions``.
+    """
+
+    def __init__(self, latent_dim: int = 100, ngf: int = 64, channels: int = 3,
+                 resolution: int = 64, norm: Norm = "batch", bn_momentum: float = 0.1,
+                 attention_resolutions: tuple[int, ...] = ()):
+        super().__init__()
+        n_up = check_resolution(resolution, attention_resolutions) - 3
+        self.latent_dim = latent_dim
+        ch = ngf * 2 ** n_up
+        bias = norm == "none"
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, ch, 4, 1, 0, bias=bias),
+            make_norm(norm, ch, bn_momentum), nn.ReLU(True),
+        ]
+        size = 4
+        for _ in range(n_up):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=bias),
+                       make_norm(norm, ch // 2, bn_momentum), nn.ReLU(True)]
+            ch, size = ch // 2, size * 2
+            if size in attention_resolutions:
+                layers.append(SelfAttention2d(ch))
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], -1, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """image (N, C, R, R) -> logits (N,) with strided 4×4 convolutions and LeakyReLU 0.2.
+
+    No normalisation on the input layer; ``norm`` on the others (BatchNorm for DCGAN,
+    LayerNorm/InstanceNorm/none for WGAN critics); optional spectral norm on every conv and
+    self-attention where the feature side is in ``attention_resolutions``.
+    """
+
+    def __init__(self, ndf: int = 64, channels: int = 3, resolution: int = 64,
+                 norm: Norm = "batch", bn_momentum: float = 0.1, spectral_norm: bool = False,
+                 attention_resolutions: tuple[int, ...] = (), dropout: float = 0.0):
+        super().__init__()
+        n_down = check_resolution(resolution, attention_resolutions) - 3
+        bias = norm == "none"
+        ch, size = ndf, resolution // 2
+        layers: list[nn.Module] = [_sn(nn.Conv2d(channels, ch, 4, 2, 1, bias=bias), spectral_norm),
+                                   nn.LeakyReLU(0.2, True)]
+        if dropout:
+            layers.append(nn.Dropout2d(dropout))
+        for _ in range(n_down):
+            if size in attention_resolutions:
+                layers.append(SelfAttention2d(ch, spectral_norm=spectral_norm))
+            layers += [_sn(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=bias), spectral_norm),
+                       make_norm(norm, ch * 2, bn_momentum), nn.LeakyReLU(0.2, True)]
+            if dropout:
+                layers.append(nn.Dropout2d(dropout))
+            ch, size = ch * 2, size // 2
+        layers.append(_sn(nn.Conv2d(ch, 1, 4, 1, 0, bias=False), spectral_norm))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+class UpsampleGenerator(nn.Module):
+    """The DCGAN log's generator: Linear projection, Upsample(×2) + Conv 3×3 blocks with
+    BatchNorm and LeakyReLU 0.2, Conv 3×3 to RGB and Tanh."""
+
+    def __init__(self, latent_dim: int = 100, ngf: int = 64, channels: int = 3,
+                 resolution: int = 64, bn_momentum: float = 0.8):
+        super().__init__()
+        n_up = check_resolution(resolution) - 2
+        self.latent_dim = latent_dim
+        self.ch0 = ngf * 2 ** (n_up - 1)  # 8·ngf at 64 px
+        self.project = nn.Linear(latent_dim, self.ch0 * 16)
+        layers: list[nn.Module] = [nn.BatchNorm2d(self.ch0, momentum=bn_momentum)]
+        ch = self.ch0
+        for _ in range(n_up):
+            out = max(ngf, ch // 2)
+            layers += [nn.Upsample(scale_factor=2), nn.Conv2d(ch, out, 3, 1, 1),
+                       nn.BatchNorm2d(out, momentum=bn_momentum), nn.LeakyReLU(0.2, True)]
+            ch = out
+        layers += [nn.Conv2d(ch, channels, 3, 1, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.project(z.flatten(1)).view(z.shape[0], self.ch0, 4, 4))
+
+
+class UpsampleDiscriminator(nn.Module):
+    """The DCGAN log's discriminator: Conv 3×3 stride-2 blocks with LeakyReLU 0.2,
+    Dropout2d and BatchNorm (not on the first block), then Linear to one logit."""
+
+    def __init__(self, ndf: int = 64, channels: int = 3, resolution: int = 64,
+                 bn_momentum: float = 0.8, dropout: float = 0.25):
+        super().__init__()
+        n_down = check_resolution(resolution) - 2
+        layers: list[nn.Module] = []
+        ch_in = channels
+        for i in range(n_down):
+            ch = ndf * 2 ** min(i, 3)
+            layers += [nn.Conv2d(ch_in, ch, 3, 2, 1), nn.LeakyReLU(0.2, True)]
+            if dropout:
+                layers.append(nn.Dropout2d(dropout))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(ch, momentum=bn_momentum))
+            ch_in = ch
+        self.net = nn.Sequential(*layers)
+        self.head = nn.Linear(ch_in * 16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(x).flatten(1)).flatten()
+
+
+# -- the shared unconditional GAN ------------------------------------------------------------
+@contextmanager
+def _eval_mode(net: nn.Module):
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
+class LatentGAN(GenerativeModel):
+    """An unconditional GAN ``G: z -> x`` with a discriminator (or critic) ``D``.
+
+    Subclasses build ``self.generator``, the discriminator under the name ``d_name``, and
+    ``self.adv_loss`` (an :class:`~ganzoo.losses.adversarial.AdversarialLoss`), and define
+    ``optimizer_groups``. Latent protocol (see :mod:`ganzoo.latent`): ``latent_dim``,
+    ``sample_latents(n, generator)`` and ``generate_from_latent(z)``.
+    """
+
+    d_name: ClassVar[str] = "discriminator"
+    ema_networks = ("generator",)
+    eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def discriminator_net(self) -> nn.Module:
+        return getattr(self, self.d_name)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        policy = self.config.diffaugment
+        return diff_augment(x, policy) if policy else x
+
+    def _d_real_fake(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor):
+        """D on real and fake: one forward of the concatenated batch when D has no
+        BatchNorm (every layer is per-sample, so this is the same function, with half the
+        kernel launches); two forwards otherwise, so BatchNorm statistics stay per batch as
+        in the papers."""
+        per_sample = self.__dict__.get("_d_per_sample")
+        if per_sample is None:
+            per_sample = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                 for m in d.modules())
+            self.__dict__["_d_per_sample"] = per_sample
+        if per_sample and real.shape[1:] == fake.shape[1:]:
+            logits = d(torch.cat([real, fake.to(real.dtype)]))
+            return logits[: real.shape[0]], logits[real.shape[0]:]
+        return d(real), d(fake)
+
+    def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        real = batch["image"]
+        n = real.shape[0]
+        z = torch.randn(n, self.latent_dim, device=real.device, dtype=real.dtype)
+        d = self.discriminator_net
+        if group == self.d_name:
+            with torch.no_grad():  # the D step trains D only: no graph through G
+                fake = self.generator(z)
+            real_in, fake_in = self._augment(real), self._augment(fake)
+            real_logits, fake_logits = self._d_real_fake(d, real_in, fake_in)
+            loss = self.adv_loss.d_loss(real_logits, fake_logits)
+            logs = {"d_loss": loss.detach(), "real_score": real_logits.detach().mean(),
+                    "fake_score": fake_logits.detach().mean()}
+            penalty = self.adv_loss.penalty(d, real_in, fake_in)
+            if penalty is not None:
+                loss = loss + penalty
+                logs["penalty"] = penalty.detach()
+            return loss, logs
+        if group == "generator":
+            fake_logits = d(self._augment(self.generator(z)))
+            loss = self.adv_loss.g_loss(fake_logits)
+            return loss, {"g_loss": loss.detach()}
+        raise KeyError(f"{type(self).__name__} has optimizer groups "
+                       f"{list(self.optimizer_groups())}, got {group!r}")
+
+    # -- latent protocol and task ------------------------------------------------------------
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` standard-normal latents, drawn on ``generator``'s device (CPU by default) and
+        moved to the model's device: the same seed gives the same latents everywhere."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return z.to(self.device)
+
+    @torch.no_grad()
+    def generate_from_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] from latents ``z`` (N, latent_dim) with the inference generator
+        (EMA when present), BatchNorm in eval mode."""
+        net = self.inference_net("generator")
+        dtype = next(net.parameters()).dtype
+        with _eval_mode(net):
+            return net(z.to(self.device, dtype)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.generate_from_latent(self.sample_latents(n, generator))
+
+
+class DCGAN(LatentGAN):
+    config_class = DCGANConfig
+    family = "dcgan"
+    paper = ("Radford, Metz & Chintala, Unsupervised Representation Learning with Deep "
+             "Convolutional Generative Adversarial Networks, ICLR 2016 (arXiv:1511.06434)")
+    d_name = "discriminator"
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__(config)
+        c = config
+        if c.arch == "convtranspose":
+            self.generator = DCGANGenerator(c.latent_dim, c.ngf, c.channels, c.resolution,
+                                            norm="batch", bn_momentum=c.bn_momentum)
+            self.discriminator = DCGANDiscriminator(c.ndf, c.channels, c.resolution,
+                                                    norm="batch", bn_momentum=c.bn_momentum,
+                                                    dropout=c.d_dropout)
+        else:
+            self.generator = UpsampleGenerator(c.latent_dim, c.ngf, c.channels, c.resolution,
+                                               bn_momentum=c.bn_momentum)
+            self.discriminator = UpsampleDiscriminator(c.ndf, c.channels, c.resolution,
+                                                       bn_momentum=c.bn_momentum,
+                                                       dropout=c.d_dropout)
+        dcgan_init_(self.generator, c.init_std)
+        dcgan_init_(self.discriminator, c.init_std)
+        from ..losses.adversarial import BCELoss, HingeLoss, NonSaturatingLoss
+
+        if c.loss == "bce":
+            self.adv_loss = BCELoss(real_label=c.real_label, fake_label=c.fake_label)
+        elif c.loss == "nonsaturating":
+            self.adv_loss = NonSaturatingLoss()
+        else:
+            self.adv_loss = HingeLoss()
+
+    def optimizer_groups(self) -> dict[str, OptimizerSpec]:
+        c = self.config
+        return {
+            "discriminator": OptimizerSpec(("discriminator",), "adam", lr=c.lr, betas=c.betas),
+            "generator": OptimizerSpec(("generator",), "adam", lr=c.lr, betas=c.betas),
+        }
+
+
+# -- presets -----------------------------------------------------------------------------------
+_UPSAMPLE = dict(arch="upsample", bn_momentum=0.8, d_dropout=0.25, real_label=0.9,
+                 fake_label=0.1)
+
+
+@register_model
+def dcgan(**kwargs) -> DCGAN:
+    """DCGAN at 64 px, faithful to Radford et al. 2015 (z = 100, BCE, Adam 2e-4 (0.5, 0.999))."""
+    return DCGAN.from_config(DCGANConfig(), preset="dcgan", **kwargs)
+
+
+@register_model
+def dcgan_upsample(**kwargs) -> DCGAN:
+    """DCGAN-log variant: Upsample + Conv 3×3 G, dropout D, label smoothing 0.9/0.1, 64 px."""
+    return DCGAN.from_config(DCGANConfig(**_UPSAMPLE), preset="dcgan_upsample", **kwargs)
+
+
+@register_model
+def dcgan_128(**kwargs) -> DCGAN:
+    """DCGAN at 128 px: one block deeper in G and D (16·ngf channels at 4×4)."""
+    return DCGAN.from_config(DCGANConfig(resolution=128), preset="dcgan_128", **kwargs)
+
+
+@register_model
+def test_dcgan(**kwargs) -> DCGAN:
+    """Tiny DCGAN for tests: 32 px, ngf = ndf = 16, z = 32."""
+    return DCGAN.from_config(DCGANConfig(resolution=32, ngf=16, ndf=16, latent_dim=32),
+                             preset="test_dcgan", **kwargs)
+
+
+@register_model
+def test_dcgan_upsample(**kwargs) -> DCGAN:
+    """Tiny dcgan_upsample for tests: 32 px, ngf = ndf = 16, z = 32."""
+    return DCGAN.from_config(DCGANConfig(resolution=32, ngf=16, ndf=16, latent_dim=32,
+                                         **_UPSAMPLE), preset="test_dcgan_upsample", **kwargs)

@@ -1,0 +1,172 @@
+"""Train any registered ganzoo model: ``python -m ganzoo.train``.
+
+The same command runs on one device, under ``accelerate launch -m ganzoo.train`` and under
+``torchrun --nproc_per_node N -m ganzoo.train`` (CPU processes use gloo); ``ganzoo train``
+calls :func:`main`. Examples::
+
+    python -m ganzoo.train --model dcgan --dataset shapes --output-dir runs/dcgan \\
+        --max-steps 2000 --set ngf=32 --set data.resolution=32 --lr generator=1e-4
+    python -m ganzoo.train --config run.yaml --output-dir runs/dcgan --resume latest
+
+``--set key=value`` sets a field of the model's config; ``--set data.key=value`` a dataset
+option. See docs/training.md for every flag, the config file format and the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "parse_run_config"]
+
+
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _group_value(text: str) -> tuple[str, str]:
+    """``GROUP=VALUE`` or a bare ``VALUE`` (all groups)."""
+    key, sep, value = text.rpartition("=")
+    return (key.strip(), value.strip()) if sep else ("*", text.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    S = argparse.SUPPRESS  # unset flags stay out of the namespace, so lower layers show through
+    p = argparse.ArgumentParser(
+        prog="python -m ganzoo.train", argument_default=S,
+        description="Train a registered ganzoo model on a registered dataset.",
+        epilog="Precedence: defaults < resumed run's config < --config file < flags.")
+    a = p.add_argument_group("run")
+    a.add_argument("--config", help="YAML or JSON run config (keys are the flag names, "
+                   "with model_args / dataset_args mappings for --set)")
+    a.add_argument("--model", help="registered model preset, e.g. dcgan")
+    a.add_argument("--dataset", help="registered dataset, e.g. shapes")
+    a.add_argument("--output-dir", "-o", help="run folder OUT")
+    a.add_argument("--set", action="append", type=_kv, dest="set", metavar="KEY=VALUE",
+                   help="model config field (ngf=32) or dataset option (data.resolution=32); "
+                   "repeatable")
+    a.add_argument("--seed", type=int)
+    a.add_argument("--resume", nargs="?", const="latest",
+                   help="'latest' (default when given bare) or a checkpoint folder")
+    a.add_argument("--overwrite", action="store_true", help="replace the run held by OUT")
+    a = p.add_argument_group("length")
+    a.add_argument("--max-steps", type=int, help="training iterations")
+    a.add_argument("--duration", help="wall-clock budget, e.g. 3h, 90m, 1h30m, 45s")
+    a = p.add_argument_group("optimisation")
+    a.add_argument("--batch-size", type=int, help="per process")
+    a.add_argument("--grad-accum", type=int, help="gradient accumulation steps")
+    a.add_argument("--lr", action="append", type=_group_value, metavar="[GROUP=]LR",
+                   help="learning rate of one optimizer group or all; repeatable")
+    a.add_argument("--lr-schedule", choices=["constant", "cosine", "linear"])
+    a.add_argument("--lr-end", type=float, help="final LR of cosine/linear (default 0)")
+    a.add_argument("--warmup-steps", type=int)
+    a.add_argument("--clip-grad-norm", action="append", type=_group_value,
+                   metavar="[GROUP=]NORM", help="max gradient norm per group or all; repeatable")
+    a.add_argument("--optim", action="append", type=_kv, metavar="GROUP.FIELD=VALUE",
+                   help="any OptimizerSpec field of a group, e.g. generator.betas=[0.5,0.999]")
+    a.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
+    a.add_argument("--ema-decay", type=float, help="default: the family's default_ema_decay")
+    a.add_argument("--max-nonfinite", type=int,
+                   help="consecutive non-finite steps before the run stops (default 20; "
+                   "0 turns the guard and its host sync per optimizer step off)")
+    a = p.add_argument_group("outputs")
+    a.add_argument("--save-every", type=int, help="checkpoint period in steps (0: only at end)")
+    a.add_argument("--keep", type=int, help="checkpoints kept (0: all; default 3)")
+    a.add_argument("--sample-every", type=int, help="sample grid period (0: never)")
+    a.add_argument("--num-samples", type=int, help="images in the sample grid")
+    a.add_argument("--eval-every", type=int, help="evaluation period (0: never)")
+    a.add_argument("--eval-metric", action="append", dest="eval_metrics", metavar="NAME",
+                   help="metric from the metrics registry; repeatable (default fid)")
+    a.add_argument("--eval-n", type=int, help="generated images per evaluation")
+    a.add_argument("--eval-batch-size", type=int)
+    a.add_argument("--log-every", type=int, help="metrics.jsonl period in steps")
+    a.add_argument("--log-with", choices=["tensorboard", "wandb", "none"])
+    a.add_argument("--wandb-mode", choices=["online", "offline"])
+    a.add_argument("--num-workers", type=int)
+    a.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
+    a.add_argument("--no-progress", action="store_false", dest="progress")
+    return p
+
+
+def _cli_layer(ns: argparse.Namespace) -> dict[str, Any]:
+    d = dict(vars(ns))
+    d.pop("config", None)
+    model_args, dataset_args = {}, {}
+    for key, value in d.pop("set", []):
+        if key.startswith("data."):
+            dataset_args[key[len("data."):]] = value
+        elif key.startswith("model."):
+            model_args[key[len("model."):]] = value
+        else:
+            model_args[key] = value
+    if model_args:
+        d["model_args"] = model_args
+    if dataset_args:
+        d["dataset_args"] = dataset_args
+    for name in ("lr", "clip_grad_norm"):
+        if name in d:
+            d[name] = dict(d[name])
+    if "optim" in d:
+        optim: dict[str, dict[str, Any]] = {}
+        for key, value in d["optim"]:
+            group, dot, fieldname = key.partition(".")
+            if not dot:
+                raise ValueError(f"--optim expects GROUP.FIELD=VALUE, got {key}={value}")
+            optim.setdefault(group, {})[fieldname] = value
+        d["optim"] = optim
+    return d
+
+
+def parse_run_config(argv: list[str] | None = None):
+    """The resolved :class:`~ganzoo.training.RunConfig` for a command line."""
+    import json
+
+    from .training import checkpoint as ckpt
+    from .training.config import load_config_file, resolve_run_config
+
+    ns = build_parser().parse_args(argv)
+    file_layer = load_config_file(ns.config) if getattr(ns, "config", None) else {}
+    cli_layer = _cli_layer(ns)
+    top = {**file_layer, **cli_layer}
+    base: dict[str, Any] = {}
+    if top.get("resume") and top.get("output_dir"):
+        path = ckpt.resolve_checkpoint(str(top["resume"]), Path(top["output_dir"]))
+        if path is not None:
+            cfg_file = path / "config.json"
+            try:
+                base = json.loads(cfg_file.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise ckpt.CheckpointError(f"cannot read {cfg_file}: {e}") from e
+            for key in ("resume", "overwrite", "output_dir"):
+                base.pop(key, None)
+    return resolve_run_config(base, file_layer, cli_layer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m ganzoo.train`` with ``argv``; returns the exit code."""
+    from .training.checkpoint import CheckpointError
+    from .training.trainer import Trainer, TrainingError
+
+    try:
+        run = parse_run_config(argv)
+        trainer = Trainer(run)
+    except (KeyError, ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError,
+            CheckpointError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"ganzoo.train: error: {msg}", file=sys.stderr)
+        return 2
+    try:
+        trainer.train()
+    except TrainingError as e:
+        print(f"ganzoo.train: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

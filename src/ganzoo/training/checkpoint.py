@@ -1,0 +1,242 @@
+"""Training checkpoints: atomic folders, a ``latest`` pointer and pruning.
+
+Layout of ``OUT/checkpoints/``::
+
+    step_00001000/
+        model.safetensors    every network, EMA copies included (ema. prefix)
+        optimizers.pt        {group: optimizer.state_dict()}
+        scalers.pt           {group: GradScaler.state_dict()} (fp16 runs only)
+        rng.pt               per process: python, numpy, torch and cuda RNG states
+        trainer_state.json   step, data position, counters, process count, checksums
+        config.json          the run config
+    latest                   text file: the name of the newest complete checkpoint
+
+A checkpoint is written into a hidden temporary folder next to its final name and renamed
+into place when every file is on disk, then ``latest`` is replaced atomically. A kill at any
+moment therefore leaves ``latest`` naming a complete checkpoint. ``.pt`` files hold only
+tensors and plain containers, and are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["CheckpointError", "capture_rng", "restore_rng", "write_checkpoint",
+           "resolve_checkpoint", "read_checkpoint_files", "list_checkpoints", "prune",
+           "LATEST", "STEP_RE"]
+
+LATEST = "latest"
+STEP_RE = re.compile(r"^step_(\d{8,})$")
+REQUIRED = ("model.safetensors", "optimizers.pt", "rng.pt", "trainer_state.json", "config.json")
+# Test hook: "STEP:SECONDS" sleeps inside the write of checkpoint STEP, after its files are on
+# disk and before the rename, so a test can kill the process mid-write deterministically.
+_SLEEP_HOOK = "GANZOO_TEST_CHECKPOINT_SLEEP"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, partial or unreadable; the message names the file."""
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+# -- RNG ------------------------------------------------------------------------------------
+def capture_rng() -> dict[str, Any]:
+    """This process's RNG states, as tensors and plain values (``weights_only``-loadable)."""
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, list(mt), gauss],
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos),
+                  int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(mt), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        states = state["cuda"]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+
+
+# -- writing --------------------------------------------------------------------------------
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(root: Path, step: int, *, model, optimizers: dict[str, Any],
+                     scalers: dict[str, Any], rng: list[dict[str, Any]],
+                     trainer_state: dict[str, Any], run_config: dict[str, Any]) -> Path:
+    """Write checkpoint ``step`` under ``root`` atomically and point ``latest`` at it."""
+    from safetensors.torch import save_model
+
+    root.mkdir(parents=True, exist_ok=True)
+    name = step_dir_name(step)
+    final = root / name
+    tmp = root / f".tmp_{name}_{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "step": str(step)})
+    torch.save({g: opt.state_dict() for g, opt in optimizers.items()}, tmp / "optimizers.pt")
+    if scalers:
+        torch.save({g: s.state_dict() for g, s in scalers.items()}, tmp / "scalers.pt")
+    torch.save(rng, tmp / "rng.pt")
+    (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
+    (tmp / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+    _fsync_tree(tmp)
+    hook = os.environ.get(_SLEEP_HOOK)
+    if hook:
+        hook_step, seconds = hook.split(":")
+        if int(hook_step) == step:
+            time.sleep(float(seconds))
+    if final.exists():  # the same step saved again (e.g. after a resume): replace it
+        old = root / f".old_{name}_{os.getpid()}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    _write_latest(root, name)
+    return final
+
+
+def _write_latest(root: Path, name: str) -> None:
+    tmp = root / f".{LATEST}.tmp"
+    with open(tmp, "w") as f:
+        f.write(name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / LATEST)
+
+
+def clean_stale(root: Path) -> None:
+    """Remove temporary folders left by a process killed while writing."""
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.name.startswith((".tmp_", ".old_")) and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        m = STEP_RE.match(path.name)
+        if m and path.is_dir():
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def read_latest(root: Path) -> Path | None:
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    if not STEP_RE.match(name):
+        raise CheckpointError(f"{pointer} does not name a checkpoint folder (holds {name!r})")
+    return root / name
+
+
+def prune(root: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints, never the one ``latest`` names."""
+    if keep <= 0:
+        return []
+    try:
+        protected = read_latest(root)
+    except CheckpointError:
+        protected = None
+    ckpts = list_checkpoints(root)
+    removed = []
+    for _, path in ckpts[:-keep]:
+        if protected is not None and path.resolve() == protected.resolve():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+# -- reading --------------------------------------------------------------------------------
+def resolve_checkpoint(resume: str, output_dir: Path) -> Path | None:
+    """The checkpoint folder for ``--resume``; ``latest`` with no checkpoint yet gives None."""
+    root = output_dir / "checkpoints"
+    if resume == "latest":
+        path = read_latest(root)
+        if path is None:
+            return None
+        if not path.is_dir():
+            raise CheckpointError(f"{root / LATEST} names {path.name}, which does not exist")
+        return path
+    path = Path(resume)
+    if path.is_dir() and (path / LATEST).is_file():  # a checkpoints/ folder
+        return resolve_checkpoint("latest", path.parent) if path.name == "checkpoints" \
+            else read_latest(path)
+    if path.is_dir() and (path / "checkpoints" / LATEST).is_file():  # a run folder
+        return read_latest(path / "checkpoints")
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint folder {path} does not exist")
+    return path
+
+
+def read_checkpoint_files(path: Path) -> dict[str, Any]:
+    """Check that every file is present and readable; returns the JSON and ``.pt`` contents."""
+    for name in REQUIRED:
+        if not (path / name).is_file():
+            raise CheckpointError(f"checkpoint {path} is partial: {path / name} is missing")
+    out: dict[str, Any] = {}
+    for name in ("trainer_state.json", "config.json"):
+        try:
+            out[name] = json.loads((path / name).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"cannot read {path / name}: {e}") from e
+    for name in ("optimizers.pt", "scalers.pt", "rng.pt"):
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            out[name] = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch.load raises many kinds of errors
+            raise CheckpointError(f"cannot read {file}: it is corrupt or truncated ({e})") from e
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"cannot read {path / 'model.safetensors'}: it is corrupt or "
+                              f"truncated ({e})") from e
+    return out

@@ -1,0 +1,161 @@
+"""The run configuration: one typed dataclass, filled from defaults, a config file and flags.
+
+Precedence, lowest first: ``RunConfig`` defaults < the run being resumed (``OUT/config.json``)
+< ``--config run.yaml|json`` < command-line flags. ``--set key=value`` sets a model config field
+and ``--set data.key=value`` a dataset option; both are type-checked against their target
+(the family's config dataclass, the dataset factory's signature) before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .. import config as cfg
+
+__all__ = ["RunConfig", "parse_duration", "load_config_file", "resolve_run_config"]
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; saved as ``OUT/config.json`` and in each checkpoint."""
+
+    model: str = ""
+    dataset: str = ""
+    output_dir: str = ""
+    model_args: dict[str, Any] = field(default_factory=dict)  # model config overrides
+    dataset_args: dict[str, Any] = field(default_factory=dict)  # build_dataset options
+    max_steps: int | None = None
+    duration: str | None = None  # "3h", "90m", "1h30m", "45s" or seconds
+    batch_size: int = 32  # per process
+    grad_accum: int = 1
+    lr: dict[str, float] = field(default_factory=dict)  # group (or "*") -> learning rate
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    lr_end: float = 0.0  # final learning rate of cosine / linear (capped at each group's base)
+    warmup_steps: int = 0
+    clip_grad_norm: dict[str, float] = field(default_factory=dict)  # group (or "*") -> max norm
+    optim: dict[str, dict[str, Any]] = field(default_factory=dict)  # group -> OptimizerSpec fields
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None  # None: Accelerate's setting
+    ema_decay: float | None = None  # None: the family's default_ema_decay
+    seed: int = 0
+    save_every: int = 1000
+    sample_every: int = 500
+    num_samples: int = 16
+    eval_every: int = 0
+    eval_metrics: list[str] = field(default_factory=lambda: ["fid"])
+    eval_n: int = 1000
+    eval_batch_size: int | None = None
+    log_every: int = 10
+    keep: int = 3  # checkpoints kept; 0 keeps all
+    resume: str | None = None  # "latest" or a checkpoint folder
+    overwrite: bool = False
+    log_with: Literal["tensorboard", "wandb", "none"] = "none"
+    wandb_mode: Literal["online", "offline"] | None = None
+    num_workers: int = 0
+    cpu: bool = False  # train on CPU even when an accelerator is present
+    max_nonfinite: int = 20  # consecutive skipped steps before the run stops; 0: no guard
+    progress: bool = True
+
+    def __post_init__(self):
+        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum,
+                    "num_samples": self.num_samples, "eval_n": self.eval_n}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"RunConfig.{name} must be >= 1, got {value}")
+        non_negative = {"save_every": self.save_every, "sample_every": self.sample_every,
+                        "eval_every": self.eval_every, "log_every": self.log_every,
+                        "keep": self.keep, "warmup_steps": self.warmup_steps,
+                        "num_workers": self.num_workers, "max_nonfinite": self.max_nonfinite}
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ValueError(f"RunConfig.{name} must be >= 0, got {value}")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ValueError(f"RunConfig.max_steps must be >= 0, got {self.max_steps}")
+        if self.duration is not None:
+            parse_duration(self.duration)
+        for name in ("lr", "clip_grad_norm"):
+            table = getattr(self, name)
+            for group, value in list(table.items()):
+                table[group] = cfg.coerce(value, float, f"{name}[{group}]")
+                if table[group] <= 0:
+                    raise ValueError(f"RunConfig.{name}[{group}] must be positive, got {value}")
+        if self.lr_end < 0:
+            raise ValueError(f"RunConfig.lr_end must be >= 0, got {self.lr_end}")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"RunConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ValueError(f"RunConfig.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return None if self.duration is None else parse_duration(self.duration)
+
+    def to_dict(self) -> dict[str, Any]:
+        return cfg.to_dict(self)
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in ``"3h"``, ``"90m"``, ``"1h30m"``, ``"45s"``, ``"2d"`` or a plain number."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        s = str(text).strip().lower()
+        try:
+            seconds = float(s)
+        except ValueError:
+            parts = re.findall(r"(\d+(?:\.\d+)?)\s*([dhms])", s)
+            if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([dhms])", "", s).strip():
+                raise ValueError(f"duration must look like '3h', '90m', '1h30m' or '45s', "
+                                 f"got {text!r}") from None
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {text!r}")
+    return seconds
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A run config from YAML or JSON (chosen by extension; YAML also reads JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - json and yaml raise different errors
+        raise ValueError(f"cannot parse config file {path}: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    for key in data:
+        if key not in names:
+            near = cfg.close_matches(key, names)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise KeyError(f"{path}: unknown run config key '{key}'{hint}")
+    return data
+
+
+def resolve_run_config(*layers: dict[str, Any]) -> RunConfig:
+    """Merge dict layers (later wins; ``model_args``/``dataset_args``/``lr``/... merge by key)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return cfg.from_dict(RunConfig, merged)

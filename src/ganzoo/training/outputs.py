@@ -1,0 +1,71 @@
+"""Run outputs of the main process: ``metrics.jsonl``, sample grids and trackers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["MetricsWriter", "save_grid", "check_tracker", "to_float"]
+
+
+def to_float(value) -> float:
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().float().mean().item())
+    return float(value)
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``OUT/metrics.jsonl`` (flushed each time)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        def clean(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return str(v)  # JSON has no NaN/inf
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            return v
+
+        with open(self.path, "a") as f:
+            f.write(json.dumps(clean(record), default=str) + "\n")
+            f.flush()
+
+
+def grid_nrow(count: int, n: int) -> int:
+    """Columns of a sample grid: rows of ``n`` when a preview stacks several image sets
+    (e.g. inputs over outputs), else a near-square grid."""
+    if count > n and count % n == 0:
+        return n
+    return max(1, math.ceil(math.sqrt(count)))
+
+
+def save_grid(images: torch.Tensor, path: Path, n: int) -> torch.Tensor:
+    """Save images in [-1, 1] as one PNG grid (atomically); returns the grid in [0, 1]."""
+    from torchvision.utils import make_grid, save_image
+
+    images = images.detach().float().cpu().clamp(-1, 1) * 0.5 + 0.5
+    grid = make_grid(images, nrow=grid_nrow(len(images), n), padding=2, pad_value=1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_image(grid, str(tmp), format="png")
+    os.replace(tmp, path)
+    return grid
+
+
+def check_tracker(log_with: str) -> None:
+    """Fail early, with the install command, when the tracker's package is missing."""
+    if log_with == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise ImportError("--log-with wandb needs the wandb package: pip install 'ganzoo[wandb]' "
+                          "(set --wandb-mode offline to log without an account or network)")
+    if log_with == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ImportError("--log-with tensorboard needs the tensorboard package: "
+                          "pip install 'ganzoo[tensorboard]'")

@@ -1,0 +1,682 @@
+"""The ganzoo trainer: one Accelerate loop for every family.
+
+It relies only on the :class:`~ganzoo.models.base.GenerativeModel` API: ``optimizer_groups``,
+``group_parameters``, ``schedule``, the (possibly DDP-wrapped) ``model(group, batch, step)``,
+``after_step``, ``update_ema``/``ema_networks``/``default_ema_decay``, ``preview``,
+``batch_keys`` and ``save_pretrained``. It never asks which family it trains.
+
+One training iteration (``step``) runs the groups of ``model.schedule(step)`` in order. For each
+entry it enables gradients for that group's parameters only, draws ``grad_accum`` fresh batches
+under ``accelerator.accumulate``, and on the gradient sync unscales (fp16), clips, checks for
+non-finite values, steps the optimizer and calls ``after_step``. After the iteration the EMA
+networks are updated once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import config as cfg
+from . import checkpoint as ckpt
+from .config import RunConfig
+from .data import ResumableSampler, SeededDataset, build_dataset, check_batch_keys, collate_items
+from .outputs import MetricsWriter, check_tracker, save_grid, to_float
+from .schedules import lr_at
+
+__all__ = ["Trainer", "TrainingError", "RUN_ARTEFACTS"]
+
+logger = logging.getLogger("ganzoo.train")
+
+# What a run writes into OUT; ``--overwrite`` removes exactly these.
+RUN_ARTEFACTS = ("config.json", "metrics.jsonl", "checkpoints", "samples", "final", "logs")
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (e.g. too many consecutive non-finite steps)."""
+
+
+def _env_mixed_precision() -> str:
+    value = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    return value if value in ("no", "fp16", "bf16") else "no"
+
+
+def _cpu_only_multiprocess() -> bool:
+    """torchrun on a machine without a GPU: Accelerate needs ``cpu=True`` to set up gloo."""
+    has_gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return not has_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+class Trainer:
+    def __init__(self, run: RunConfig):
+        self.run = run
+        self.out = Path(run.output_dir)
+        self._stop_signal: int | None = None
+        self._stop_time = 0.0
+        self._old_handlers: dict[int, Any] = {}
+        self._setup()
+
+    # -- setup (everything that can fail does so here, before any training work) -----------
+    def _setup(self) -> None:
+        import ganzoo
+        from ..registry import DATASETS, MODELS
+
+        run = self.run
+        if not run.model:
+            raise ValueError("no model given: pass --model NAME (see `ganzoo list models`)")
+        if not run.output_dir:
+            raise ValueError("no output folder given: pass --output-dir OUT")
+        if run.max_steps is None and run.duration is None:
+            raise ValueError("give --max-steps and/or --duration, or the run never ends")
+        if run.lr_schedule != "constant" and run.max_steps is None:
+            raise ValueError(f"--lr-schedule {run.lr_schedule} needs --max-steps")
+        MODELS.entry(run.model)  # unknown names raise with close matches
+        if run.dataset:
+            DATASETS.entry(run.dataset)
+        check_tracker(run.log_with)
+        if run.eval_every:
+            self._check_metrics_available()
+        self.resume_path = self._check_output_dir()
+        self.resume_files = ckpt.read_checkpoint_files(self.resume_path) \
+            if self.resume_path is not None else None
+
+        from accelerate import Accelerator
+        from accelerate.utils import (DistributedDataParallelKwargs, ProjectConfiguration,
+                                      set_seed)
+
+        mp = run.mixed_precision or _env_mixed_precision()
+        self.mixed_precision = mp
+        if run.log_with == "wandb" and run.wandb_mode:
+            os.environ["WANDB_MODE"] = run.wandb_mode
+        # fp16 is handled here rather than by Accelerate: Accelerate keeps ONE GradScaler for
+        # all optimizers and updates it after every optimizer step, so a discriminator
+        # overflow would shrink the generator's loss scale. Each group gets its own scaler.
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=run.grad_accum,
+            mixed_precision="bf16" if mp == "bf16" else "no",
+            log_with=None if run.log_with == "none" else run.log_with,
+            project_config=ProjectConfiguration(project_dir=str(self.out),
+                                                logging_dir=str(self.out / "logs")),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            cpu=run.cpu or _cpu_only_multiprocess(),
+        )
+        acc = self.accelerator
+        self.is_main = acc.is_main_process
+        # Every process has checked OUT (above) before the main one may clear or write it.
+        acc.wait_for_everyone()
+        if self.is_main and run.overwrite and self.resume_path is None:
+            self._clear_output_dir()
+        if self.is_main:
+            logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+
+        set_seed(run.seed)  # identical initial weights on every process
+        self.model = ganzoo.build(run.model, **run.model_args)
+        if not run.dataset:  # the family's embedded default
+            run.dataset = getattr(self.model, "default_dataset", "") or ""
+            if not run.dataset:
+                raise ValueError(f"no dataset given and model '{run.model}' names no "
+                                 f"default_dataset: pass --dataset NAME")
+            DATASETS.entry(run.dataset)
+        self.dataset = build_dataset(run.dataset, dict(run.dataset_args), model=self.model)
+        check_batch_keys(self.dataset, run.dataset, self.model, run.model)
+
+        specs = self.model.optimizer_groups()
+        self.groups = list(specs)
+        for table in ("lr", "clip_grad_norm", "optim"):
+            for group in getattr(run, table):
+                if group != "*" and group not in specs:
+                    near = cfg.close_matches(group, specs)
+                    hint = f"; did you mean {', '.join(near)}?" if near else ""
+                    raise KeyError(f"--{table.replace('_', '-')}: model '{run.model}' has no "
+                                   f"optimizer group '{group}'{hint} (groups: "
+                                   f"{', '.join(self.groups)})")
+        self.specs = {}
+        for group, spec in specs.items():
+            changes = dict(run.optim.get("*", {}), **run.optim.get(group, {}))
+            lr = run.lr.get(group, run.lr.get("*"))
+            if lr is not None:
+                changes["lr"] = lr
+            clip = run.clip_grad_norm.get(group, run.clip_grad_norm.get("*"))
+            if clip is not None:
+                changes["clip_grad_norm"] = clip
+            self.specs[group] = cfg.override(spec, changes)
+        self.base_lr = {g: s.lr for g, s in self.specs.items()}
+
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        group_params = {g: self.model.group_parameters(g) for g in self.groups}
+        optimizers = {g: self.specs[g].build(group_params[g]) for g in self.groups}
+        for g, params in group_params.items():
+            if not params:
+                raise ValueError(f"optimizer group '{g}' of model '{run.model}' has no parameters")
+
+        self.start_step = 0
+        self.samples_seen = 0  # data position: samples drawn by all processes together
+        self.nonfinite_total = 0
+        self.nonfinite_run = 0
+        if self.resume_files is not None:
+            state = self.resume_files["trainer_state.json"]
+            self.start_step = int(state["step"])
+            self.samples_seen = int(state["samples_seen"])
+            self.nonfinite_total = int(state.get("nonfinite_total", 0))
+
+        sampler = ResumableSampler(len(self.dataset), seed=run.seed, start=self.samples_seen)
+        loader = torch.utils.data.DataLoader(
+            SeededDataset(self.dataset), batch_size=run.batch_size, sampler=sampler,
+            drop_last=True, num_workers=run.num_workers, collate_fn=collate_items,
+            pin_memory=acc.device.type == "cuda",
+            generator=torch.Generator().manual_seed(run.seed),  # keeps the global RNG untouched
+            persistent_workers=run.num_workers > 0)
+
+        prepared = acc.prepare(self.model, *optimizers.values(), loader)
+        self.ddp_model = prepared[0]
+        self.optimizers = dict(zip(self.groups, prepared[1:-1]))
+        self.loader = prepared[-1]
+        self.unwrapped = acc.unwrap_model(self.ddp_model)
+        self.group_params = {g: self.unwrapped.group_parameters(g) for g in self.groups}
+        self.trainable = [p for p in self.unwrapped.parameters() if p.requires_grad]
+        self._group_ids = {g: {id(p) for p in ps} for g, ps in self.group_params.items()}
+        from accelerate.utils import DistributedType
+
+        self._direct_step = acc.distributed_type in (
+            DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        self.scalers = {}
+        if mp == "fp16":
+            self.scalers = {g: torch.amp.GradScaler(acc.device.type) for g in self.groups}
+        self.ema_decay = run.ema_decay if run.ema_decay is not None \
+            else float(getattr(self.unwrapped, "default_ema_decay", 0.999))
+        self.has_ema = len(getattr(self.unwrapped, "ema", ())) > 0
+
+        if self.resume_files is not None:
+            self._load_checkpoint()
+        else:
+            set_seed(run.seed, device_specific=True)  # different noise on each process
+
+        self.metrics = MetricsWriter(self.out / "metrics.jsonl") if self.is_main else None
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            ckpt.clean_stale(self.out / "checkpoints")
+            resolved = run.to_dict()
+            text = json.dumps(resolved, indent=2)
+            logger.info("ganzoo.train: resolved run config\n%s", text)
+            logger.info("model %s: %.3f M trainable parameters; groups %s; %d process(es) on %s; "
+                        "mixed precision %s", run.model,
+                        sum(p.numel() for p in self.trainable) / 1e6, self.groups,
+                        acc.num_processes, acc.device, mp)
+            if self.resume_path is not None:
+                logger.info("resuming from %s (step %d)", self.resume_path, self.start_step)
+                self._truncate_metrics(self.start_step)
+            tmp = self.out / ".config.json.tmp"
+            tmp.write_text(text + "\n")
+            os.replace(tmp, self.out / "config.json")
+        if run.log_with != "none":
+            acc.init_trackers(self.out.name or "ganzoo", config=_flat_config(run.to_dict()))
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop records logged after the checkpoint we resume from: they are replayed."""
+        path = self.out / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+        tmp = path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(x + "\n" for x in keep))
+        os.replace(tmp, path)
+
+    def _check_metrics_available(self) -> None:
+        try:
+            from ..metrics import evaluate  # noqa: F401
+        except ImportError as e:
+            raise ImportError(f"--eval-every needs ganzoo.metrics.evaluate, which is not "
+                              f"available in this installation ({e})") from e
+
+    def _check_output_dir(self) -> Path | None:
+        run = self.run
+        holds_run = self.out.is_dir() and any((self.out / a).exists() for a in RUN_ARTEFACTS)
+        if run.resume is not None:
+            path = ckpt.resolve_checkpoint(run.resume, self.out)
+            if path is None:
+                if holds_run and not run.overwrite:
+                    raise FileExistsError(
+                        f"{self.out} holds a run without checkpoints; --resume latest has "
+                        f"nothing to continue (pass --overwrite to start over)")
+            return path
+        if holds_run:
+            if not run.overwrite:
+                raise FileExistsError(
+                    f"{self.out} already holds a run; pass --resume latest to continue it or "
+                    f"--overwrite to replace it")
+        return None
+
+    def _clear_output_dir(self) -> None:
+        for name in RUN_ARTEFACTS:
+            path = self.out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _load_checkpoint(self) -> None:
+        from ..hub import load_weights
+
+        path, files = self.resume_path, self.resume_files
+        saved = files["config.json"]
+        if saved.get("model") != self.run.model:
+            raise ckpt.CheckpointError(
+                f"{path / 'config.json'} was written for model {saved.get('model')!r}, but this "
+                f"run trains {self.run.model!r}; resume with the same model")
+        saved_cfg = files["trainer_state.json"].get("model_config")
+        own_cfg = json.loads(json.dumps(self.unwrapped.config_dict))
+        if saved_cfg is not None and saved_cfg != own_cfg:
+            diff = sorted(k for k in set(saved_cfg) | set(own_cfg)
+                          if saved_cfg.get(k) != own_cfg.get(k))
+            raise ckpt.CheckpointError(
+                f"{path / 'trainer_state.json'} was written for a different model config "
+                f"(fields {', '.join(diff)}: " + ", ".join(
+                    f"{k}={saved_cfg.get(k)!r} vs {own_cfg.get(k)!r}" for k in diff[:5]) + ")")
+        try:
+            load_weights(self.unwrapped, path / "model.safetensors")
+        except (ValueError, OSError) as e:
+            raise ckpt.CheckpointError(str(e)) from e
+        opt_states = files["optimizers.pt"]
+        if set(opt_states) != set(self.groups):
+            raise ckpt.CheckpointError(f"{path / 'optimizers.pt'} holds groups "
+                                       f"{sorted(opt_states)}, the model has {self.groups}")
+        for g, opt in self.optimizers.items():
+            try:
+                opt.optimizer.load_state_dict(opt_states[g])
+            except (ValueError, KeyError, RuntimeError) as e:
+                raise ckpt.CheckpointError(f"cannot load {path / 'optimizers.pt'} "
+                                           f"(group {g}): {e}") from e
+        if self.scalers:
+            states = files.get("scalers.pt")
+            if states is None:
+                logger.warning("%s has no scalers.pt (not an fp16 run); fresh loss scales", path)
+            else:
+                for g, s in self.scalers.items():
+                    if g in states:
+                        s.load_state_dict(states[g])
+        rng = files["rng.pt"]
+        acc = self.accelerator
+        if len(rng) == acc.num_processes:
+            ckpt.restore_rng(rng[acc.process_index])
+        else:
+            from accelerate.utils import set_seed
+
+            if self.is_main:
+                logger.warning("%s was saved by %d process(es), this run has %d: RNG streams "
+                               "are reseeded, so the continuation is not bit-exact",
+                               path / "rng.pt", len(rng), acc.num_processes)
+            set_seed(self.run.seed + self.start_step, device_specific=True)
+
+    def _weights_finite(self) -> bool:
+        return all(torch.isfinite(t).all() for t in self.unwrapped.state_dict().values()
+                   if t.is_floating_point())
+
+    def _checksum(self) -> str:
+        """A digest of every parameter (EMA copies included). Buffers such as BatchNorm
+        running statistics are left out: DDP broadcasts them from rank 0 at each forward, and
+        each process then updates them from its own batch."""
+        h = hashlib.sha256()
+        for name, t in sorted(self.unwrapped.named_parameters()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def save_checkpoint(self, step: int) -> bool:
+        """Every process takes part (RNG states are gathered); only the main one writes."""
+        from accelerate.utils import gather_object
+
+        acc = self.accelerator
+        rng = gather_object([ckpt.capture_rng()]) if acc.num_processes > 1 \
+            else [ckpt.capture_rng()]
+        sums = gather_object([self._checksum()]) if acc.num_processes > 1 else None
+        ok = True
+        if self.is_main:
+            if not self._weights_finite():
+                logger.error("step %d: weights hold NaN or inf; checkpoint NOT saved, the "
+                             "previous one stays", step)
+                ok = False
+            else:
+                state = {
+                    "step": step,
+                    "samples_seen": self.samples_seen,
+                    "nonfinite_total": self.nonfinite_total,
+                    "num_processes": acc.num_processes,
+                    "batch_size": self.run.batch_size,
+                    "grad_accum": self.run.grad_accum,
+                    "mixed_precision": self.mixed_precision,
+                    "ema_decay": self.ema_decay,
+                    "rank_checksums": sums,
+                    "model_config": self.unwrapped.config_dict,
+                    "time": time.time(),
+                }
+                root = self.out / "checkpoints"
+                ckpt.write_checkpoint(
+                    root, step, model=self.unwrapped,
+                    optimizers={g: o.optimizer for g, o in self.optimizers.items()},
+                    scalers=self.scalers, rng=rng, trainer_state=state,
+                    run_config=self.run.to_dict())
+                removed = ckpt.prune(root, self.run.keep)
+                logger.info("step %d: saved %s%s", step, root / ckpt.step_dir_name(step),
+                            f" (pruned {len(removed)})" if removed else "")
+        acc.wait_for_everyone()
+        return ok
+
+    # -- samples and evaluation ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _inference(self):
+        """Eval mode and forked RNGs, so that previews and evaluations leave training
+        (BatchNorm statistics, noise streams) exactly as it was."""
+        import random
+
+        import numpy as np
+
+        model = self.unwrapped
+        was_training = model.training
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        py, npst = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            try:
+                with torch.no_grad():
+                    yield model
+            finally:
+                model.train(was_training)
+                random.setstate(py)
+                np.random.set_state(npst)
+
+    def _preview_batch(self) -> dict[str, Any]:
+        if not hasattr(self, "_fixed_batch"):
+            n = min(self.run.num_samples, len(self.dataset))
+            seeds = [(i, i) for i in range(n)]
+            items = [SeededDataset(self.dataset)[k] for k in seeds]
+            self._fixed_batch = collate_items(items)
+        from accelerate.utils import send_to_device
+
+        return send_to_device(self._fixed_batch, self.accelerator.device)
+
+    def save_samples(self, step: int) -> None:
+        if not self.is_main:
+            return
+        n = self.run.num_samples
+        with self._inference() as model:
+            generator = torch.Generator(device=self.accelerator.device).manual_seed(self.run.seed)
+            images = model.preview(self._preview_batch(), n, generator=generator)
+        grid = save_grid(images, self.out / "samples" / f"step_{step:08d}.png", n)
+        for tracker in self.accelerator.trackers:
+            try:
+                if tracker.name == "tensorboard":
+                    tracker.log_images({"samples": grid[None].numpy()}, step=step)
+                elif tracker.name == "wandb":
+                    tracker.log_images({"samples": [grid.permute(1, 2, 0).numpy()]}, step=step)
+            except Exception as e:  # noqa: BLE001 - a tracker must never stop training
+                logger.warning("could not log samples to %s: %s", tracker.name, e)
+
+    def evaluate(self, step: int) -> None:
+        import ganzoo
+
+        run = self.run
+        try:
+            with self._inference() as model:
+                result = ganzoo.evaluate(model, run.dataset, metrics=list(run.eval_metrics),
+                                         n=run.eval_n, batch_size=run.eval_batch_size or
+                                         run.batch_size, dataset_kwargs=dict(run.dataset_args),
+                                         step=step)
+        except Exception as e:  # noqa: BLE001 - a failed evaluation must not lose the run
+            if self.is_main:
+                logger.error("step %d: evaluation failed, training goes on: %s: %s", step,
+                             type(e).__name__, e)
+                self.metrics.write({"step": step, "eval_error": f"{type(e).__name__}: {e}"})
+            return
+        if self.is_main:
+            self.metrics.write({"step": step, "eval": result})
+            values = result.get("metrics", result) if isinstance(result, dict) else {}
+            scalars = {f"eval/{k}": v for k, v in _flat_config(values).items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if scalars and self.run.log_with != "none":
+                self.accelerator.log(scalars, step=step)
+            logger.info("step %d: eval %s", step, json.dumps(values, default=str))
+
+    # -- signals ------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame):  # noqa: ARG002
+        now = time.monotonic()
+        if self._stop_signal is not None:
+            # torchrun forwards the signal it gets to its workers, so a Ctrl-C in a terminal
+            # reaches each worker twice within milliseconds: only a later one stops at once.
+            if now - self._stop_time > 2.0:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return
+        self._stop_signal, self._stop_time = signum, now
+        if self.is_main:
+            print(f"\nganzoo.train: got {signal.Signals(signum).name}; finishing the step, "
+                  f"saving and exiting (send it again to stop at once)", file=sys.stderr,
+                  flush=True)
+
+    def _install_signals(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread
+                pass
+
+    def _restore_signals(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _set_trainable(self, group: str | None) -> None:
+        """Gradients for ``group``'s parameters only (``None``: every trainable parameter)."""
+        ids = self._group_ids[group] if group is not None else None
+        for p in self.trainable:
+            on = ids is None or id(p) in ids
+            if p.requires_grad != on:
+                p.requires_grad_(on)
+            if on:
+                p.grad = None
+
+    def _set_lr(self, step: int) -> dict[str, float]:
+        run = self.run
+        lrs = {}
+        for g, opt in self.optimizers.items():
+            lr = lr_at(self.base_lr[g], step, kind=run.lr_schedule, total=run.max_steps,
+                       end=run.lr_end, warmup=run.warmup_steps)
+            for pg in opt.param_groups:
+                pg["lr"] = lr
+            lrs[g] = lr
+        return lrs
+
+    def _group_step(self, group: str, step: int, data_iter) -> dict[str, Any]:
+        acc = self.accelerator
+        run = self.run
+        scaler = self.scalers.get(group)
+        opt = self.optimizers[group]
+        params = self.group_params[group]
+        self._set_trainable(group)
+        finite = torch.ones((), dtype=torch.bool, device=acc.device)
+        logs: dict[str, Any] = {}
+        autocast = (torch.autocast(acc.device.type, dtype=torch.float16) if scaler is not None
+                    else contextlib.nullcontext())
+        for _ in range(run.grad_accum):
+            batch = next(data_iter)
+            self.samples_seen += run.batch_size * acc.num_processes
+            with acc.accumulate(self.ddp_model):
+                with autocast:
+                    loss, logs = self.ddp_model(group, batch, step)
+                finite &= torch.isfinite(loss.detach())
+                acc.backward(scaler.scale(loss) if scaler is not None else loss)
+        # grad_accum micro-steps per group keep every group's last micro-step on a sync.
+        assert acc.sync_gradients, "gradient accumulation fell out of step with the groups"
+        if scaler is not None:
+            scaler.unscale_(opt.optimizer)
+        clip = self.specs[group].clip_grad_norm
+        guard = run.max_nonfinite > 0
+        norm = None
+        if clip:
+            norm = acc.clip_grad_norm_(params, clip)
+        elif guard:
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = (torch.nn.utils.get_total_norm(grads) if grads
+                    else torch.zeros((), device=acc.device))
+        bad = False
+        if guard:
+            # fp16 overflows of the gradient are the scaler's business (it skips, rescales).
+            bad = ~finite if scaler is not None else ~(finite & torch.isfinite(norm))
+            if acc.num_processes > 1:
+                bad = acc.reduce(bad.to(torch.float32), reduction="sum") > 0
+            bad = bool(bad)  # the one host sync per optimizer step
+        if bad:
+            self.nonfinite_total += 1
+            self.nonfinite_run += 1
+            if scaler is not None:
+                scaler.update()
+            for p in params:
+                p.grad = None
+            logs = {"nonfinite": 1}
+            return {"loss": float("nan"), **logs, "_skipped": True}
+        self.nonfinite_run = 0
+        if scaler is not None:
+            scaler.step(opt.optimizer)
+            scaler.update()
+        elif self._direct_step:
+            # We step only on a sync and own the fp16 scaling, so the AcceleratedOptimizer
+            # wrapper would add nothing but per-call package lookups (~1 ms per step).
+            opt.optimizer.step()
+        else:
+            opt.step()
+        self.unwrapped.after_step(group, step)
+        out = {"loss": loss.detach(), **logs}
+        if norm is not None:
+            out["grad_norm"] = norm.detach()
+        return out
+
+    def _should_stop(self, step: int, t0: float) -> str | None:
+        run = self.run
+        reason = None
+        if self._stop_signal is not None:
+            reason = f"signal {signal.Signals(self._stop_signal).name}"
+        elif run.duration_seconds is not None and time.time() - t0 >= run.duration_seconds:
+            reason = f"duration {run.duration} reached"
+        acc = self.accelerator
+        if acc.num_processes > 1:  # every process stops at the same step
+            flag = torch.tensor([0.0 if reason is None else 1.0], device=acc.device)
+            if acc.reduce(flag, reduction="sum").item() > 0 and reason is None:
+                reason = "another process stopped"
+        return reason
+
+    def train(self) -> int:
+        run, acc = self.run, self.accelerator
+        step = self.start_step
+        total = run.max_steps
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=step, disable=not (self.is_main and run.progress),
+                   dynamic_ncols=True, desc="train", file=sys.stderr)
+        self._install_signals()
+        t0 = time.time()
+        t_log, step_log = t0, step
+        last_saved = self.start_step if self.resume_path is not None else -1
+        stop_reason = None
+        data_iter = iter(self.loader)
+        group_logs: dict[str, dict[str, Any]] = {}
+        self.ddp_model.train()
+        if step == 0 and run.sample_every:
+            self.save_samples(0)
+        try:
+            while total is None or step < total:
+                lrs = self._set_lr(step)
+                for group in self.unwrapped.schedule(step):
+                    group_logs[group] = self._group_step(group, step, data_iter)
+                self._set_trainable(None)
+                if run.max_nonfinite and self.nonfinite_run >= run.max_nonfinite:
+                    raise TrainingError(
+                        f"stopping at step {step}: {self.nonfinite_run} consecutive optimizer "
+                        f"steps had a non-finite loss or gradient (lower the learning rate, "
+                        f"enable --clip-grad-norm, or raise --max-nonfinite). The last good "
+                        f"checkpoint is in {self.out / 'checkpoints'}")
+                if self.has_ema:
+                    self.unwrapped.update_ema(self.ema_decay)
+                step += 1
+                bar.update(1)
+                if run.log_every and (step % run.log_every == 0 or step == total):
+                    now = time.time()
+                    record = {"step": step, "time": round(now - t0, 3),
+                              "it_per_s": (step - step_log) / max(now - t_log, 1e-9),
+                              "nonfinite_total": self.nonfinite_total}
+                    for g, logs in group_logs.items():
+                        for k, v in logs.items():
+                            if not k.startswith("_"):
+                                record[f"{g}/{k}"] = to_float(v)
+                    record.update({f"lr/{g}": v for g, v in lrs.items()})
+                    t_log, step_log = now, step
+                    if self.is_main:
+                        self.metrics.write(record)
+                        bar.set_postfix({k.split("/")[0][:4] + ":" + k.split("/")[1][:8]:
+                                         f"{v:.3g}" for k, v in record.items()
+                                         if "/" in k and k.endswith("loss")}, refresh=False)
+                    if run.log_with != "none":
+                        acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
+                if run.sample_every and step % run.sample_every == 0:
+                    self.save_samples(step)
+                if run.eval_every and step % run.eval_every == 0:
+                    self.evaluate(step)
+                stop_reason = self._should_stop(step, t0)
+                if run.save_every and step % run.save_every == 0 and stop_reason is None:
+                    self.save_checkpoint(step)  # refused (and logged) if weights are bad
+                    last_saved = step
+                if stop_reason is not None:
+                    break
+        finally:
+            bar.close()
+            self._set_trainable(None)
+        if step != last_saved:
+            self.save_checkpoint(step)
+        if run.sample_every and step % run.sample_every and stop_reason is None:
+            self.save_samples(step)
+        interrupted = stop_reason is not None and stop_reason.startswith(("signal", "another"))
+        if not interrupted and self.is_main:
+            if self._weights_finite():
+                self.unwrapped.save_pretrained(self.out / "final", dataset=run.dataset,
+                                               steps=step)
+                logger.info("step %d: saved %s", step, self.out / "final")
+            else:
+                logger.error("step %d: weights hold NaN or inf; %s NOT written", step,
+                             self.out / "final")
+        if stop_reason is not None and self.is_main:
+            logger.info("stopped at step %d: %s", step, stop_reason)
+        acc.wait_for_everyone()
+        acc.end_training()
+        self._restore_signals()
+        return step
+
+
+def _flat_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts for trackers that take only scalars and strings."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat_config(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[key] = v if v is not None else "None"
+        else:
+            out[key] = str(v)
+    return out

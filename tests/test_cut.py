@@ -1,0 +1,386 @@
+"""CUT family: generator, projection head, losses, schedule, task API and generate_folder."""
+
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ganzoo
+from ganzoo.models.cut import (CUT, CUTConfig, ResnetGenerator, encoder_length, generate_folder,
+                               palette_loss, rgb_to_lab)
+
+PRESETS = ["test_cut", "test_fastcut"]
+
+
+def _batch(n=2, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"image_a": torch.rand(n, 3, size, size, generator=g) * 2 - 1,
+            "image_b": torch.rand(n, 3, size, size, generator=g) * 2 - 1}
+
+
+def _step_grads(model, group, batch, step=0):
+    """One loss evaluation of ``group`` as the trainer runs it (only that group trainable)."""
+    own = {id(p) for p in model.group_parameters(group)}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in own)
+        p.grad = None
+    loss, logs = model.loss(group, batch, step)
+    loss.backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+    expected = {n for n, p in model.named_parameters() if id(p) in own}
+    return loss, logs, with_grad, expected
+
+
+# -- generator ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def resnet9():
+    torch.manual_seed(0)
+    return ResnetGenerator(CUTConfig())  # the baseline's ResNet-9 (ngf 64, 9 blocks)
+
+
+def test_resnet9_output_shape_equals_input(resnet9):
+    g = resnet9
+    assert sum(type(m).__name__ == "ResnetBlock" for m in g.layers) == 9
+    for shape in [(1, 3, 32, 32), (2, 3, 24, 40)]:
+        with torch.no_grad():
+            y = g(torch.rand(shape) * 2 - 1)
+        assert y.shape == shape
+        assert y.abs().max() <= 1
+
+
+@pytest.mark.parametrize("antialias", [True, False])
+def test_generator_shape_without_antialiasing(antialias):
+    cfg = CUTConfig(resolution=32, ngf=8, n_blocks=2, antialias=antialias,
+                    nce_layers=(0, 4, 8))
+    y = ResnetGenerator(cfg)(torch.zeros(1, 3, 32, 32))
+    assert y.shape == (1, 3, 32, 32)
+
+
+def test_nce_taps_are_the_reference_layers(resnet9):
+    """Layers 0, 4, 8, 12, 16 of the ResNet-9: padded input, the two downsampling convs, the
+    1st and 5th residual blocks."""
+    g = resnet9
+    kinds = [type(g.layers[i]).__name__ for i in (0, 4, 8, 12, 16)]
+    assert kinds == ["ReflectionPad2d", "Conv2d", "Conv2d", "ResnetBlock", "ResnetBlock"]
+    assert g.layers[16] is [m for m in g.layers if type(m).__name__ == "ResnetBlock"][4]
+    with torch.no_grad():
+        feats = g.encode(torch.zeros(1, 3, 32, 32), (0, 4, 8, 12, 16))
+    assert [tuple(f.shape[1:]) for f in feats] == [(3, 38, 38), (128, 32, 32), (256, 16, 16),
+                                                   (256, 8, 8), (256, 8, 8)]
+    assert encoder_length(9, True) == g.encoder_length == 21
+
+
+def test_projector_is_eager_and_sized_from_the_taps():
+    with torch.device("meta"):
+        model = ganzoo.build("cut")
+    ins = [mlp[0].in_features for mlp in model.projector.mlps]
+    assert ins == [3, 128, 256, 256, 256]
+    assert all(mlp[-1].out_features == 256 for mlp in model.projector.mlps)
+    # the projection head is in the generator's optimizer group
+    g_params = {id(p) for p in model.group_parameters("generator")}
+    assert all(id(p) in g_params for p in model.projector.parameters())
+
+
+def test_meta_device_construction():
+    info = ganzoo.model_info("cut")
+    assert info["task"] == "translate"
+    assert info["batch_keys"] == ["image_a", "image_b"]
+    assert 14e6 < info["parameters"] < 15e6  # G 11.38M + F 0.56M + D 2.76M
+
+
+def test_test_presets_are_tiny():
+    for name in PRESETS:
+        m = ganzoo.build(name)
+        n = sum(p.numel() for k, p in m.named_parameters() if not k.startswith("ema."))
+        assert n < 1_000_000
+        assert m.config.resolution <= 32
+
+
+# -- config ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(nce_layers=(0, 4, 30)), "nce_layers"),
+    (dict(nce_layers=(8, 4)), "nce_layers"),
+    (dict(resolution=30), "resolution"),
+    (dict(diffaugment="color,zoom"), "diffaugment"),
+    (dict(nce_temperature=0.0), "nce_temperature"),
+    (dict(self_attention=True, attention_block=9), "attention_block"),
+])
+def test_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        CUTConfig(**kwargs)
+
+
+def test_presets_match_the_issue():
+    with torch.device("meta"):
+        cut, fast, idt = (ganzoo.build(n).config for n in ("cut", "fastcut", "cut_nce_idt"))
+        model = ganzoo.build("cut")
+    assert (cut.adv_loss, cut.nce_temperature, cut.num_patches) == ("hinge", 0.07, 256)
+    assert cut.nce_layers == (0, 4, 8, 12, 16) and not cut.nce_idt
+    assert (cut.lambda_identity_warm, cut.lambda_identity_final) == (0.1, 0.0)
+    assert cut.diffaugment and cut.clip_grad_norm == 10.0 and cut.d_layers == 3
+    assert not cut.d_spectral_norm and cut.d_num_scales == 1
+    assert (fast.lambda_nce, fast.flip_equivariance, fast.nce_idt) == (10.0, True, False)
+    assert idt.nce_idt and idt.lambda_nce == 1.0
+    for spec in model.optimizer_groups().values():
+        assert spec.betas == (0.5, 0.999) and spec.clip_grad_norm == 10.0
+    assert set(model.optimizer_groups()) == {"discriminator", "generator"}
+    assert model.ema_networks == ("generator",)
+
+
+# -- training ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", PRESETS + [
+    pytest.param("test_cut_nce_idt", marks=pytest.mark.slow)])
+def test_each_group_gets_exactly_its_gradients(name):
+    torch.manual_seed(0)
+    if name == "test_cut_nce_idt":
+        model = ganzoo.build("test_cut", nce_idt=True)
+    else:
+        model = ganzoo.build(name)
+    batch = _batch()
+    for group in model.schedule(0):
+        loss, logs, with_grad, expected = _step_grads(model, group, batch)
+        assert torch.isfinite(loss)
+        assert with_grad == expected, (group, sorted(expected - with_grad)[:5],
+                                       sorted(with_grad - expected)[:5])
+        assert all(torch.isfinite(torch.as_tensor(v)).all() for v in logs.values())
+    if name == "test_cut_nce_idt":
+        assert "nce_idt" in logs
+
+
+def test_identity_weight_schedule():
+    model = ganzoo.build("test_cut", identity_warmup_steps=5)
+    assert [model.identity_weight(s) for s in (0, 4, 5, 100)] == [0.1, 0.1, 0.0, 0.0]
+    batch = _batch()
+    torch.manual_seed(0)
+    _, before = model.loss("generator", batch, 4)
+    torch.manual_seed(0)
+    _, after = model.loss("generator", batch, 5)
+    assert before["identity_weight"] == 0.1 and "identity" in before
+    assert after["identity_weight"] == 0.0 and "identity" not in after
+    # the identity term is in the loss during the warm-up (same seed: same patches, same fake)
+    assert (before["g_loss"] - after["g_loss"]).item() == pytest.approx(
+        0.1 * before["identity"].item(), rel=1e-4, abs=1e-5)
+
+
+def test_nonfinite_nce_is_flagged_and_returned():
+    model = ganzoo.build("test_cut", diffaugment="")
+    batch = _batch()
+    batch["image_a"][0, 0, 0, 0] = float("nan")
+    loss, logs = model.loss("generator", batch, 0)
+    assert logs["nce_nonfinite"].item() == 1.0
+    assert not torch.isfinite(loss)
+    _, ok = model.loss("generator", _batch(), 0)
+    assert ok["nce_nonfinite"].item() == 0.0
+
+
+@pytest.mark.slow
+def test_ablation_modules_train():
+    torch.manual_seed(0)
+    model = ganzoo.build("test_cut", self_attention=True, attention_block=1,
+                         channel_attention=True, adain_gates=True, d_num_scales=2,
+                         d_spectral_norm=True, lambda_feature_matching=1.0,
+                         lambda_palette=1.0, lambda_r1=1.0, d_layers=2)
+    assert len(model.discriminator.scales) == 2
+    block = model.generator.layers[13]
+    assert block.attention is not None and block.gate is not None
+    assert block.channel_attention is not None
+    batch = _batch()
+    for group in model.schedule(0):
+        loss, logs, with_grad, expected = _step_grads(model, group, batch)
+        assert torch.isfinite(loss)
+        assert with_grad == expected, (group, sorted(expected - with_grad)[:5])
+    assert {"feature_matching", "palette"} <= set(logs)
+
+
+def test_ablations_are_off_by_default():
+    c = CUTConfig()
+    assert not (c.self_attention or c.channel_attention or c.adain_gates or c.d_spectral_norm)
+    assert c.d_num_scales == 1
+    assert c.lambda_feature_matching == c.lambda_palette == c.lambda_r1 == 0.0
+
+
+def test_rgb_to_lab_known_colours():
+    rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    lab = rgb_to_lab((rgb * 2 - 1)[:, :, None, None])[:, :, 0, 0]
+    torch.testing.assert_close(lab, torch.tensor([[100.0, 0.0, 0.0], [0.0, 0.0, 0.0],
+                                                  [53.24, 80.09, 67.20]]), atol=0.1, rtol=0)
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    assert palette_loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
+    red = torch.tensor([1.0, -1.0, -1.0])[None, :, None, None] + 0.1 * x
+    assert palette_loss(x, red).item() > 0.1
+
+
+# -- task --------------------------------------------------------------------------------------
+def test_translate_generate_preview():
+    model = ganzoo.build("test_cut").eval()
+    batch = _batch(n=3)
+    y = model.translate(batch["image_a"])
+    assert y.shape == batch["image_a"].shape and y.abs().max() <= 1
+    torch.testing.assert_close(y, model.translate(batch["image_a"]))
+    out = model.generate(batch, 2)
+    assert set(out) == set(CUT.eval_references) == {"translated"}
+    assert CUT.eval_references["translated"] == {"domain": "b"}
+    torch.testing.assert_close(out["translated"], y[:2])
+    torch.testing.assert_close(model.generate({"image": batch["image_a"]}, 3)["translated"], y)
+    grid = model.preview(batch, 3)
+    assert grid.shape == (6, 3, 32, 32)
+    torch.testing.assert_close(grid[:3], batch["image_a"])
+    torch.testing.assert_close(grid[3:], y)
+
+
+def test_translate_uses_ema_weights():
+    model = ganzoo.build("test_cut").eval()
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(0.5)
+    x = _batch()["image_a"]
+    torch.testing.assert_close(model.translate(x), model.ema["generator"](x).clamp(-1, 1))
+    assert not torch.allclose(model.translate(x), model.generator(x).clamp(-1, 1))
+
+
+def test_save_load_round_trip(tmp_path):
+    model = ganzoo.build("test_fastcut").eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = ganzoo.from_pretrained(tmp_path / "m").eval()
+    x = _batch()["image_a"]
+    torch.testing.assert_close(model.translate(x), loaded.translate(x))
+    assert loaded.config == model.config
+
+
+# -- generate_folder ---------------------------------------------------------------------------
+def _write_images(folder, n=3, size=32):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+            folder / f"photo_{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+
+
+def _expected(net, folder):
+    files = sorted(folder.glob("*.png"))
+    x = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB")).copy())
+                     .permute(2, 0, 1) for p in files]).float() / 127.5 - 1
+    with torch.no_grad():
+        y = net(x).clamp(-1, 1)
+    return ((y + 1) * 127.5).round().to(torch.uint8)
+
+
+def _perturbed_model():
+    torch.manual_seed(0)
+    model = ganzoo.build("test_cut")
+    with torch.no_grad():  # make the live weights differ from the EMA copy
+        for p in model.generator.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def test_generate_folder_uses_ema_weights(tmp_path, caplog):
+    model = _perturbed_model()
+    _write_images(tmp_path / "src")
+    with caplog.at_level("INFO", logger="ganzoo.cut"):
+        info = generate_folder(model, tmp_path / "src", tmp_path / "out", fmt="png")
+    assert info["weights"] == "ema" and info["count"] == 3
+    assert "EMA" in caplog.text
+    got = torch.stack([torch.from_numpy(np.array(Image.open(tmp_path / "out" / f"photo_{i}.png")))
+                       .permute(2, 0, 1) for i in range(3)])
+    ema_out = _expected(model.ema["generator"].eval(), tmp_path / "src")
+    live_out = _expected(model.generator.eval(), tmp_path / "src")
+    assert torch.equal(got, ema_out)
+    assert not torch.equal(got, live_out)
+    live = generate_folder(model, tmp_path / "src", tmp_path / "out_live", fmt="png",
+                           use_ema=False)
+    assert live["weights"] == "live"
+    got_live = torch.stack([torch.from_numpy(np.array(
+        Image.open(tmp_path / "out_live" / f"photo_{i}.png"))).permute(2, 0, 1)
+        for i in range(3)])
+    assert torch.equal(got_live, live_out)
+
+
+def test_generate_folder_zip_from_saved_model(tmp_path):
+    model = _perturbed_model()
+    model.save_pretrained(tmp_path / "saved")
+    _write_images(tmp_path / "src", n=5)
+    info = generate_folder(str(tmp_path / "saved"), tmp_path / "src", tmp_path / "images.zip",
+                           batch_size=2, image_size=48)
+    assert info == {"weights": "ema", "count": 5, "output": str(tmp_path / "images.zip")}
+    with zipfile.ZipFile(tmp_path / "images.zip") as zf:
+        names = sorted(zf.namelist())
+        assert names == [f"photo_{i}.jpg" for i in range(5)]
+        with zf.open(names[0]) as f:
+            im = Image.open(f)
+            assert im.format == "JPEG" and im.size == (48, 48)
+
+
+def test_generate_folder_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        generate_folder(ganzoo.build("test_cut"), tmp_path / "empty", tmp_path / "out")
+
+
+# -- YAML run config ---------------------------------------------------------------------------
+def _packaged_config():
+    from importlib import resources
+
+    import yaml
+
+    text = resources.files("ganzoo").joinpath("configs/cut.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def test_yaml_config_has_the_baseline_weights_and_builds():
+    data = _packaged_config()
+    assert data["model"] == "cut"
+    args = data["model_args"]
+    assert (args["lambda_adv"], args["lambda_nce"]) == (1.0, 1.0)
+    assert (args["lambda_identity_warm"], args["lambda_identity_final"]) == (0.1, 0.0)
+    assert args["lambda_r1"] == args["lambda_feature_matching"] == args["lambda_palette"] == 0.0
+    with torch.device("meta"):
+        model = ganzoo.build(data["model"], **args)  # every key is a CUTConfig field
+    defaults = CUTConfig()
+    assert model.config == defaults  # the file spells out the preset's defaults
+
+
+def test_yaml_config_loads_with_the_trainer(tmp_path):
+    from ganzoo.training import config as training
+    from importlib import resources
+
+    path = tmp_path / "cut.yaml"
+    path.write_text(resources.files("ganzoo").joinpath("configs/cut.yaml").read_text())
+    run = training.resolve_run_config(training.load_config_file(path))
+    assert run.model == "cut" and run.model_args["lambda_identity_warm"] == 0.1
+
+
+@pytest.mark.slow
+def test_yaml_config_trains_through_ganzoo_train(tmp_path):
+    """Two trainer steps from the packaged config, on the embedded dataset and a tiny model."""
+    from importlib import resources
+
+    from ganzoo.train import main
+
+    path = tmp_path / "cut.yaml"
+    path.write_text(resources.files("ganzoo").joinpath("configs/cut.yaml").read_text())
+    out = tmp_path / "run"
+    rc = main(["--config", str(path), "--model", "test_cut", "--dataset", "shapes_unpaired",
+               "--set", "data.resolution=32", "--set", "data.size=8",
+               "--set", "n_blocks=5",  # the config's nce_layers reach the 5th residual block
+               "--max-steps", "2", "--batch-size", "2", "--sample-every", "0",
+               "--save-every", "0", "--cpu", "--no-progress", "-o", str(out)])
+    assert rc == 0
+    saved = sorted(p.name for p in out.rglob("model.safetensors"))
+    assert saved, f"no weights saved under {out}"
+
+
+# -- evaluation --------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_evaluate_translated_photos_against_domain_b():
+    model = ganzoo.build("test_cut")
+    res = ganzoo.evaluate(model, "shapes_unpaired", metrics=["mifid", "fid"], n=8,
+                          batch_size=4, feature_extractor="test_random_cnn", cache=False,
+                          dataset_kwargs={"resolution": 32, "size": 8})
+    m = res["metrics"]
+    assert any(k.startswith("mifid") and k.endswith("/translated") for k in m), m
+    assert any(k.startswith("fid") and k.endswith("/translated") for k in m), m
+    assert all(np.isfinite(v) for v in m.values())

@@ -1,0 +1,267 @@
+"""GAN track presets (dcgan, dcgan_upsample, wgan_gp, wgan_gp_sn_attn and their 128 px and
+tiny test_* variants): shapes, configs, the training contract, spectral norm, latent tools."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ganzoo
+from ganzoo.latent import LatentGenerator, interpolate, interpolation_grid, lerp, slerp
+from ganzoo.models.dcgan import DCGAN, DCGANConfig
+from ganzoo.models.wgan_gp import WGANGP, WGANGPConfig
+
+FULL = ["dcgan", "dcgan_upsample", "dcgan_128", "wgan_gp", "wgan_gp_sn_attn", "wgan_gp_128",
+        "wgan_gp_sn_attn_128"]
+TINY = ["test_dcgan", "test_dcgan_upsample", "test_wgan_gp", "test_wgan_gp_sn_attn"]
+
+
+def _batch(model, n=4, seed=0):
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    return {"image": torch.rand(n, c.channels, c.resolution, c.resolution, generator=g) * 2 - 1}
+
+
+def test_presets_registered():
+    names = ganzoo.list_models()
+    for name in FULL + TINY:
+        assert name in names
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_full_preset_defaults(name):
+    info = ganzoo.model_info(name)  # builds on the meta device
+    cfg = info["config"]
+    assert cfg["resolution"] == (128 if name.endswith("128") else 64)
+    if name.startswith("dcgan"):
+        assert (cfg["latent_dim"], cfg["lr"], cfg["betas"]) == (100, 2e-4, [0.5, 0.999])
+        assert cfg["loss"] == "bce"
+    else:
+        assert (cfg["latent_dim"], cfg["lr"], cfg["betas"]) == (128, 1e-4, [0.0, 0.9])
+        assert (cfg["gp_weight"], cfg["n_critic"]) == (10.0, 2)
+    if name == "dcgan_upsample":
+        assert (cfg["real_label"], cfg["fake_label"], cfg["arch"]) == (0.9, 0.1, "upsample")
+    if name.startswith("wgan_gp_sn_attn"):
+        assert cfg["spectral_norm"] and cfg["generator_norm"] == "group"
+        assert cfg["attention_resolutions"] == ([16, 32] if name.endswith("128") else [16])
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_full_preset_shapes(name):
+    # full architecture, narrow channels: the output shapes at 64 and 128 px
+    model = ganzoo.build(name, ngf=8, ndf=8)
+    res = 128 if name.endswith("128") else 64
+    x = model.sample(2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 3, res, res)
+    logits = model.discriminator_net(x)
+    assert logits.shape == (2,)
+
+
+@pytest.mark.slow
+def test_dcgan_matches_pytorch_examples_architecture():
+    model = ganzoo.build("dcgan")
+    g = sum(p.numel() for p in model.generator.parameters())
+    d = sum(p.numel() for p in model.discriminator.parameters())
+    # pytorch/examples dcgan: netG 3,576,704 and netD 2,765,568 parameters at nz=100, nc=3
+    assert (g, d) == (3576704, 2765568)
+    w = model.generator.net[0].weight
+    assert abs(w.std().item() - 0.02) < 0.002 and abs(w.mean().item()) < 0.002
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.discriminator.net[:2])
+
+
+def test_wgan_critic_has_no_batchnorm():
+    for name in ("wgan_gp", "wgan_gp_sn_attn_128"):
+        with torch.device("meta"):
+            model = ganzoo.build(name)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.critic.modules())
+    with torch.device("meta"):
+        model = ganzoo.build("wgan_gp_sn_attn")
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in model.generator.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.generator.modules())
+    for net in (model.generator, model.critic):
+        assert sum(type(m).__name__ == "SelfAttention2d" for m in net.modules()) == 1
+    assert model.optimizer_groups()["critic"].steps == 2
+    assert model.schedule(0) == ["critic", "critic", "generator"]
+
+
+@pytest.mark.parametrize("cls,field,value", [
+    (DCGANConfig, "resolution", 48), (DCGANConfig, "resolution", 8),
+    (WGANGPConfig, "resolution", 100), (WGANGPConfig, "attention_resolutions", (64,)),
+    (DCGANConfig, "real_label", 1.2), (DCGANConfig, "diffaugment", "flip"),
+    (WGANGPConfig, "n_critic", 0),
+])
+def test_config_validation_names_the_field(cls, field, value):
+    with pytest.raises(ValueError, match=field):
+        cls(**{field: value})
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_sample_shape_range_determinism(name):
+    model = ganzoo.build(name)
+    a = model.sample(3, generator=torch.Generator().manual_seed(1))
+    b = model.sample(3, generator=torch.Generator().manual_seed(1))
+    c = model.sample(3, generator=torch.Generator().manual_seed(2))
+    assert a.shape == (3, 3, 32, 32) and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    # batch-independent: the first sample does not depend on how many are drawn
+    d = model.sample(1, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(a[:1], d, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_one_step_per_group_reaches_exactly_that_group(name):
+    torch.manual_seed(0)
+    model = ganzoo.build(name)
+    model.train()
+    batch = _batch(model)
+    groups = model.optimizer_groups()
+    assert list(groups)[-1] == "generator" and len(groups) == 2
+    all_params = {id(p): n for n, p in model.named_parameters()}
+    for group in groups:
+        own = {id(p) for p in model.group_parameters(group)}
+        for p in model.parameters():  # what the trainer does
+            p.requires_grad_(id(p) in own)
+            p.grad = None
+        loss, logs = model(group, batch, 0)
+        assert loss.dim() == 0 and torch.isfinite(loss)
+        assert all(torch.isfinite(torch.as_tensor(v)) for v in logs.values())
+        loss.backward()
+        got = {id(p) for p in model.parameters() if p.grad is not None}
+        missing = [all_params[i] for i in own - got]
+        assert not missing, missing
+        assert got == own
+        assert not any(n.startswith("ema.") for i, n in all_params.items() if i in got)
+
+
+def test_d_step_detaches_fakes():
+    torch.manual_seed(0)
+    model = ganzoo.build("test_dcgan")
+    loss, logs = model("discriminator", _batch(model), 0)  # requires_grad left on everywhere
+    loss.backward()
+    assert all(p.grad is None for p in model.generator.parameters())
+    assert {"d_loss", "real_score", "fake_score"} <= set(logs)
+
+
+def test_wgan_gp_penalty_in_critic_loss():
+    torch.manual_seed(0)
+    model = ganzoo.build("test_wgan_gp")
+    loss, logs = model("critic", _batch(model), 0)
+    assert logs["penalty"] > 0
+    assert torch.allclose(loss.detach(), logs["d_loss"] + logs["penalty"])
+    no_gp = ganzoo.build("test_wgan_gp", gp_weight=0.0)
+    no_gp.load_state_dict(model.state_dict())
+    assert no_gp("critic", _batch(model), 0)[1]["penalty"] == 0
+
+
+@pytest.mark.parametrize("name", ["test_dcgan", "test_wgan_gp_sn_attn"])
+def test_diffaugment_option(name):
+    model = ganzoo.build(name, diffaugment="color,translation,cutout")
+    batch = _batch(model)
+    torch.manual_seed(0)
+    l1 = model(model.d_name, batch, 0)[0]
+    torch.manual_seed(1)
+    l2 = model(model.d_name, batch, 0)[0]
+    assert torch.isfinite(l1) and not torch.allclose(l1, l2)
+    model("generator", batch, 0)[0].backward()
+    assert all(p.grad is not None for p in model.generator.parameters())
+
+
+def test_spectral_norm_keeps_sigma_near_one():
+    torch.manual_seed(0)
+    model = ganzoo.build("test_wgan_gp_sn_attn")
+    critic = model.critic.train()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        for m in critic.modules():  # make raw weights far from norm 1
+            if hasattr(m, "parametrizations"):
+                m.parametrizations.weight.original.mul_(7.0)
+        for _ in range(30):  # power-iteration warm-up: one iteration per training forward
+            critic(x)
+    critic.eval()
+    sigmas = []
+    for m in critic.modules():
+        if hasattr(m, "parametrizations") and hasattr(m.parametrizations, "weight"):
+            w = m.weight.flatten(1)
+            sigmas.append(torch.linalg.matrix_norm(w, ord=2).item())
+            raw = m.parametrizations.weight.original.flatten(1)
+            assert torch.linalg.matrix_norm(raw, ord=2).item() > 2
+    assert len(sigmas) >= 4 + 4  # every conv and the attention's 1x1 convs
+    assert max(abs(s - 1) for s in sigmas) < 0.05, sigmas
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_save_load_round_trip(name, tmp_path):
+    torch.manual_seed(0)
+    model = ganzoo.build(name)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    model.save_pretrained(tmp_path / name)
+    loaded = ganzoo.from_pretrained(tmp_path / name)
+    assert type(loaded) is type(model) and loaded.preset == name
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(model.sample(2, g()), loaded.sample(2, g()))
+
+
+def test_ema_sampling_uses_ema_generator():
+    torch.manual_seed(0)
+    model = ganzoo.build("test_wgan_gp")
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    before = model.sample(2, g())
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(0.5)
+    assert torch.equal(model.sample(2, g()), before)  # EMA copy unchanged
+    model.update_ema(0.0)
+    assert not torch.allclose(model.sample(2, g()), before)
+
+
+def test_latent_interpolation():
+    z0, z1 = torch.randn(5, 16), torch.randn(5, 16)
+    path = interpolate(z0, z1, 6, "slerp")
+    assert path.shape == (6, 5, 16)
+    assert torch.allclose(path[0], z0, atol=1e-5) and torch.allclose(path[-1], z1, atol=1e-5)
+    # slerp of equal-norm vectors stays on the sphere; lerp cuts the chord inside it
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    assert torch.allclose(slerp(a, b, 0.5).norm(), torch.tensor(1.0))
+    assert torch.allclose(lerp(a, b, 0.5).norm(), torch.tensor(0.5 ** 0.5))
+    assert torch.allclose(slerp(a, a, 0.3), a)  # parallel: no NaN
+    model = ganzoo.build("test_dcgan")
+    assert isinstance(model, LatentGenerator) and model.latent_dim == 32
+    grid = interpolation_grid(model, rows=2, steps=4, method="lerp",
+                              generator=torch.Generator().manual_seed(0))
+    assert grid.shape == (8, 3, 32, 32)
+    z = model.sample_latents(4, torch.Generator().manual_seed(0))
+    # row ends are the generator's images of the endpoints
+    assert torch.allclose(grid[0], model.generate_from_latent(z[:1])[0], atol=1e-5)
+    assert torch.allclose(grid[3], model.generate_from_latent(z[2:3])[0], atol=1e-5)
+    with pytest.raises(TypeError, match="latent_dim"):
+        interpolation_grid(torch.nn.Linear(2, 2))
+
+
+def test_meta_construction_matches_real_with_spectral_norm():
+    # presets are built on the meta device by ganzoo.model_info; the fast spectral-norm path
+    # there must give the same parametrization and state dict as a real build
+    with torch.device("meta"):
+        meta = ganzoo.build("test_wgan_gp_sn_attn")
+    real = ganzoo.build("test_wgan_gp_sn_attn")
+    assert {k: v.shape for k, v in meta.state_dict().items()} == \
+        {k: v.shape for k, v in real.state_dict().items()}
+    loaded = meta.to_empty(device="cpu")
+    loaded.load_state_dict(real.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    for mode in (False, True):
+        loaded.critic.train(mode)
+        real.critic.train(mode)
+        assert torch.allclose(loaded.critic(x), real.critic(x))
+
+
+@pytest.mark.parametrize("name", ["test_wgan_gp", "test_wgan_gp_sn_attn", "test_dcgan"])
+def test_d_on_real_and_fake_equals_separate_forwards(name):
+    torch.manual_seed(0)
+    model = ganzoo.build(name)
+    d = model.discriminator_net.eval()  # eval: no power-iteration update between calls
+    real, fake = torch.randn(3, 3, 32, 32), torch.randn(3, 3, 32, 32)
+    r, f = model._d_real_fake(d, real, fake)
+    assert torch.allclose(r, d(real), atol=1e-5) and torch.allclose(f, d(fake), atol=1e-5)
+    assert model._d_per_sample == (not name.startswith("test_dcgan"))
