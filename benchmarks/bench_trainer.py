@@ -66,7 +66,8 @@ def bare_loop(model, dataset, batch_size, steps, warmup, device, ema_decay):
     model.to(device).train()
     specs = model.optimizer_groups()
     params = {g: model.group_parameters(g) for g in specs}
-    opts = {g: specs[g].build(params[g]) for g in specs}
+    # The same optimizer kernels the trainer picks, so only the loop around them differs.
+    opts = {g: specs[g].build(params[g], fused=device.type == "cuda") for g in specs}
     trainable = [p for p in model.parameters() if p.requires_grad]
     ids = {g: {id(p) for p in ps} for g, ps in params.items()}
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,

@@ -277,7 +277,18 @@ def test_duration_stops_gracefully_via_ganzoo_cli(toys, tmp_path):
 
 
 # -- the non-finite guard ------------------------------------------------------------------------
-def test_nonfinite_step_is_skipped_and_counted(toys, tmp_path):
+@pytest.fixture(params=["host-sync", "on-device"])
+def guard_path(request, monkeypatch):
+    """Both ways the guard skips a step: a host-side check, or fused optimizers skipping on
+    the device (the CUDA path, forced onto the CPU here)."""
+    from ganzoo.training import trainer
+
+    if request.param == "on-device":
+        monkeypatch.setattr(trainer, "use_fused_optimizers", lambda device: True)
+    return request.param
+
+
+def test_nonfinite_step_is_skipped_and_counted(toys, tmp_path, guard_path):
     out = tmp_path / "run"
     assert main(_args(out, "--max-steps", "3", "--set", "nan_at=[1]", "--sample-every", "0",
                       "--save-every", "0")) == 0
@@ -287,7 +298,8 @@ def test_nonfinite_step_is_skipped_and_counted(toys, tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_consecutive_nonfinite_stops_keeping_last_checkpoint(toys, tmp_path, capsys):
+def test_consecutive_nonfinite_stops_keeping_last_checkpoint(toys, tmp_path, capsys,
+                                                             guard_path):
     out = tmp_path / "run"
     code = main(_args(out, "--max-steps", "10", "--set", "nan_from=2", "--max-nonfinite", "3",
                       "--save-every", "1", "--sample-every", "0"))

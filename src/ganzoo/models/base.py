@@ -63,20 +63,24 @@ class OptimizerSpec:
         if self.steps < 0:
             raise ValueError(f"OptimizerSpec.steps must be >= 0, got {self.steps}")
 
-    def build(self, params) -> torch.optim.Optimizer:
+    def build(self, params, fused: bool = False) -> torch.optim.Optimizer:
+        """The optimizer over ``params``. ``fused`` picks the fused kernels where torch has
+        them (Adam, AdamW, SGD); those can also skip a step on the device, without a host
+        sync, when given a ``found_inf`` flag (see the trainer's non-finite guard)."""
         params = list(params)
+        fast = {"fused": True} if fused else {}
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=self.eps,
-                                    weight_decay=self.weight_decay)
+                                    weight_decay=self.weight_decay, **fast)
         if self.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
-                                     weight_decay=self.weight_decay)
+                                     weight_decay=self.weight_decay, **fast)
         if self.optimizer == "rmsprop":
             return torch.optim.RMSprop(params, lr=self.lr, alpha=self.alpha, eps=self.eps,
                                        momentum=self.momentum, weight_decay=self.weight_decay)
         if self.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
-                                   weight_decay=self.weight_decay)
+                                   weight_decay=self.weight_decay, **fast)
         raise ValueError(f"OptimizerSpec.optimizer must be adam, adamw, rmsprop or sgd, "
                          f"got {self.optimizer!r}")
 

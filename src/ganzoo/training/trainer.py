@@ -58,6 +58,11 @@ def _cpu_only_multiprocess() -> bool:
     return not has_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def use_fused_optimizers(device: torch.device) -> bool:
+    """Fused optimizer kernels on CUDA (tests switch them on for the CPU)."""
+    return device.type == "cuda"
+
+
 class Trainer:
     def __init__(self, run: RunConfig):
         self.run = run
@@ -155,7 +160,10 @@ class Trainer:
 
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         group_params = {g: self.model.group_parameters(g) for g in self.groups}
-        optimizers = {g: self.specs[g].build(group_params[g]) for g in self.groups}
+        # Fused kernels on CUDA: faster, and they let the non-finite guard skip a step on the
+        # device instead of reading a flag back to the host at every step.
+        fused = use_fused_optimizers(acc.device)
+        optimizers = {g: self.specs[g].build(group_params[g], fused=fused) for g in self.groups}
         for g, params in group_params.items():
             if not params:
                 raise ValueError(f"optimizer group '{g}' of model '{run.model}' has no parameters")
@@ -164,6 +172,7 @@ class Trainer:
         self.samples_seen = 0  # data position: samples drawn by all processes together
         self.nonfinite_total = 0
         self.nonfinite_run = 0
+        self._pending_bad: list[torch.Tensor] = []  # on-device skip flags not yet counted
         if self.resume_files is not None:
             state = self.resume_files["trainer_state.json"]
             self.start_step = int(state["step"])
@@ -542,7 +551,24 @@ class Trainer:
             bad = ~finite if scaler is not None else ~(finite & torch.isfinite(norm))
             if acc.num_processes > 1:
                 bad = acc.reduce(bad.to(torch.float32), reduction="sum") > 0
-            bad = bool(bad)  # the one host sync per optimizer step
+            if scaler is None and getattr(opt.optimizer, "_step_supports_amp_scaling", False):
+                # A fused optimizer skips the update on the device when found_inf is set (as
+                # under GradScaler): no host sync. The flags are counted lazily.
+                self._pending_bad.append(bad)
+                inner = opt.optimizer
+                inner.found_inf = bad.to(torch.float32)
+                try:
+                    inner.step()
+                finally:
+                    del inner.found_inf
+                if len(self._pending_bad) >= 32:
+                    self._count_nonfinite()
+                self.unwrapped.after_step(group, step)
+                out = {"loss": loss.detach(), **logs}
+                if norm is not None:
+                    out["grad_norm"] = norm.detach()
+                return out
+            bad = bool(bad)  # the host sync, for optimizers that cannot skip on the device
         if bad:
             self.nonfinite_total += 1
             self.nonfinite_run += 1
@@ -567,6 +593,19 @@ class Trainer:
         if norm is not None:
             out["grad_norm"] = norm.detach()
         return out
+
+    def _count_nonfinite(self) -> None:
+        """Fold the on-device skip flags into the counters (one host sync for all of them)."""
+        if not self._pending_bad:
+            return
+        flags = torch.stack(self._pending_bad).tolist()
+        self._pending_bad.clear()
+        for bad in flags:
+            if bad:
+                self.nonfinite_total += 1
+                self.nonfinite_run += 1
+            else:
+                self.nonfinite_run = 0
 
     def _should_stop(self, step: int, t0: float) -> str | None:
         run = self.run
@@ -606,6 +645,9 @@ class Trainer:
                 for group in self.unwrapped.schedule(step):
                     group_logs[group] = self._group_step(group, step, data_iter)
                 self._set_trainable(None)
+                if run.log_every and (step + 1) % run.log_every == 0 or \
+                        (run.save_every and (step + 1) % run.save_every == 0):
+                    self._count_nonfinite()
                 if run.max_nonfinite and self.nonfinite_run >= run.max_nonfinite:
                     raise TrainingError(
                         f"stopping at step {step}: {self.nonfinite_run} consecutive optimizer "
@@ -647,6 +689,7 @@ class Trainer:
         finally:
             bar.close()
             self._set_trainable(None)
+            self._count_nonfinite()
         if step != last_saved:
             self.save_checkpoint(step)
         if run.sample_every and step % run.sample_every and stop_reason is None:
