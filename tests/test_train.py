@@ -370,3 +370,10 @@ def test_smoke_every_preset(preset, tmp_path):
     assert recs[-1]["nonfinite_total"] == 0
     model = ganzoo.from_pretrained(out / "final")
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_trainings_with_different_precisions_in_one_process(toys, tmp_path):
+    """Accelerate's process-wide state must not pin the first run's precision."""
+    assert main(_args(tmp_path / "a", "--max-steps", "1", "--sample-every", "0",
+                      "--mixed-precision", "bf16")) == 0
+    assert main(_args(tmp_path / "b", "--max-steps", "1", "--sample-every", "0")) == 0

@@ -58,6 +58,19 @@ def _cpu_only_multiprocess() -> bool:
     return not has_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def _release_accelerator_state(mixed_precision: str) -> None:
+    """Accelerate keeps one process-wide state and refuses a second Accelerator with another
+    precision. A single process may run several trainings (a sweep, a notebook, the
+    benchmarks): forget the old state then. Distributed states are left alone."""
+    from accelerate.state import AcceleratorState
+
+    if not AcceleratorState._shared_state:
+        return
+    state = AcceleratorState()
+    if state.num_processes == 1 and str(state.mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def use_fused_optimizers(device: torch.device) -> bool:
     """Fused optimizer kernels on CUDA (tests switch them on for the CPU)."""
     return device.type == "cuda"
@@ -107,6 +120,7 @@ class Trainer:
         # fp16 is handled here rather than by Accelerate: Accelerate keeps ONE GradScaler for
         # all optimizers and updates it after every optimizer step, so a discriminator
         # overflow would shrink the generator's loss scale. Each group gets its own scaler.
+        _release_accelerator_state(mixed_precision="bf16" if mp == "bf16" else "no")
         self.accelerator = Accelerator(
             gradient_accumulation_steps=run.grad_accum,
             mixed_precision="bf16" if mp == "bf16" else "no",
