@@ -28,15 +28,6 @@ from ganzoo.registry import DATASETS
 EX = "test_random_cnn"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions spend most of their time waiting for a second OpenMP thread on a
-    # shared 2-core machine; one thread is 10-30x faster here.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _images(n, seed, res=16, lo=-1.0, hi=1.0):
     g = torch.Generator().manual_seed(seed)

@@ -330,34 +330,14 @@ def test_nonfinite_weights_are_never_saved(toys, tmp_path, caplog):
 
 # -- every registered family ---------------------------------------------------------------------
 _PRESETS = ganzoo.list_models("test_*")
-_BY_KEYS = {"image_a": "shapes_unpaired", "image_b": "shapes_unpaired",
-            "image_with": "shapes_attr", "image_without": "shapes_attr", "image": "shapes"}
-
-
-def _dataset_for(info: dict, model_default: str | None) -> str:
-    """The family's own embedded default when it names one (e.g. shapes_scenes for layout
-    GANs), else the embedded set that yields its batch keys."""
-    if model_default and model_default in ganzoo.list_datasets():
-        return model_default
-    keys = info["batch_keys"]
-    for key in ("image_a", "image_with", "image"):
-        if key in keys:
-            return _BY_KEYS[key]
-    return "shapes"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", _PRESETS or [pytest.param(
     None, marks=pytest.mark.skip(reason="no test_* presets are registered yet"))])
 def test_smoke_every_preset(preset, tmp_path):
-    info = ganzoo.model_info(preset)
-    from ganzoo.registry import MODELS
-
     with torch.device("meta"):
-        default = getattr(MODELS.build(preset), "default_dataset", None)
-    dataset = _dataset_for(info, default)
-    if dataset not in ganzoo.list_datasets():
-        pytest.skip(f"dataset {dataset} is not registered")
+        dataset = ganzoo.build(preset).default_dataset  # the family's embedded data
     out = tmp_path / "run"
     code = main(["--model", preset, "--dataset", dataset, "-o", str(out), "--no-progress",
                  "--max-steps", "2", "--batch-size", "2", "--num-samples", "2",

@@ -63,15 +63,6 @@ def _default_device(model) -> torch.device:
     return torch.device("cpu")
 
 
-def _model_resolution(model) -> int | None:
-    config = getattr(model, "config", None)
-    for field in ("resolution", "image_size", "img_size"):
-        value = getattr(config, field, None)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
-
-
 class _Runner:
     """Draws generated images for global batch ``i`` deterministically (seed, batch index)."""
 
@@ -234,7 +225,9 @@ def evaluate(
         # Built here from a name or folder (on the CPU): run it where the extractor runs.
         model.to(device if device is not None else _default_device(None))
     if resolution is None and model is not None:
-        resolution = _model_resolution(model)
+        from ..datasets import dataset_kwargs_for
+
+        resolution = dataset_kwargs_for(model).get("resolution")
     if resolution is not None:
         dkw.setdefault("resolution", resolution)
         for side in (gen,):

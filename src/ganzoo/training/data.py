@@ -63,28 +63,18 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-# Dataset options that default to the model config's field of the same meaning, so that the
-# images fit the model: (dataset option, model config fields to look for).
-SHARED_OPTIONS = (("resolution", ("resolution", "image_size")),
-                  ("aspect_ratio", ("aspect_ratio",)))
-
-
 def build_dataset(name: str, options: dict[str, Any], model=None) -> Dataset:
-    """Build dataset ``name``. Options the user did not set default to the model config's
-    matching fields (``resolution``, ``aspect_ratio``) when the dataset takes them."""
+    """Build dataset ``name``. Options the user did not set default to what fits the model
+    (``ganzoo.datasets.dataset_kwargs_for``: resolution, aspect ratio) when the dataset
+    takes them."""
+    from ..datasets import dataset_kwargs_for
     from ..registry import DATASETS
 
     options = check_dataset_options(name, options)
     known, var_kw = _factory_options(DATASETS.get(name))
-    config = getattr(model, "config", None)
-    for option, fields in SHARED_OPTIONS:
-        if option in options or not (option in known or (var_kw and option == "resolution")):
-            continue
-        for attr in fields:
-            value = getattr(config, attr, None)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                options[option] = value
-                break
+    for option, value in dataset_kwargs_for(model).items():
+        if option not in options and (option in known or var_kw):
+            options[option] = value
     dataset = DATASETS.build(name, **options)
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise TypeError(f"dataset '{name}' must be a map-style dataset (with __len__ and "
