@@ -71,6 +71,18 @@ def toy_plugin(plugin_path):
     return PLUGINS
 
 
+def group_backward(model, group: str, batch, step: int = 0):
+    """Loss and backward of one optimizer group as the trainer runs them: only that group's
+    parameters require grad, and every gradient starts empty."""
+    own = {id(p) for p in model.group_parameters(group)}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in own)
+        p.grad = None
+    loss, logs = model(group, batch, step)
+    loss.backward()
+    return loss, logs
+
+
 def run_python(code: str, env: dict | None = None, timeout: int = 120, cwd=None):
     """Run code in a fresh interpreter (real process, real environment)."""
     full_env = {**os.environ, **(env or {})}

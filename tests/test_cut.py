@@ -11,6 +11,8 @@ import ganzoo
 from ganzoo.models.cut import (CUT, CUTConfig, ResnetGenerator, encoder_length, generate_folder,
                                palette_loss, rgb_to_lab)
 
+from conftest import group_backward
+
 PRESETS = ["test_cut", "test_fastcut"]
 
 
@@ -22,12 +24,8 @@ def _batch(n=2, size=32, seed=0):
 
 def _step_grads(model, group, batch, step=0):
     """One loss evaluation of ``group`` as the trainer runs it (only that group trainable)."""
+    loss, logs = group_backward(model, group, batch, step)
     own = {id(p) for p in model.group_parameters(group)}
-    for p in model.parameters():
-        p.requires_grad_(id(p) in own)
-        p.grad = None
-    loss, logs = model.loss(group, batch, step)
-    loss.backward()
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
     expected = {n for n, p in model.named_parameters() if id(p) in own}
     return loss, logs, with_grad, expected

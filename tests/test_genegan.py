@@ -11,6 +11,8 @@ import torch.nn.functional as F
 import ganzoo
 from ganzoo.models.genegan import BlockConv2d, GeneGAN, GeneGANConfig, SwitchableBN
 
+from conftest import group_backward
+
 TINY = ["test_genegan", "test_genegan_multires"]
 
 # Option sets of the queued experiments, on the tiny multires preset.
@@ -40,12 +42,7 @@ def _build(name: str = "test_genegan_multires", **kw) -> GeneGAN:
 
 def _group_step(model: GeneGAN, group: str, batch, step: int = 1):
     """One optimizer step the way the trainer does it: only ``group`` requires grad."""
-    own = {id(p) for p in model.group_parameters(group)}
-    for p in model.parameters():
-        p.requires_grad_(id(p) in own)
-        p.grad = None
-    loss, logs = model.loss(group, batch, step)
-    loss.backward()
+    loss, logs = group_backward(model, group, batch, step)
     opt = model.optimizer_groups()[group].build(model.group_parameters(group))
     opt.step()
     model.after_step(group, step)

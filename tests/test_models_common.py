@@ -15,6 +15,8 @@ from ganzoo.config import from_dict, to_dict
 from ganzoo.datasets import example_batch
 from ganzoo.models.base import GenerativeModel
 
+from conftest import group_backward
+
 ALL = ganzoo.list_models()
 TINY = ganzoo.list_models("test_*")
 
@@ -84,14 +86,10 @@ def test_tiny_step_per_group_reaches_exactly_that_group(tiny):
     trainable = [p for n, p in tiny.named_parameters() if not n.startswith("ema.")]
     for group in tiny.optimizer_groups():
         own = {id(p) for p in tiny.group_parameters(group)}
-        for p in trainable:  # what the trainer does before each group's step
-            p.requires_grad_(id(p) in own)
-            p.grad = None
-        loss, logs = tiny(group, batch, 0)
+        loss, logs = group_backward(tiny, group, batch, 0)
         assert loss.dim() == 0 and torch.isfinite(loss), (group, loss)
         for k, v in logs.items():
             assert math.isfinite(float(v)), (group, k, v)
-        loss.backward()
         reached = [p for p in tiny.group_parameters(group) if p.grad is not None]
         assert reached, f"no gradient reaches group {group}"
         for p in reached:
