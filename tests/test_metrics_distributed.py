@@ -4,42 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 import pytest
 import torch
-from torch import nn
 
 import ganzoo
-from ganzoo.models.base import GenerativeModel
+
+from test_metrics import _FakeUncond  # the same fake unconditional model
 
 pytestmark = pytest.mark.slow
 N = 21  # 6 batches of 4 (the last one short), shared unevenly by the two ranks
-
-
-@dataclass
-class _Cfg:
-    gain: float = 0.8
-
-
-class _Uncond(GenerativeModel):
-    config_class = _Cfg
-    family = "fake_uncond"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.bias = nn.Parameter(torch.zeros(()))
-
-    @torch.no_grad()
-    def sample(self, n, generator=None):
-        return (torch.rand(n, 3, 16, 16, generator=generator) * 2 - 1) * self.config.gain
 
 
 def _run(out_path=None):
     g = torch.Generator().manual_seed(0)
     reference = torch.rand(N + 4, 3, 16, 16, generator=g) * 2 - 1
     return ganzoo.evaluate(
-        _Uncond.from_config(), reference, metrics=["fid", "kid", "prc", "psnr", "lpips_diversity"],
+        _FakeUncond.from_config(gain=0.8), reference,
+        metrics=["fid", "kid", "prc", "psnr", "lpips_diversity"],
         n=N, n_real=N + 4, batch_size=4, feature_extractor="test_random_cnn", cache=False,
         metric_kwargs={"kid": {"subset_size": 10},
                        "lpips_diversity": {"pretrained": False, "max_samples": 9}},
