@@ -37,6 +37,7 @@ class ToyGANConfig:
     n_critic: int = 2
     nan_at: tuple[int, ...] = ()  # steps whose discriminator loss is NaN (guard tests)
     nan_from: int = -1  # every step from here on has a NaN loss (-1: never)
+    inf_grad_at: tuple[int, ...] = ()  # steps whose discriminator gradients (not loss) are inf
     clip_value: float = 0.0  # > 0: WGAN-style weight clipping of D after its steps
 
 
@@ -97,6 +98,8 @@ class ToyGAN(GenerativeModel):
                 F.softplus(self.discriminator(fake.detach())).mean()
             if self._nan(step):
                 loss = loss * float("nan")
+            if step in self.config.inf_grad_at:
+                loss.register_hook(lambda grad: grad * float("inf"))
         else:
             loss = F.softplus(-self.discriminator(fake)).mean()
             if 0 <= self.config.nan_from <= step:

@@ -209,6 +209,23 @@ def test_outputs_pruning_and_final(toys, tmp_path):
                for n, p in model.named_parameters() if n.startswith("ema."))
 
 
+def test_batches_are_copied_to_the_device_without_blocking(toys, tmp_path, monkeypatch):
+    """A blocking host-to-device copy waits for all queued GPU work, so loading the next batch
+    could never overlap the current step (that cost ~7% on an H100 for dcgan)."""
+    import accelerate.data_loader
+
+    real, calls = accelerate.data_loader.send_to_device, []
+
+    def spy(tensor, device, non_blocking=False, **kwargs):
+        calls.append(non_blocking)
+        return real(tensor, device, non_blocking=non_blocking, **kwargs)
+
+    monkeypatch.setattr(accelerate.data_loader, "send_to_device", spy)
+    assert main(_args(tmp_path / "run", "--max-steps", "2", "--sample-every", "0",
+                      "--save-every", "0")) == 0
+    assert calls and all(calls)
+
+
 def test_only_the_stepped_group_changes(toys, tmp_path):
     """A generator-only schedule (n_critic=0) must leave the discriminator untouched."""
     out = tmp_path / "run"
@@ -288,9 +305,10 @@ def guard_path(request, monkeypatch):
     return request.param
 
 
-def test_nonfinite_step_is_skipped_and_counted(toys, tmp_path, guard_path):
+@pytest.mark.parametrize("fault", ["nan_at", "inf_grad_at"])  # a NaN loss; finite loss, inf grads
+def test_nonfinite_step_is_skipped_and_counted(toys, tmp_path, guard_path, fault):
     out = tmp_path / "run"
-    assert main(_args(out, "--max-steps", "3", "--set", "nan_at=[1]", "--sample-every", "0",
+    assert main(_args(out, "--max-steps", "3", "--set", f"{fault}=[1]", "--sample-every", "0",
                       "--save-every", "0")) == 0
     recs = _records(out)
     assert [r["nonfinite_total"] for r in recs] == [0, 2, 2]  # both critic steps of step 1

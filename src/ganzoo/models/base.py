@@ -138,8 +138,9 @@ class GenerativeModel(nn.Module):
                 torch._foreach_copy_(ema_params, live_params)
             else:
                 torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)
-            for b_ema, b in zip(ema_net.buffers(), live.buffers()):
-                b_ema.copy_(b)
+            ema_buffers = list(ema_net.buffers())
+            if ema_buffers:
+                torch._foreach_copy_(ema_buffers, list(live.buffers()))
 
     def inference_net(self, name: str) -> nn.Module:
         """The network that task methods use: the EMA copy when there is one."""

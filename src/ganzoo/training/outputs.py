@@ -11,13 +11,23 @@ from typing import Any
 
 import torch
 
-__all__ = ["MetricsWriter", "save_grid", "check_tracker", "to_float"]
+__all__ = ["MetricsWriter", "save_grid", "check_tracker", "to_floats"]
 
 
-def to_float(value) -> float:
-    if isinstance(value, torch.Tensor):
-        return float(value.detach().float().mean().item())
-    return float(value)
+def to_floats(values: dict[str, Any]) -> dict[str, float]:
+    """Plain floats for logging (tensors are averaged), with one host read per device rather
+    than one per value: each read waits for the queued GPU work."""
+    out: dict[str, float] = {}
+    tensors: dict[torch.device, dict[str, torch.Tensor]] = {}
+    for k, v in values.items():
+        if isinstance(v, torch.Tensor):
+            t = v.detach().float()
+            tensors.setdefault(t.device, {})[k] = t.reshape(()) if t.numel() == 1 else t.mean()
+        else:
+            out[k] = float(v)
+    for same_device in tensors.values():
+        out.update(zip(same_device, torch.stack(list(same_device.values())).tolist()))
+    return {k: out[k] for k in values}
 
 
 class MetricsWriter:

@@ -32,7 +32,7 @@ from .. import config as cfg
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import ResumableSampler, SeededDataset, build_dataset, check_batch_keys, collate_items
-from .outputs import MetricsWriter, check_tracker, save_grid, to_float
+from .outputs import MetricsWriter, check_tracker, save_grid, to_floats
 from .schedules import lr_at
 
 __all__ = ["Trainer", "TrainingError", "RUN_ARTEFACTS"]
@@ -41,6 +41,10 @@ logger = logging.getLogger("ganzoo.train")
 
 # What a run writes into OUT; ``--overwrite`` removes exactly these.
 RUN_ARTEFACTS = ("config.json", "metrics.jsonl", "checkpoints", "samples", "final", "logs")
+
+
+# Guarded optimizer steps whose on-device non-finite flags may wait before one host read.
+_FLAG_SLOTS = 32
 
 
 class TrainingError(RuntimeError):
@@ -110,8 +114,8 @@ class Trainer:
             if self.resume_path is not None else None
 
         from accelerate import Accelerator
-        from accelerate.utils import (DistributedDataParallelKwargs, ProjectConfiguration,
-                                      set_seed)
+        from accelerate.utils import (DataLoaderConfiguration, DistributedDataParallelKwargs,
+                                      ProjectConfiguration, set_seed)
 
         mp = run.mixed_precision or _env_mixed_precision()
         self.mixed_precision = mp
@@ -128,6 +132,10 @@ class Trainer:
             project_config=ProjectConfiguration(project_dir=str(self.out),
                                                 logging_dir=str(self.out / "logs")),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            # Asynchronous host-to-device copies of the (pinned) batches. Accelerate's default
+            # is a blocking copy, which waits for all queued GPU work at every batch, so data
+            # loading could never overlap the previous step's kernels.
+            dataloader_config=DataLoaderConfiguration(non_blocking=True),
             cpu=run.cpu or _cpu_only_multiprocess(),
         )
         acc = self.accelerator
@@ -186,7 +194,11 @@ class Trainer:
         self.samples_seen = 0  # data position: samples drawn by all processes together
         self.nonfinite_total = 0
         self.nonfinite_run = 0
-        self._pending_bad: list[torch.Tensor] = []  # on-device skip flags not yet counted
+        # Non-finite flags, one slot per guarded optimizer step, set on the device and read
+        # back in one go (at log and save steps, or when the slots run out).
+        self._flags = torch.zeros(_FLAG_SLOTS, device=acc.device)
+        self._nflags = 0
+        self._one = torch.ones((), device=acc.device)
         if self.resume_files is not None:
             state = self.resume_files["trainer_state.json"]
             self.start_step = int(state["step"])
@@ -534,7 +546,7 @@ class Trainer:
         opt = self.optimizers[group]
         params = self.group_params[group]
         self._set_trainable(group)
-        finite = torch.ones((), dtype=torch.bool, device=acc.device)
+        losses = []
         logs: dict[str, Any] = {}
         autocast = (torch.autocast(acc.device.type, dtype=torch.float16) if scaler is not None
                     else contextlib.nullcontext())
@@ -544,55 +556,37 @@ class Trainer:
             with acc.accumulate(self.ddp_model):
                 with autocast:
                     loss, logs = self.ddp_model(group, batch, step)
-                finite &= torch.isfinite(loss.detach())
                 acc.backward(scaler.scale(loss) if scaler is not None else loss)
+            losses.append(loss.detach())
         # grad_accum micro-steps per group keep every group's last micro-step on a sync.
         assert acc.sync_gradients, "gradient accumulation fell out of step with the groups"
+        out = {"loss": losses[-1], **logs}
         if scaler is not None:
             scaler.unscale_(opt.optimizer)
         clip = self.specs[group].clip_grad_norm
-        guard = run.max_nonfinite > 0
-        norm = None
         if clip:
-            norm = acc.clip_grad_norm_(params, clip)
-        elif guard:
-            grads = [p.grad for p in params if p.grad is not None]
-            norm = (torch.nn.utils.get_total_norm(grads) if grads
-                    else torch.zeros((), device=acc.device))
-        bad = False
-        if guard:
+            out["grad_norm"] = acc.clip_grad_norm_(params, clip).detach()
+        if run.max_nonfinite > 0:
             # fp16 overflows of the gradient are the scaler's business (it skips, rescales).
-            bad = ~finite if scaler is not None else ~(finite & torch.isfinite(norm))
-            if acc.num_processes > 1:
-                bad = acc.reduce(bad.to(torch.float32), reduction="sum") > 0
+            grads = [] if scaler is not None else [p.grad for p in params if p.grad is not None]
+            flag = self._nonfinite_flag(losses + grads)
             if scaler is None and getattr(opt.optimizer, "_step_supports_amp_scaling", False):
                 # A fused optimizer skips the update on the device when found_inf is set (as
-                # under GradScaler): no host sync. The flags are counted lazily.
-                self._pending_bad.append(bad)
+                # under GradScaler): no host sync. The flag is counted later.
                 inner = opt.optimizer
-                inner.found_inf = bad.to(torch.float32)
+                inner.found_inf = flag
                 try:
                     inner.step()
                 finally:
                     del inner.found_inf
-                if len(self._pending_bad) >= 32:
-                    self._count_nonfinite()
                 self.unwrapped.after_step(group, step)
-                out = {"loss": loss.detach(), **logs}
-                if norm is not None:
-                    out["grad_norm"] = norm.detach()
                 return out
-            bad = bool(bad)  # the host sync, for optimizers that cannot skip on the device
-        if bad:
-            self.nonfinite_total += 1
-            self.nonfinite_run += 1
-            if scaler is not None:
-                scaler.update()
-            for p in params:
-                p.grad = None
-            logs = {"nonfinite": 1}
-            return {"loss": float("nan"), **logs, "_skipped": True}
-        self.nonfinite_run = 0
+            if self._count_nonfinite()[-1]:  # the host sync, for other optimizers
+                if scaler is not None:
+                    scaler.update()
+                for p in params:
+                    p.grad = None
+                return {"loss": float("nan"), "nonfinite": 1, "_skipped": True}
         if scaler is not None:
             scaler.step(opt.optimizer)
             scaler.update()
@@ -603,23 +597,41 @@ class Trainer:
         else:
             opt.step()
         self.unwrapped.after_step(group, step)
-        out = {"loss": loss.detach(), **logs}
-        if norm is not None:
-            out["grad_norm"] = norm.detach()
         return out
 
-    def _count_nonfinite(self) -> None:
-        """Fold the on-device skip flags into the counters (one host sync for all of them)."""
-        if not self._pending_bad:
-            return
-        flags = torch.stack(self._pending_bad).tolist()
-        self._pending_bad.clear()
+    def _nonfinite_flag(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """The next slot of the flag buffer, set to 1 on the device when any of ``tensors``
+        holds NaN or inf (a single fused kernel per dtype; no norm, no host sync)."""
+        if self._nflags == len(self._flags):
+            self._count_nonfinite()
+        flag = self._flags[self._nflags]  # a 0-dim view, as GradScaler's found_inf
+        self._nflags += 1
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for t in tensors:
+            by_dtype.setdefault(t.dtype, []).append(t)
+        for same_dtype in by_dtype.values():  # also "unscales" by 1, which changes nothing
+            torch._amp_foreach_non_finite_check_and_unscale_(same_dtype, flag, self._one)
+        acc = self.accelerator
+        if acc.num_processes > 1:  # a loss that is bad on one process skips the step on all
+            flag.copy_(acc.reduce(flag, reduction="sum").clamp_(max=1.0))
+        return flag
+
+    def _count_nonfinite(self) -> list[bool]:
+        """Fold the pending flags, oldest first, into the counters with one host read, and
+        return them."""
+        if not self._nflags:
+            return []
+        pending = self._flags[:self._nflags]
+        flags = [bool(x) for x in pending.tolist()]
+        pending.zero_()
+        self._nflags = 0
         for bad in flags:
             if bad:
                 self.nonfinite_total += 1
                 self.nonfinite_run += 1
             else:
                 self.nonfinite_run = 0
+        return flags
 
     def _should_stop(self, step: int, t0: float) -> str | None:
         run = self.run
@@ -677,10 +689,8 @@ class Trainer:
                     record = {"step": step, "time": round(now - t0, 3),
                               "it_per_s": (step - step_log) / max(now - t_log, 1e-9),
                               "nonfinite_total": self.nonfinite_total}
-                    for g, logs in group_logs.items():
-                        for k, v in logs.items():
-                            if not k.startswith("_"):
-                                record[f"{g}/{k}"] = to_float(v)
+                    record.update(to_floats({f"{g}/{k}": v for g, logs in group_logs.items()
+                                             for k, v in logs.items() if not k.startswith("_")}))
                     record.update({f"lr/{g}": v for g, v in lrs.items()})
                     t_log, step_log = now, step
                     if self.is_main:
