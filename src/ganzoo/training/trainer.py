@@ -45,6 +45,8 @@ RUN_ARTEFACTS = ("config.json", "metrics.jsonl", "checkpoints", "samples", "fina
 
 # Guarded optimizer steps whose on-device non-finite flags may wait before one host read.
 _FLAG_SLOTS = 32
+# Under several processes, the iterations between two agreements on whether to stop.
+_AGREE_EVERY = 8
 
 
 class TrainingError(RuntimeError):
@@ -641,7 +643,12 @@ class Trainer:
         elif run.duration_seconds is not None and time.time() - t0 >= run.duration_seconds:
             reason = f"duration {run.duration} reached"
         acc = self.accelerator
-        if acc.num_processes > 1:  # every process stops at the same step
+        if acc.num_processes > 1:
+            # Every process must stop at the same step. Agreeing takes an all-reduce and a host
+            # read, which would stall the GPU queue if done at every step, so the processes
+            # agree every _AGREE_EVERY steps (a signal or deadline waits at most that long).
+            if step % _AGREE_EVERY:
+                return None
             flag = torch.tensor([0.0 if reason is None else 1.0], device=acc.device)
             if acc.reduce(flag, reduction="sum").item() > 0 and reason is None:
                 reason = "another process stopped"
