@@ -92,7 +92,6 @@ def test_lr_schedules():
     (["--set", "data.resolutoin=4"], "toytrain_gan", "toytrain_images", "resolution"),
     (["--lr", "generater=1e-3"], "toytrain_gan", "toytrain_images", "generator"),
     ([], "toytrain_gan", "toytrain_unpaired", "image_a"),  # dataset does not fit the model
-    (["--log-with", "wandb"], "toytrain_gan", "toytrain_images", "pip install"),
 ])
 def test_bad_input(toys, tmp_path, capsys, extra, model, dataset, needle):
     out = tmp_path / "run"
@@ -100,6 +99,18 @@ def test_bad_input(toys, tmp_path, capsys, extra, model, dataset, needle):
     err = capsys.readouterr().err
     assert code == 2, err
     assert needle in err
+    assert not (out / "checkpoints").exists()
+
+
+def test_missing_wandb_names_the_install(toys, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # as if wandb were not installed
+                        lambda name, *a: None if name == "wandb" else find_spec(name, *a))
+    out = tmp_path / "run"
+    assert main(_args(out, "--max-steps", "1", "--log-with", "wandb")) == 2
+    assert "pip install 'ganzoo[wandb]'" in capsys.readouterr().err
     assert not (out / "checkpoints").exists()
 
 

@@ -170,3 +170,28 @@ def test_torchrun_two_processes_sigterm(env, tmp_path):
     rank_out = {int(p.parent.name): p.read_text() for p in logs.rglob("stdout.log")}
     assert "resolved run config" in rank_out[0] and "saved" in rank_out[0]
     assert rank_out[1].strip() == ""
+
+
+def test_wandb_offline_logs_into_the_run_folder(env, tmp_path):
+    """--log-with wandb --wandb-mode offline needs no account and no network; its run folder
+    (scalars, config, sample grids) lands in OUT/logs, not in the working directory."""
+    pytest.importorskip("wandb")
+    out, cwd = tmp_path / "run", tmp_path / "cwd"
+    cwd.mkdir()
+    wenv = {k: v for k, v in env.items() if not k.startswith("WANDB_")}
+    wenv.update(WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"), WANDB_SILENT="true",
+                WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
+                WANDB_DATA_DIR=str(tmp_path / "wandb-data"))
+    res = subprocess.run(helpers.train_cmd(*TOY, "-o", str(out), "--max-steps", "2",
+                                           "--sample-every", "2", "--log-with", "wandb",
+                                           "--wandb-mode", "offline"),
+                         env=wenv, cwd=cwd, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    runs = list((out / "logs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, list((out / "logs").rglob("*"))
+    [log] = runs[0].glob("run-*.wandb")
+    data = log.read_bytes()
+    assert b"discriminator/loss" in data and b"lr/generator" in data  # scalars were logged
+    grids = sorted(p.name.split("_")[1] for p in runs[0].glob("files/media/images/samples_*"))
+    assert grids == ["0", "2"]  # the sample grids of steps 0 and 2
+    assert not (cwd / "wandb").exists()

@@ -257,7 +257,10 @@ class Trainer:
             tmp.write_text(text + "\n")
             os.replace(tmp, self.out / "config.json")
         if run.log_with != "none":
-            acc.init_trackers(self.out.name or "ganzoo", config=_flat_config(run.to_dict()))
+            # wandb writes its run folder into the working directory unless told otherwise.
+            (self.out / "logs").mkdir(parents=True, exist_ok=True)
+            acc.init_trackers(self.out.name or "ganzoo", config=_flat_config(run.to_dict()),
+                              init_kwargs={"wandb": {"dir": str(self.out / "logs")}})
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop records logged after the checkpoint we resume from: they are replayed."""
