@@ -4,6 +4,7 @@ every registered ``test_*`` preset. Real-process tests live in test_train_proces
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from pathlib import Path
@@ -197,6 +198,7 @@ def test_outputs_pruning_and_final(toys, tmp_path):
                       "--sample-every", "2", "--lr-schedule", "cosine", "--lr-end", "1e-4",
                       "--clip-grad-norm", "generator=1.0", "--log-with", "tensorboard"))
     assert code == 0
+    assert gc.get_freeze_count() == 0  # the loop's gc.freeze() is undone
     root = out / "checkpoints"
     assert [p.name for _, p in ckpt.list_checkpoints(root)] == ["step_00000003",
                                                                 "step_00000004"]
@@ -334,6 +336,7 @@ def test_consecutive_nonfinite_stops_keeping_last_checkpoint(toys, tmp_path, cap
                       "--save-every", "1", "--sample-every", "0"))
     assert code == 1
     assert "consecutive" in capsys.readouterr().err
+    assert gc.get_freeze_count() == 0  # the loop's gc.freeze() is undone on errors too
     latest = ckpt.read_latest(out / "checkpoints")
     assert latest.name == "step_00000002"
     files = ckpt.read_checkpoint_files(latest)
