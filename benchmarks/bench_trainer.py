@@ -2,17 +2,21 @@
 the same step in a bare PyTorch loop, same model, same data, one process.
 
 Both sides train the same preset (default ``dcgan``; ``test_dcgan`` with ``--quick``) on the
-same in-memory images (the embedded ``shapes`` set, rendered once before timing). The bare loop
+same in-memory items (the model's embedded dataset, rendered once before timing). The bare loop
 is what a careful user writes by hand: a shuffled ``DataLoader``, then for each group of the
 model's schedule a fresh batch, gradients enabled for that group only, ``loss``, ``backward``,
-the group's gradient clipping if it has one, ``step``, ``after_step``, and the EMA update. The ganzoo side is ``Trainer.train()`` itself
-(Accelerate, the non-finite guard, logging, LR schedule, sampler, EMA), timed over the same
-iterations as the bare loop (from the start of iteration ``warmup`` to the start of iteration
-``warmup + steps``), so setup and the final save are not timed. Runs alternate; medians are quoted. Images/s counts every
-image drawn (``batch x`` schedule entries per iteration). Single-threaded CPU runs (``--quick``)
-are timed in process CPU time, so other load on a shared machine does not skew the ratio;
-other runs in wall time. CPU runs restart themselves under fixed glibc malloc thresholds
-(see ``_steady_malloc``; ``--system-malloc`` keeps the defaults).
+the group's gradient clipping if it has one, ``step``, ``after_step``, and the EMA update, with
+the optimizer kernels the trainer picks. The ganzoo side is ``Trainer.train()`` itself
+(Accelerate, the non-finite guard, logging, LR schedule, sampler, EMA).
+
+The two loops are interleaved: every ``--chunk`` iterations of ``Trainer.train()`` the
+trainer's clock stops and the bare loop runs as many iterations, so both see the same machine
+(clock speed, neighbours, thermal state) within a fraction of a second. The ratio is quoted
+over the totals and as the median of the per-chunk ratios. Images/s counts every image drawn
+(``batch x`` schedule entries per iteration). Single-threaded CPU runs (``--quick``) are timed
+in process CPU time; other runs in wall time, with CUDA synchronised at chunk edges. CPU runs
+restart themselves under fixed glibc malloc thresholds (see ``_steady_malloc``;
+``--system-malloc`` keeps the defaults).
 
     python benchmarks/bench_trainer.py --quick            # CPU, about 2 minutes
     python benchmarks/bench_trainer.py --device cuda      # dcgan at 64 px, batch 64
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import statistics
 import sys
@@ -37,22 +40,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import ganzoo  # noqa: E402
 from ganzoo.registry import DATASETS  # noqa: E402
 
-_IMAGES: dict[str, torch.Tensor] = {}
+_ITEMS: dict[str, torch.Tensor] = {}  # the benchmark's data, one stacked tensor per key
 
 
 class InMemory(torch.utils.data.Dataset):
-    def __init__(self, images: torch.Tensor):
-        self.images = images
+    """Items of the model's embedded dataset, rendered once before timing."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
 
     def __len__(self):
-        return len(self.images)
+        return len(next(iter(self.tensors.values())))
 
     def __getitem__(self, i):
-        return {"image": self.images[i]}
+        return {k: v[i] for k, v in self.tensors.items()}
 
 
-def bench_images(resolution: int = 64, size: int = 512, seed: int = 0) -> InMemory:
-    return InMemory(_IMAGES[f"{resolution}"])
+def bench_items(**options) -> InMemory:  # ignores the sizing options the trainer passes
+    return InMemory(_ITEMS)
 
 
 def _clock(device):
@@ -63,61 +68,57 @@ def _clock(device):
     return time.perf_counter
 
 
-def bare_loop(model, dataset, batch_size, steps, warmup, device, ema_decay):
-    """images/s of the hand-written loop over ``steps`` iterations after ``warmup``."""
-    clock = _clock(device)
-    model.to(device).train()
-    specs = model.optimizer_groups()
-    params = {g: model.group_parameters(g) for g in specs}
-    # The same optimizer kernels the trainer picks, so only the loop around them differs.
-    opts = {g: specs[g].build(params[g], fused=device.type == "cuda") for g in specs}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    ids = {g: {id(p) for p in ps} for g, ps in params.items()}
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                                         drop_last=True, pin_memory=device.type == "cuda")
-    it = iter(loader)
+class BareLoop:
+    """The hand-written loop, run ``n`` iterations at a time."""
 
-    def next_batch():
-        nonlocal it
+    def __init__(self, model, dataset, batch_size, device, ema_decay):
+        self.model, self.device, self.ema_decay = model.to(device).train(), device, ema_decay
+        self.specs = model.optimizer_groups()
+        self.params = {g: model.group_parameters(g) for g in self.specs}
+        # The same optimizer kernels the trainer picks, so only the loop around them differs.
+        self.opts = {g: self.specs[g].build(self.params[g], fused=device.type == "cuda")
+                     for g in self.specs}
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.ids = {g: {id(p) for p in ps} for g, ps in self.params.items()}
+        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                                  drop_last=True,
+                                                  pin_memory=device.type == "cuda")
+        self.it = iter(self.loader)
+        self.step = 0
+
+    def next_batch(self):
         try:
-            b = next(it)
+            b = next(self.it)
         except StopIteration:
-            it = iter(loader)
-            b = next(it)
-        return {k: v.to(device, non_blocking=True) for k, v in b.items()}
+            self.it = iter(self.loader)
+            b = next(self.it)
+        return {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
 
-    images = 0
-    t0 = None
-    for step in range(warmup + steps):
-        if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0, images = clock(), 0
-        for g in model.schedule(step):
-            for p in trainable:
-                p.requires_grad_(id(p) in ids[g])
-            opts[g].zero_grad(set_to_none=True)
-            loss, _ = model(g, next_batch(), step)
-            loss.backward()
-            if specs[g].clip_grad_norm:  # the family's own clipping, as the trainer does
-                torch.nn.utils.clip_grad_norm_(params[g], specs[g].clip_grad_norm)
-            opts[g].step()
-            model.after_step(g, step)
-            images += batch_size
-        for p in trainable:
-            p.requires_grad_(True)
-        if len(model.ema):
-            model.update_ema(ema_decay)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return images / (clock() - t0)
+    def run(self, n: int) -> None:
+        model, specs, opts = self.model, self.specs, self.opts
+        for _ in range(n):
+            step = self.step
+            for g in model.schedule(step):
+                for p in self.trainable:
+                    p.requires_grad_(id(p) in self.ids[g])
+                opts[g].zero_grad(set_to_none=True)
+                loss, _ = model(g, self.next_batch(), step)
+                loss.backward()
+                if specs[g].clip_grad_norm:  # the family's own clipping, as the trainer does
+                    torch.nn.utils.clip_grad_norm_(self.params[g], specs[g].clip_grad_norm)
+                opts[g].step()
+                model.after_step(g, step)
+            for p in self.trainable:
+                p.requires_grad_(True)
+            if len(model.ema):
+                model.update_ema(self.ema_decay)
+            self.step += 1
 
 
-def ganzoo_loop(preset, batch_size, steps, warmup, device, ema_decay, images_per_step,
-                extra=()):
-    """images/s of ``Trainer.train()`` between the start of iteration ``warmup`` and the start
-    of iteration ``warmup + steps`` (the clock is read when the trainer asks the model for the
-    iteration's schedule), so setup, warm-up and the final save are not timed."""
+def interleaved(preset, dataset, batch_size, steps, chunk, warmup, device, ema_decay,
+                extra=()) -> list[tuple[float, float]]:
+    """(trainer seconds, bare seconds) for each chunk of ``chunk`` iterations, the two loops
+    taking turns; ``warmup`` iterations of each run first, untimed."""
     import logging
 
     from ganzoo.train import parse_run_config
@@ -125,28 +126,40 @@ def ganzoo_loop(preset, batch_size, steps, warmup, device, ema_decay, images_per
 
     logging.getLogger("ganzoo.train").setLevel(logging.WARNING)
     clock = _clock(device)
-    stamps: dict[int, float] = {}
+
+    def now():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return clock()
+
+    bare = BareLoop(ganzoo.build(preset), dataset, batch_size, device, ema_decay)
+    bare.run(warmup)
+    pairs: list[tuple[float, float]] = []
+    start: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["--model", preset, "--dataset", "bench_images", "-o", tmp, "--no-progress",
+        args = ["--model", preset, "--dataset", "bench_items", "-o", tmp, "--no-progress",
                 "--batch-size", str(batch_size), "--max-steps", str(warmup + steps + 1),
-                "--log-every", "10", "--save-every", "0", "--sample-every", "0",
-                "--keep", "1", "--ema-decay", str(ema_decay)]
+                "--save-every", "0", "--sample-every", "0", "--keep", "1",
+                "--ema-decay", str(ema_decay), *extra]
         if device.type == "cpu":
             args.append("--cpu")
-        args += list(extra)
         trainer = Trainer(parse_run_config(args))
         schedule = trainer.unwrapped.schedule
 
-        def stamped(step):
-            if step in (warmup, warmup + steps):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                stamps[step] = clock()
+        def stamped(step):  # the trainer asks for this at the start of each iteration
+            if step >= warmup and (step - warmup) % chunk == 0:
+                t = now()
+                if start:
+                    b0 = now()
+                    bare.run(chunk)
+                    pairs.append((t - start.pop(), now() - b0))
+                if step < warmup + steps:
+                    start.append(now())
             return schedule(step)
 
         trainer.unwrapped.schedule = stamped
         trainer.train()
-    return steps * images_per_step / (stamps[warmup + steps] - stamps[warmup])
+    return pairs
 
 
 # Keep freed memory for reuse: a fixed mmap threshold (no dynamic raising), no trimming.
@@ -177,8 +190,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="CPU-sized: test_dcgan, batch 16")
     p.add_argument("--model", default=None, help="preset (default dcgan; quick: test_dcgan)")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="timed iterations per run")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps", type=int, default=None, help="timed iterations per run and side")
+    p.add_argument("--chunk", type=int, default=10, help="iterations per turn of each loop")
+    p.add_argument("--repeats", type=int, default=3, help="trainer runs")
     p.add_argument("--system-malloc", action="store_true",
                    help="CPU: keep glibc's default malloc thresholds (see _steady_malloc)")
     p.add_argument("--trainer-args", default="",
@@ -192,48 +206,45 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     preset = args.model or ("test_dcgan" if args.quick else "dcgan")
     batch = args.batch_size or (16 if args.quick else 64)
-    steps = args.steps or (150 if args.quick else 200)
-    warmup = max(5, steps // 4)
+    steps = args.steps or 200
+    warmup = 20
 
     probe = ganzoo.build(preset)
-    resolution = probe.config.resolution
     ema_decay = float(probe.default_ema_decay)
-    images_per_step = batch * len(probe.schedule(0))
-    # The same images for both sides, rendered once (data generation is not what we time).
-    shapes = ganzoo.build_dataset("shapes", resolution=resolution, size=1024, seed=0)
-    _IMAGES[f"{resolution}"] = torch.stack([shapes[i]["image"] for i in range(len(shapes))])
-    DATASETS.register(name="bench_images")(bench_images)
-    dataset = InMemory(_IMAGES[f"{resolution}"])
+    images = batch * len(probe.schedule(0)) * args.chunk  # per chunk
+    # The same items for both sides: the model's embedded dataset at the model's size,
+    # rendered once (data generation is not what we time).
+    from ganzoo.datasets import example_batch
 
-    rates = {"ganzoo": [], "bare": []}
+    _ITEMS.update(example_batch(probe, max(512, 2 * batch)))
+    DATASETS.register(name="bench_items")(bench_items)
+    dataset = InMemory(_ITEMS)
+
+    pairs = []
     for r in range(args.repeats):
-        from accelerate.utils import set_seed
-
-        set_seed(0)
-        gc.collect()  # each run starts without garbage left by the previous one
-        rates["bare"].append(bare_loop(ganzoo.build(preset), dataset, batch, steps, warmup,
-                                       device, ema_decay))
         gc.collect()
-        rates["ganzoo"].append(ganzoo_loop(preset, batch, steps, warmup, device, ema_decay,
-                                           images_per_step, args.trainer_args.split()))
-        print(f"repeat {r + 1}/{args.repeats}: bare {rates['bare'][-1]:.1f} img/s, "
-              f"ganzoo {rates['ganzoo'][-1]:.1f} img/s", file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in rates.items()}
+        run = interleaved(preset, dataset, batch, steps, args.chunk, warmup, device,
+                          ema_decay, args.trainer_args.split())
+        pairs += run
+        g, b = sum(t for t, _ in run), sum(t for _, t in run)
+        print(f"run {r + 1}/{args.repeats}: bare {images * len(run) / b:.1f} img/s, "
+              f"ganzoo {images * len(run) / g:.1f} img/s", file=sys.stderr)
+    g_total, b_total = sum(t for t, _ in pairs), sum(t for _, t in pairs)
+    per_chunk = [b / g for g, b in pairs]  # ganzoo img/s over bare img/s
     name = torch.cuda.get_device_name() if device.type == "cuda" else \
         f"CPU ({torch.get_num_threads()} threads)"
-    print(f"\nTrainer overhead: {preset}, batch {batch}, {steps} timed iterations x "
-          f"{args.repeats} repeats, {name}, torch {torch.__version__}\n")
-    print("| loop | images/s (median) | runs |")
-    print("| --- | ---: | --- |")
-    print(f"| bare PyTorch | {med['bare']:.1f} | "
-          f"{', '.join(f'{x:.1f}' for x in rates['bare'])} |")
-    print(f"| ganzoo trainer | {med['ganzoo']:.1f} | "
-          f"{', '.join(f'{x:.1f}' for x in rates['ganzoo'])} |")
-    # Adjacent runs share the machine's state (clock, neighbours), so the median of their
-    # ratios is steadier than the ratio of the two medians when the machine drifts.
-    paired = statistics.median(g / b for g, b in zip(rates["ganzoo"], rates["bare"]))
-    print(f"\nratio ganzoo / bare: {med['ganzoo'] / med['bare']:.3f} of medians, "
-          f"{paired:.3f} median of paired runs (target >= 0.95)")
+    print(f"\nTrainer overhead: {preset}, batch {batch}, {args.repeats} runs x {steps} timed "
+          f"iterations per side, interleaved in chunks of {args.chunk}, {name}, "
+          f"torch {torch.__version__}\n")
+    print("| loop | images/s (all chunks) | images/s (median chunk) |")
+    print("| --- | ---: | ---: |")
+    print(f"| bare PyTorch | {images * len(pairs) / b_total:.1f} | "
+          f"{statistics.median(images / b for _, b in pairs):.1f} |")
+    print(f"| ganzoo trainer | {images * len(pairs) / g_total:.1f} | "
+          f"{statistics.median(images / g for g, _ in pairs):.1f} |")
+    print(f"\nratio ganzoo / bare: {b_total / g_total:.3f} over all chunks, "
+          f"{statistics.median(per_chunk):.3f} median of {len(pairs)} chunk pairs "
+          f"(target >= 0.95)")
     return 0
 
 
