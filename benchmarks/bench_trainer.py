@@ -76,8 +76,10 @@ class BareLoop:
         self.specs = model.optimizer_groups()
         self.params = {g: model.group_parameters(g) for g in self.specs}
         # The same optimizer kernels the trainer picks, so only the loop around them differs.
-        self.opts = {g: self.specs[g].build(self.params[g], fused=device.type == "cuda")
-                     for g in self.specs}
+        from ganzoo.training.trainer import use_fused_optimizers
+
+        fused = use_fused_optimizers(device)
+        self.opts = {g: self.specs[g].build(self.params[g], fused=fused) for g in self.specs}
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.ids = {g: {id(p) for p in ps} for g, ps in self.params.items()}
         self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,

@@ -309,12 +309,12 @@ def test_duration_stops_gracefully_via_ganzoo_cli(toys, tmp_path):
 # -- the non-finite guard ------------------------------------------------------------------------
 @pytest.fixture(params=["host-sync", "on-device"])
 def guard_path(request, monkeypatch):
-    """Both ways the guard skips a step: a host-side check, or fused optimizers skipping on
-    the device (the CUDA path, forced onto the CPU here)."""
+    """Both ways the guard skips a step: fused optimizers skipping on the device (the
+    default), or a host-side check (optimizers without fused kernels, such as RMSprop)."""
     from ganzoo.training import trainer
 
-    if request.param == "on-device":
-        monkeypatch.setattr(trainer, "use_fused_optimizers", lambda device: True)
+    fused = request.param == "on-device"
+    monkeypatch.setattr(trainer, "use_fused_optimizers", lambda device: fused)
     return request.param
 
 
