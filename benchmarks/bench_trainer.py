@@ -137,7 +137,7 @@ def interleaved(preset, dataset, batch_size, steps, chunk, warmup, device, ema_d
     bare = BareLoop(ganzoo.build(preset), dataset, batch_size, device, ema_decay)
     bare.run(warmup)
     pairs: list[tuple[float, float]] = []
-    start: list[float] = []
+    chunk_start: float | None = None  # clock when the trainer's current chunk began
     with tempfile.TemporaryDirectory() as tmp:
         args = ["--model", preset, "--dataset", "bench_items", "-o", tmp, "--no-progress",
                 "--batch-size", str(batch_size), "--max-steps", str(warmup + steps + 1),
@@ -149,14 +149,15 @@ def interleaved(preset, dataset, batch_size, steps, chunk, warmup, device, ema_d
         schedule = trainer.unwrapped.schedule
 
         def stamped(step):  # the trainer asks for this at the start of each iteration
+            nonlocal chunk_start
             if step >= warmup and (step - warmup) % chunk == 0:
                 t = now()
-                if start:
-                    b0 = now()
+                if chunk_start is not None:  # the trainer's chunk ends: the bare loop's turn
                     bare.run(chunk)
-                    pairs.append((t - start.pop(), now() - b0))
-                if step < warmup + steps:
-                    start.append(now())
+                    bare_end = now()
+                    pairs.append((t - chunk_start, bare_end - t))
+                    t = bare_end
+                chunk_start = t if step < warmup + steps else None
             return schedule(step)
 
         trainer.unwrapped.schedule = stamped
