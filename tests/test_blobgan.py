@@ -379,7 +379,7 @@ def test_fid_of_a_rectangular_model_through_evaluate(tmp_path):
     model = ganzoo.build("test_blobgan_rect")
     res = fid(model, "shapes_scenes", n=8, n_real=8, batch_size=8,
               feature_extractor="test_random_cnn", cache_dir=tmp_path, device="cpu")
-    assert math.isfinite(res["metrics"]["fid@test_random_cnn"])
+    assert math.isfinite(res["metrics"]["fd@test_random_cnn"])
     assert any(tmp_path.rglob("*.safetensors"))  # reference statistics cached
     again = fid(model, "shapes_scenes", n=8, n_real=8, batch_size=8,
                 feature_extractor="test_random_cnn", cache_dir=tmp_path, device="cpu")

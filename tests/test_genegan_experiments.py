@@ -53,7 +53,7 @@ def test_smoke_run_trains_and_writes_fid_json(runner, tmp_path):
     assert code == 0
     exp_dir = next(tmp_path.glob("EXP03_*"))
     result = json.loads((exp_dir / "fid_32_n8.json").read_text())
-    assert set(result["metrics"]) == {"fid@test_random_cnn/bu", "fid@test_random_cnn/a0"}
+    assert set(result["metrics"]) == {"fd@test_random_cnn/bu", "fd@test_random_cnn/a0"}
     assert result["protocol"]["reference"]["bu"].endswith("subset='with')")
     assert (exp_dir / "final" / "model.safetensors").is_file()
     records = [json.loads(line) for line in (exp_dir / "metrics.jsonl").read_text().splitlines()]

@@ -115,7 +115,7 @@ def test_mifid_copy_of_training_images_scores_worse_than_its_fid():
     res = evaluate(copy, train, metrics=["fid", "mifid"], n=20, n_real=40, batch_size=8,
                    feature_extractor=EX, cache=False)["metrics"]
     assert res[f"mifid_distance@{EX}"] == pytest.approx(0.0, abs=1e-6)
-    assert res[f"mifid@{EX}"] > 1e6 * res[f"fid@{EX}"] > 0
+    assert res[f"mifid@{EX}"] > 1e6 * res[f"fd@{EX}"] > 0
     fresh = evaluate(_images(20, 7), train, metrics=["fid", "mifid"], n=20, n_real=40,
                      batch_size=8, feature_extractor=EX, cache=False)["metrics"]
     assert fresh[f"mifid@{EX}"] < res[f"mifid@{EX}"]
@@ -239,7 +239,7 @@ def test_batch_size_independence_and_protocol():
     assert p["n_fake"] == 23 and p["n_real"] == 31 and p["resolution"] == [16, 16]
     assert p["metrics"]["kid"]["subset_size_used"] == 10
     # Values computed with a non-Inception extractor never read as plain "fid".
-    assert "fid" not in results[0]["metrics"] and f"fid@{EX}" in results[0]["metrics"]
+    assert "fid" not in results[0]["metrics"] and f"fd@{EX}" in results[0]["metrics"]
     assert "psnr" in results[0]["metrics"]
 
 
@@ -253,7 +253,7 @@ def test_image_folder_equals_tensor(tmp_path):
     a = evaluate(imgs, ref, metrics=["fid", "ssim"], n=6, feature_extractor=EX, cache=False)
     b = evaluate(str(tmp_path), ref, metrics=["fid", "ssim"], n=6, feature_extractor=EX,
                  cache=False)
-    assert b["metrics"][f"fid@{EX}"] == a["metrics"][f"fid@{EX}"]
+    assert b["metrics"][f"fd@{EX}"] == a["metrics"][f"fd@{EX}"]
     assert b["metrics"]["ssim"] == pytest.approx(a["metrics"]["ssim"], abs=2e-3)
     assert b["protocol"]["generated"].startswith("folder:")
 
@@ -330,9 +330,9 @@ def test_task_outputs_scored_against_their_reference_views(attr_dataset):
     direct_a0 = evaluate(ds.with_ * 0.5, ds.without, metrics=["fid", "psnr"], n=24,
                          feature_extractor=EX, cache=False)["metrics"]
     m = res["metrics"]
-    assert set(m) == {f"fid@{EX}/bu", f"fid@{EX}/a0", "psnr/bu", "psnr/a0"}
-    assert m[f"fid@{EX}/bu"] == pytest.approx(direct_bu[f"fid@{EX}"], rel=1e-6)
-    assert m[f"fid@{EX}/a0"] == pytest.approx(direct_a0[f"fid@{EX}"], rel=1e-6)
+    assert set(m) == {f"fd@{EX}/bu", f"fd@{EX}/a0", "psnr/bu", "psnr/a0"}
+    assert m[f"fd@{EX}/bu"] == pytest.approx(direct_bu[f"fd@{EX}"], rel=1e-6)
+    assert m[f"fd@{EX}/a0"] == pytest.approx(direct_a0[f"fd@{EX}"], rel=1e-6)
     assert m["psnr/bu"] == pytest.approx(direct_bu["psnr"], rel=1e-6)
     assert model.training  # restored after evaluation
     p = res["protocol"]
@@ -367,8 +367,8 @@ def test_embedded_unpaired_dataset_translation_against_domain_b():
                                           domain="a")[i]["image"] for i in range(10)])
     b = torch.stack([ganzoo.build_dataset("shapes_unpaired", resolution=16, size=10,
                                           domain="b")[i]["image"] for i in range(10)])
-    direct = evaluate(a.flip(1) * 0.5, b, **kw)["metrics"][f"fid@{EX}"]
-    assert res["metrics"][f"fid@{EX}/translated"] == pytest.approx(direct, rel=1e-6)
+    direct = evaluate(a.flip(1) * 0.5, b, **kw)["metrics"][f"fd@{EX}"]
+    assert res["metrics"][f"fd@{EX}/translated"] == pytest.approx(direct, rel=1e-6)
     assert res["protocol"]["dataset_kwargs"]["augment"] == "none"
     assert res["protocol"]["outputs"]["translated"]["reference_view"] == {"domain": "b"}
 
@@ -481,7 +481,7 @@ def test_cli_writes_protocol_json(tmp_path, capsys):
                       "--step", "100", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert rc == 0
     data = json.loads(out.read_text())
-    assert set(data["metrics"]) == {f"fid@{EX}", f"kid_mean@{EX}", f"kid_std@{EX}"}
+    assert set(data["metrics"]) == {f"fd@{EX}", f"kid_mean@{EX}", f"kid_std@{EX}"}
     assert data["protocol"]["step"] == 100 and data["protocol"]["n_real"] == 8
     assert data["protocol"]["real_stats_cache"] == "miss"
     assert json.loads(capsys.readouterr().out) == data

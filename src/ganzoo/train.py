@@ -70,7 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--optim", action="append", type=_kv, metavar="GROUP.FIELD=VALUE",
                    help="any OptimizerSpec field of a group, e.g. generator.betas=[0.5,0.999]")
     a.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
-    a.add_argument("--ema-decay", type=float, help="default: the family's default_ema_decay")
+    a.add_argument("--ema-decay", type=float,
+                   help="the EMA decay the warm-up rises to (default: the family's "
+                        "default_ema_decay)")
+    a.add_argument("--ema-warmup-power", type=float,
+                   help="EMA warm-up: decay_t = min(decay, 1 - (1 + t)^-power); default: the "
+                        "family's default_ema_warmup_power, 0 for a constant decay")
+    a.add_argument("--ema-start", type=int,
+                   help="iterations before which the EMA copies the live weights (default 0)")
     a.add_argument("--max-nonfinite", type=int,
                    help="consecutive non-finite steps before the run stops (default 20; "
                    "0 turns the guard and its host sync per optimizer step off)")

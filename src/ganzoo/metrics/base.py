@@ -9,7 +9,7 @@ A metric declares what it consumes, and the evaluation loop feeds it exactly tha
   SSIM), averaged over pairs.
 
 ``compute`` returns ``{name: float}``. The evaluation adds the extractor tag
-(``fid@dinov2-vit-s-14``) and the task-output suffix (``fid/bu``) itself.
+(``fd@dinov2-vit-s-14``) and the task-output suffix (``fid/bu``) itself.
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def evaluate(
             the reference is smaller).
         batch_size: images per generation / extraction batch (does not change the result).
         feature_extractor: ``inception_v3`` (torch-fidelity's TF-compatible Inception) or
-            another registered extractor; values then read ``fid@<extractor>``.
+            another registered extractor; values then read ``fd@<extractor>``.
         feature_extractor_weights: a local weights file (else ``$GANZOO_FID_WEIGHTS``, the
             torch hub cache, or a download).
         resizer: ``"torch"`` (default: uint8 at native size, resized inside the extractor by
@@ -368,6 +368,8 @@ def evaluate(
             layer = extractor.layers[m.layer]
             fake = gather_rows(*feats[o][layer])
             for k, v in m.compute(fake, real if m.uses_reference else None).items():
+                if tag and k == "fid":
+                    k = "fd"  # a Fréchet distance in another feature space is not an FID
                 results[f"{k}{tag}{suffix[o]}"] = v
         for m in sample_metrics:
             imgs = gather_rows(*samples[o])

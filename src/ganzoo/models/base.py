@@ -96,6 +96,9 @@ class GenerativeModel(nn.Module):
     default_dataset: ClassVar[str] = "shapes"  # embedded dataset giving ``batch_keys``
     ema_networks: ClassVar[tuple[str, ...]] = ()
     default_ema_decay: ClassVar[float] = 0.999
+    # The trainer's EMA warm-up (training.schedules.ema_decay_at): the averaging window after
+    # t iterations is (1 + t) ** power, capped by default_ema_decay.
+    default_ema_warmup_power: ClassVar[float] = 2 / 3
     # Output name of ``generate`` -> dataset overrides that give its reference images.
     eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
 
@@ -129,18 +132,31 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:
-        """ema = decay * ema + (1 - decay) * live for parameters; buffers are copied."""
+        """``ema = decay * ema + (1 - decay) * live`` for parameters and floating-point buffers.
+
+        Averaging the BatchNorm running statistics with the weights keeps them matched to the
+        averaged weights they normalise; copying the live network's statistics (ganzoo < 0.3)
+        pairs the EMA weights with statistics of other weights (measured in
+        ``docs/training.md``, "EMA"). Integer buffers (``num_batches_tracked``) are copied.
+        The trainer passes ``training.schedules.ema_decay_at(step, ...)``.
+        """
         for name, ema_net in self.ema.items():
             live = getattr(self, name)
-            ema_params = list(ema_net.parameters())
-            live_params = [p.detach() for p in live.parameters()]
+            ema_t, live_t, ema_i, live_i = [], [], [], []
+            for e, x in zip([*ema_net.parameters(), *ema_net.buffers()],
+                            [*live.parameters(), *live.buffers()]):
+                if e.is_floating_point():
+                    ema_t.append(e)
+                    live_t.append(x.detach())
+                else:
+                    ema_i.append(e)
+                    live_i.append(x)
             if decay == 0.0:
-                torch._foreach_copy_(ema_params, live_params)
+                torch._foreach_copy_(ema_t, live_t)
             else:
-                torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)
-            ema_buffers = list(ema_net.buffers())
-            if ema_buffers:
-                torch._foreach_copy_(ema_buffers, list(live.buffers()))
+                torch._foreach_lerp_(ema_t, live_t, 1.0 - decay)
+            if ema_i:
+                torch._foreach_copy_(ema_i, live_i)
 
     def inference_net(self, name: str) -> nn.Module:
         """The network that task methods use: the EMA copy when there is one."""

@@ -307,6 +307,7 @@ class DDPM(GenerativeModel):
     batch_keys = ("image",)
     ema_networks = ("unet",)
     default_ema_decay = 0.9999  # DDPM
+    default_ema_warmup_power = 0.75  # diffusers' train_unconditional.py (EMAModel, power 3/4)
 
     def __init__(self, config: DDPMConfig):
         super().__init__(config)

@@ -1,10 +1,10 @@
-"""Learning-rate schedules: stateless functions of the step, so resuming needs no state."""
+"""Learning-rate and EMA schedules: stateless functions of the step, so resuming needs no state."""
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["lr_at"]
+__all__ = ["lr_at", "ema_decay_at"]
 
 
 def lr_at(base: float, step: int, *, kind: str = "constant", total: int | None = None,
@@ -28,3 +28,24 @@ def lr_at(base: float, step: int, *, kind: str = "constant", total: int | None =
     if kind == "linear":
         return base + (end - base) * t
     raise ValueError(f"lr_schedule must be constant, cosine or linear, got {kind!r}")
+
+
+def ema_decay_at(step: int, decay: float, *, power: float = 2 / 3, start: int = 0) -> float:
+    """EMA decay applied after iteration ``step`` (0-based): the warm-up of timm's
+    ``ModelEmaV3`` and diffusers' ``EMAModel`` (``use_ema_warmup``, ``inv_gamma = 1``)::
+
+        t = step - start
+        decay_t = 0                                   if t <= 0  (the EMA copies the live weights)
+        decay_t = min(decay, 1 - (1 + t) ** -power)   otherwise
+
+    The averaging window ``1 / (1 - decay_t) = (1 + t) ** power`` grows with training, so the
+    EMA never carries much of the initial weights: with ``power = 2/3`` it spans about 130
+    iterations at step 1,500 and 2,150 at 100k, and reaches ``decay = 0.9999`` near 1M.
+    ``power = 0`` turns the warm-up off: a constant ``decay`` after ``start``.
+    """
+    t = step - start
+    if t <= 0:
+        return 0.0
+    if power == 0:
+        return decay
+    return min(decay, 1.0 - (1.0 + t) ** -power)

@@ -34,7 +34,7 @@ from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import ResumableSampler, SeededDataset, build_dataset, check_batch_keys, collate_items
 from .outputs import MetricsWriter, check_tracker, save_grid, to_floats
-from .schedules import lr_at
+from .schedules import ema_decay_at, lr_at
 
 __all__ = ["Trainer", "TrainingError", "RUN_ARTEFACTS"]
 
@@ -234,7 +234,9 @@ class Trainer:
         if mp == "fp16":
             self.scalers = {g: torch.amp.GradScaler(acc.device.type) for g in self.groups}
         self.ema_decay = run.ema_decay if run.ema_decay is not None \
-            else float(getattr(self.unwrapped, "default_ema_decay", 0.999))
+            else float(self.unwrapped.default_ema_decay)
+        self.ema_power = run.ema_warmup_power if run.ema_warmup_power is not None \
+            else float(self.unwrapped.default_ema_warmup_power)
         self.has_ema = len(getattr(self.unwrapped, "ema", ())) > 0
 
         if self.resume_files is not None:
@@ -406,6 +408,7 @@ class Trainer:
                     "grad_accum": self.run.grad_accum,
                     "mixed_precision": self.mixed_precision,
                     "ema_decay": self.ema_decay,
+                    "ema_warmup_power": self.ema_power,
                     "rank_checksums": sums,
                     "model_config": self.unwrapped.config_dict,
                     "time": time.time(),
@@ -700,7 +703,8 @@ class Trainer:
                         f"enable --clip-grad-norm, or raise --max-nonfinite). The last good "
                         f"checkpoint is in {self.out / 'checkpoints'}")
                 if self.has_ema:
-                    self.unwrapped.update_ema(self.ema_decay)
+                    self.unwrapped.update_ema(ema_decay_at(
+                        step, self.ema_decay, power=self.ema_power, start=run.ema_start))
                 step += 1
                 bar.update(1)
                 if run.log_every and (step % run.log_every == 0 or step == total):

