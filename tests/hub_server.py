@@ -58,6 +58,9 @@ class FakeHub:
                 path = unquote(urlparse(self.path).path)
                 hub.requests.append(("POST", path))
                 body = self._body()
+                if not self.headers.get("Authorization"):  # writes need a token, as on the Hub
+                    return self._send(401, {"error": "Invalid credentials in Authorization "
+                                                     "header"})
                 if path == "/api/repos/create":
                     data = json.loads(body or b"{}")
                     repo_id = f"{data['organization']}/{data['name']}" \

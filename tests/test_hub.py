@@ -143,3 +143,50 @@ def test_push_then_pull_through_loopback_hub_and_offline_cache(tmp_path):
                                     "HF_ENDPOINT": "http://127.0.0.1:9"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "offline-ok" in proc.stdout
+
+
+@pytest.mark.slow
+def test_hub_failures_are_one_ganzoo_error_each(tmp_path):
+    """Offline and not cached, an unknown repo, a push without a token, no server at all:
+    each is one HubError that says what happened and what to do, chained to the original."""
+    script = """
+        import os, ganzoo
+        from ganzoo.hub import HubError
+
+        def fails(fn, needle):
+            try:
+                fn()
+            except HubError as e:
+                assert needle in str(e), str(e)
+                assert e.__cause__ is not None and "\\n" not in str(e), repr(e)
+                print("ok:", needle)
+            else:
+                raise AssertionError("no HubError")
+
+        model = ganzoo.build("toy_gan", hidden=8)
+        fails(lambda: ganzoo.from_pretrained("ganzoo-test/missing"), "does not exist on the Hub")
+        fails(lambda: model.push_to_hub("ganzoo-test/toy"), "not logged in")
+    """
+    env = {"PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]),
+           "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": ""}
+    with FakeHub() as hub:
+        proc = run_python(script, env={**env, "HF_ENDPOINT": hub.url})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("ok:") == 2
+    offline = """
+        import ganzoo
+        from ganzoo.hub import HubError
+        for call in (lambda: ganzoo.from_pretrained("me/my-dcgan"),
+                     lambda: ganzoo.build("toy_gan", hidden=8).push_to_hub("me/x", token="t")):
+            try:
+                call()
+            except HubError as e:
+                print("HubError:", e)
+    """
+    proc = run_python(offline, env={**env, "HF_HUB_OFFLINE": "1",
+                                    "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "is not in the Hugging Face cache" in proc.stdout
+    assert "cannot upload 'me/x': offline mode is on" in proc.stdout
+    assert proc.stdout.count("HubError:") == 2, proc.stdout

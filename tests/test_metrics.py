@@ -49,6 +49,30 @@ def test_frechet_distance_closed_form_gaussians():
     assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("n_fake, n_real, d", [(64, 64, 2048), (600, 900, 256), (3, 2000, 64),
+                                                (500, 500, 64)])
+def test_frechet_distance_equals_torch_fidelity(n_fake, n_real, d):
+    """The symmetric-eigenproblem FD against torch-fidelity's eigvals(S1 @ S2), on full-rank
+    and rank-deficient (N < D: a 64-image check at 2048-d) covariances, from statistics and
+    from features with a cached square root."""
+    from torch_fidelity.metric_fid import (KEY_METRIC_FID, fid_features_to_statistics,
+                                           fid_statistics_to_metric)
+
+    from ganzoo.metrics.fidelity import frechet_distance_to_real
+
+    g = torch.Generator().manual_seed(n_fake + d)
+    mix = torch.randn(d, d, generator=g) / math.sqrt(d)  # correlated features, as a CNN's are
+    fake = torch.randn(n_fake, d, generator=g).relu() @ mix
+    real = (torch.randn(n_real, d, generator=g) * 1.2 + 0.3).relu() @ mix
+    s1, s2 = fid_features_to_statistics(fake), fid_features_to_statistics(real)
+    want = fid_statistics_to_metric(s1, s2, verbose=False)[KEY_METRIC_FID]
+    assert frechet_distance(s1["mu"], s1["sigma"], s2["mu"], s2["sigma"]) == \
+        pytest.approx(want, rel=1e-6)
+    cached = RealFeatures(real, s2["mu"], s2["sigma"])
+    assert frechet_distance_to_real(fake, cached) == pytest.approx(want, rel=1e-6)
+    assert frechet_distance_to_real(real, cached) == pytest.approx(0.0, abs=1e-6 * want)
+
+
 def test_fid_from_samples_approaches_closed_form():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(20000, 3, generator=g)
@@ -440,6 +464,9 @@ def test_cache_env_var_and_file_contents(attr_dataset, tmp_path, monkeypatch):
     with safe_open(str(path), framework="pt") as f:
         key = json.loads(f.metadata()["key"])
         assert f.get_tensor("features").shape == (12, 64)
+        # The square root of sigma that the Fréchet distance reuses is cached with it.
+        sqrt_sigma, sigma = f.get_tensor("sqrt_sigma"), f.get_tensor("sigma").double()
+    torch.testing.assert_close(sqrt_sigma @ sqrt_sigma, sigma, rtol=1e-6, atol=1e-8)
     assert key["n"] == 12 and key["resizer"] == "pil_bicubic" and key["extractor"] == EX
     assert key["reference"]["dataset"] == attr_dataset
     assert key["reference"]["kwargs"]["subset"] == "without"

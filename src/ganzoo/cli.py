@@ -89,6 +89,17 @@ def _sample(args) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into one usage line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ganzoo", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -105,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("sample", help="write a grid of samples from a preset or saved model")
     q.add_argument("model", help="preset name, saved-model folder or Hub repo id")
-    q.add_argument("-n", type=int, default=64)
+    q.add_argument("-n", type=positive_int, default=64, help="images to write (default 64)")
     q.add_argument("--out", default="samples.png")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--nrow", type=int, default=None)
@@ -130,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return eval_main(argv[1:])
     args = build_parser().parse_args(argv)
+    from .hub import HubError
+
     try:
         return args.fn(args)
-    except (KeyError, ValueError, FileNotFoundError) as e:
+    except (KeyError, ValueError, FileNotFoundError, HubError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ganzoo {args.command}: error: {msg}", file=sys.stderr)
         return 2

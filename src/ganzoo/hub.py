@@ -26,7 +26,58 @@ CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 
 __all__ = ["save_pretrained", "from_pretrained", "load_weights", "push_to_hub",
-           "resolve_folder", "WEIGHTS_NAME", "CONFIG_NAME"]
+           "resolve_folder", "HubError", "WEIGHTS_NAME", "CONFIG_NAME"]
+
+
+class HubError(RuntimeError):
+    """A Hub transfer failed; the message says why (offline, not found, not logged in) and what
+    to do, and the huggingface_hub exception is chained as ``__cause__``."""
+
+
+def _hub_error(e: Exception, action: str, repo_id: str, revision: str | None) -> HubError:
+    """One line for a huggingface_hub / HTTP failure of ``action`` ("download", "upload")."""
+    from huggingface_hub import errors
+
+    at = f" at revision '{revision}'" if revision else ""
+    login = "log in with `hf auth login`, set HF_TOKEN, or pass token=..."
+    if isinstance(e, errors.OfflineModeIsEnabled) and action == "upload":
+        why = (f"cannot upload '{repo_id}': offline mode is on (HF_HUB_OFFLINE=1); unset it "
+               f"on a machine with network access, or save_pretrained() to a folder and push "
+               f"it later with `hf upload`")
+    elif isinstance(e, (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError)):
+        why = (f"'{repo_id}'{at} is not in the Hugging Face cache and the Hub cannot be "
+               f"reached (offline: HF_HUB_OFFLINE=1 or no network). Download it once on a "
+               f"machine with network access (the cache is HF_HOME), or pass a local folder")
+    elif isinstance(e, errors.RevisionNotFoundError):
+        why = f"'{repo_id}' has no revision '{revision}'; check the branch, tag or commit"
+    elif isinstance(e, errors.GatedRepoError):
+        why = f"'{repo_id}' is gated: accept its terms on the Hub, then {login}"
+    elif isinstance(e, errors.RepositoryNotFoundError):
+        why = (f"'{repo_id}' does not exist on the Hub, or it is private and you are not "
+               f"logged in ({login})")
+    elif isinstance(e, errors.LocalTokenNotFoundError) or (
+            isinstance(e, errors.HfHubHTTPError) and getattr(e.response, "status_code", None)
+            in (401, 403)):
+        why = (f"the Hub refused the {action} of '{repo_id}': not logged in or no write "
+               f"access; {login}")
+    else:
+        why = (f"could not {action} '{repo_id}'{at}: the Hub could not be reached or answered "
+               f"an error ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+               f"check the network and HF_ENDPOINT")
+    return HubError(why)
+
+
+def _is_transfer_error(e: Exception) -> bool:
+    """huggingface_hub's own errors and the HTTP client's (httpx or requests) connection
+    errors; not programming errors such as TypeError."""
+    from huggingface_hub import errors
+
+    if isinstance(e, (errors.HfHubHTTPError, errors.OfflineModeIsEnabled,
+                      errors.LocalEntryNotFoundError, errors.LocalTokenNotFoundError,
+                      ConnectionError, TimeoutError)):
+        return True
+    return type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "requests",
+                                                 "urllib3")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -132,8 +183,13 @@ def resolve_folder(source: str | os.PathLike, revision: str | None = None) -> Pa
             f"nor a Hub repo id of the form 'org/name'")
     from huggingface_hub import snapshot_download
 
-    path = snapshot_download(repo_id=source, revision=revision,
-                             allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME])
+    try:
+        path = snapshot_download(repo_id=source, revision=revision,
+                                 allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME])
+    except Exception as e:  # noqa: BLE001 - filtered: only transfer errors are translated
+        if not _is_transfer_error(e):
+            raise
+        raise _hub_error(e, "download", source, revision) from e
     return Path(path)
 
 
@@ -215,9 +271,14 @@ def push_to_hub(model, repo_id: str, *, private: bool | None = None, token: str 
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     with tempfile.TemporaryDirectory() as tmp:
         save_pretrained(model, tmp, **card)
-        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=revision,
-                                 commit_message=commit_message, repo_type="model")
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=revision,
+                                     commit_message=commit_message, repo_type="model")
+        except Exception as e:  # noqa: BLE001 - filtered: only transfer errors are translated
+            if not _is_transfer_error(e):
+                raise
+            raise _hub_error(e, "upload", repo_id, revision) from e
     return str(getattr(info, "commit_url", info))

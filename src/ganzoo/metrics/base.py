@@ -22,11 +22,13 @@ __all__ = ["Metric", "FeatureMetric", "SampleMetric", "PairedMetric", "RealFeatu
 
 
 class RealFeatures:
-    """Reference-side features with lazily computed FID statistics (``mu``, ``sigma``)."""
+    """Reference-side features with lazily computed FID statistics (``mu``, ``sigma``) and the
+    symmetric square root of ``sigma`` that the Fréchet distance reuses (cached with them)."""
 
-    def __init__(self, features: torch.Tensor, mu=None, sigma=None):
+    def __init__(self, features: torch.Tensor, mu=None, sigma=None, sqrt_sigma=None):
         self.features = features
         self._stats = None if mu is None else {"mu": mu, "sigma": sigma}
+        self._sqrt_sigma = sqrt_sigma
 
     def __len__(self) -> int:
         return len(self.features)
@@ -36,6 +38,14 @@ class RealFeatures:
         if self._stats is None:
             self._stats = fid_statistics(self.features)
         return self._stats
+
+    @property
+    def sqrt_sigma(self) -> torch.Tensor:
+        if self._sqrt_sigma is None:
+            from .fidelity import psd_sqrt
+
+            self._sqrt_sigma = psd_sqrt(self.stats["sigma"])
+        return self._sqrt_sigma
 
 
 def fid_statistics(features: torch.Tensor) -> dict:

@@ -47,7 +47,8 @@ def cache_path(key: dict[str, Any], cache_dir=None) -> Path:
 
 
 def load_real(key: dict[str, Any], cache_dir=None):
-    """``(features, mu, sigma)`` or None when absent or written for another key."""
+    """``(features, mu, sigma, sqrt_sigma)`` or None when absent or written for another key
+    (``sqrt_sigma`` is None in entries written before ganzoo 0.3)."""
     from safetensors import safe_open
 
     path = cache_path(key, cache_dir)
@@ -60,19 +61,24 @@ def load_real(key: dict[str, Any], cache_dir=None):
             features = f.get_tensor("features")
             mu = f.get_tensor("mu").numpy()
             sigma = f.get_tensor("sigma").numpy()
+            sqrt_sigma = f.get_tensor("sqrt_sigma") if "sqrt_sigma" in f.keys() else None
     except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed, not fatal
         return None
-    return features, mu, sigma
+    return features, mu, sigma, sqrt_sigma
 
 
-def save_real(key: dict[str, Any], features: torch.Tensor, mu, sigma, cache_dir=None) -> Path:
+def save_real(key: dict[str, Any], features: torch.Tensor, mu, sigma, cache_dir=None,
+              sqrt_sigma: torch.Tensor | None = None) -> Path:
     from safetensors.torch import save_file
 
     path = cache_path(key, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"features": features.contiguous(), "mu": torch.from_numpy(mu).contiguous(),
-               "sigma": torch.from_numpy(sigma).contiguous()}, str(tmp),
+    tensors = {"features": features.contiguous(), "mu": torch.from_numpy(mu).contiguous(),
+               "sigma": torch.from_numpy(sigma).contiguous()}
+    if sqrt_sigma is not None:
+        tensors["sqrt_sigma"] = sqrt_sigma.detach().cpu().contiguous()
+    save_file(tensors, str(tmp),
               metadata={"key": _key_json(key), "format": "ganzoo-real-stats-v1"})
     os.replace(tmp, path)
     return path

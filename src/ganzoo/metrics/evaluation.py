@@ -332,7 +332,7 @@ def evaluate(
         if model is not None:
             info["reference_view"] = model.eval_references.get(o, {}) if hasattr(
                 model, "eval_references") else {}
-        real = None
+        real, save_key = None, None
         if rsrc is not None:
             n_r = min(n_real or n, len(rsrc))
             first = rsrc.images(0, 1)
@@ -351,6 +351,8 @@ def evaluate(
                 if all_min(int(hit is not None)):
                     real = RealFeatures(*hit)
                     status = "hit"
+                    if hit[3] is None:
+                        save_key = key  # an entry from before ganzoo 0.3 gains sqrt_sigma
                 else:
                     status = "miss"
             elif cache:
@@ -358,9 +360,7 @@ def evaluate(
             if real is None:
                 real = RealFeatures(_extract_real(rsrc, n_r, batch_size, extractor, layer,
                                                   resizer, rank, world))
-                if key is not None and rank == 0:
-                    stats = real.stats
-                    _cache.save_real(key, real.features, stats["mu"], stats["sigma"], cache_dir)
+                save_key = key
             info["real_stats_cache"] = status
         details[o] = info
 
@@ -371,6 +371,11 @@ def evaluate(
                 if tag and k == "fid":
                     k = "fd"  # a Fréchet distance in another feature space is not an FID
                 results[f"{k}{tag}{suffix[o]}"] = v
+        if save_key is not None and rank == 0:
+            # After the metrics, so that the square root of sigma the Fréchet distance
+            # computed (when one was asked for) is cached with the statistics.
+            _cache.save_real(save_key, real.features, real.stats["mu"], real.stats["sigma"],
+                             cache_dir, sqrt_sigma=real._sqrt_sigma)
         for m in sample_metrics:
             imgs = gather_rows(*samples[o])
             for k, v in m.compute(imgs[: m.max_samples]).items():
