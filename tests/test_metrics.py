@@ -73,6 +73,21 @@ def test_frechet_distance_equals_torch_fidelity(n_fake, n_real, d):
     assert frechet_distance_to_real(real, cached) == pytest.approx(0.0, abs=1e-6 * want)
 
 
+@pytest.mark.parametrize("full_max", [10_000, 100])  # torch-fidelity's full and blockwise paths
+def test_precision_recall_direction_with_mode_collapsed_fakes(full_max, monkeypatch):
+    """Fakes collapsed onto 5 real points: each is realistic (precision ~1) but they cover
+    little of the real data (recall low). Swapping torch-fidelity's argument order (its
+    convention changed before, PR #66) gives the opposite and fails here."""
+    from ganzoo.metrics import fidelity
+
+    monkeypatch.setattr(fidelity, "PRC_FULL_MAX", full_max)
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 8, generator=g)
+    fake = real[torch.arange(400) % 5] + 0.01 * torch.randn(400, 8, generator=g)
+    out = ganzoo.build_metric("prc").compute(fake, RealFeatures(real))
+    assert out["precision"] > 0.95 and out["recall"] < 0.2, out
+
+
 def test_fid_from_samples_approaches_closed_form():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(20000, 3, generator=g)

@@ -126,13 +126,25 @@ def test_refuses_output_of_another_run(toys, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["model"] == "toytrain_gan"
 
 
+def test_resume_with_nothing_to_resume_says_it_starts_fresh(toys, tmp_path, caplog):
+    out = tmp_path / "fresh"
+    with caplog.at_level("WARNING", logger="ganzoo"):
+        assert main(_args(out, "--max-steps", "1", "--sample-every", "0", "--resume")) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"--resume latest: {out} holds no checkpoint yet; starting a new run"]
+    assert (out / "final" / "model.safetensors").is_file()
+
+
 def test_resume_names_the_bad_file(toys, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(_args(out, "--max-steps", "1", "--sample-every", "0")) == 0
     step = out / "checkpoints" / "step_00000001"
     (step / "optimizers.pt").write_bytes(b"not a torch file")
     assert main(_args(out, "--max-steps", "2", "--resume")) == 2
-    assert str(step / "optimizers.pt") in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert str(step / "optimizers.pt") in err and "not a PyTorch file" in err
+    # torch's "re-run with weights_only=False" would unpickle arbitrary code: never suggested.
+    assert "weights_only" not in err and len(err.strip().splitlines()) == 1, err
     (step / "rng.pt").unlink()
     assert main(_args(out, "--max-steps", "2", "--resume")) == 2
     assert str(step / "rng.pt") in capsys.readouterr().err

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._io import load_tensors
 from ..registry import register_loss
 
 __all__ = ["VGGPerceptualLoss", "PerceptualWeightsError", "VGG16_LAYERS", "ENV_VAR",
@@ -83,7 +84,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    obj = load_tensors(path, "perceptual-loss weights")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

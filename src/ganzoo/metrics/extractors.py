@@ -199,11 +199,9 @@ def _check_weights_file(path: Path) -> None:
     ``weights_only=True`` first guarantees the file holds tensors only (ganzoo never unpickles
     arbitrary objects).
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"cannot read feature-extractor weights {path}: not a plain PyTorch "
-                         f"state dict ({type(e).__name__}: {e})") from e
+    from .._io import load_tensors
+
+    state = load_tensors(path, "feature-extractor weights")
     if not isinstance(state, dict):
         raise ValueError(f"feature-extractor weights {path} hold a {type(state).__name__}, "
                          f"not a state dict")
@@ -371,11 +369,9 @@ class EfficientNetLite0Extractor(FeatureExtractor):
             else efficientnet_lite0_weights()
         if not path.is_file():
             raise FileNotFoundError(f"EfficientNet-Lite0 weights file {path} does not exist")
-        try:
-            source = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - pickle, zip and torch errors differ
-            raise ValueError(f"cannot read EfficientNet-Lite0 weights {path}: not a plain "
-                             f"PyTorch state dict ({type(e).__name__})") from None
+        from .._io import load_tensors
+
+        source = load_tensors(path, "EfficientNet-Lite0 weights")
         net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         target = net.state_dict()
         # Both networks register the same tensors in the same order (stem, 16 MBConv blocks,

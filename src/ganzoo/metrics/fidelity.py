@@ -167,6 +167,9 @@ class InceptionScore(FeatureMetric):
         return {"splits": self.splits, "shuffle": self.shuffle, "seed": self.seed}
 
 
+PRC_FULL_MAX = 10_000  # rows; see PrecisionRecall.compute and docs/evaluation.md
+
+
 class PrecisionRecall(FeatureMetric):
     name = "prc"
 
@@ -178,8 +181,12 @@ class PrecisionRecall(FeatureMetric):
                                                KEY_METRIC_RECALL, prc_features_to_metric)
 
         real = _require_real(self.name, real)
+        # torch-fidelity >= 0.4 reads (generated, real). Its full path keeps N x N distance
+        # matrices (float32: 10 GB each at N = 50,000); above PRC_FULL_MAX rows it takes the
+        # blockwise path, which gives the same values in bounded memory.
         out = prc_features_to_metric(fake, real.features, prc_neighborhood=self.neighborhood,
-                                     prc_batch_size=self.batch_size, save_cpu_ram=False,
+                                     prc_batch_size=self.batch_size,
+                                     save_cpu_ram=max(len(fake), len(real)) > PRC_FULL_MAX,
                                      verbose=False)
         return {"precision": out[KEY_METRIC_PRECISION], "recall": out[KEY_METRIC_RECALL],
                 "f_score": out[KEY_METRIC_F_SCORE]}

@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .._io import load_tensors
 from ..registry import register_metric
 from .base import SampleMetric
 
@@ -178,7 +179,7 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path, "LPIPS weights")
     if not isinstance(state, dict):
         raise ValueError(f"LPIPS weights {path} hold a {type(state).__name__}, not a state dict")
     return state

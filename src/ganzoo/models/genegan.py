@@ -89,6 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._io import load_tensors
 from ..losses.adversarial import WGANLoss, clip_weights
 from ..registry import register_model
 from .base import Batch, GenerativeModel, OptimizerSpec
@@ -539,7 +540,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    obj = load_tensors(path, "VQ-VAE checkpoint")
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

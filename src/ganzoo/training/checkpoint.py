@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import load_tensors
+
 __all__ = ["CheckpointError", "capture_rng", "restore_rng", "write_checkpoint",
            "resolve_checkpoint", "read_checkpoint_files", "list_checkpoints", "prune",
            "LATEST", "STEP_RE"]
@@ -228,9 +230,9 @@ def read_checkpoint_files(path: Path) -> dict[str, Any]:
         if not file.is_file():
             continue
         try:
-            out[name] = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - torch.load raises many kinds of errors
-            raise CheckpointError(f"cannot read {file}: it is corrupt or truncated ({e})") from e
+            out[name] = load_tensors(file, "checkpoint file")
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
     try:
         from safetensors import safe_open
 

@@ -258,6 +258,9 @@ class Trainer:
             if self.resume_path is not None:
                 logger.info("resuming from %s (step %d)", self.resume_path, self.start_step)
                 self._truncate_metrics(self.start_step)
+            elif run.resume is not None:
+                logger.warning("--resume %s: %s holds no checkpoint yet; starting a new run",
+                               run.resume, self.out)
             tmp = self.out / ".config.json.tmp"
             tmp.write_text(text + "\n")
             os.replace(tmp, self.out / "config.json")
