@@ -549,3 +549,15 @@ def test_registry_and_light_import():
             "assert m.evaluate.__module__ == 'ganzoo.metrics.evaluation'; "
             "assert 'torch_fidelity' not in sys.modules, 'torch_fidelity imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_progress_bars_follow_the_flag(capsys):
+    a, b = _images(16, 0), _images(16, 1)
+    kw = dict(metrics=["fid"], n=16, batch_size=4, feature_extractor=EX, cache=False)
+    evaluate(a, b, progress=True, **kw)
+    err = capsys.readouterr().err
+    assert "features:" in err and "reference features:" in err and "/4 " in err
+    evaluate(a, b, progress=False, **kw)
+    assert capsys.readouterr().err == ""
+    evaluate(a, b, **kw)  # default: only on a terminal, and pytest's stderr is not one
+    assert capsys.readouterr().err == ""

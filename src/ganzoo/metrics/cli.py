@@ -58,6 +58,8 @@ def build_parser(prog: str = "ganzoo eval") -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write the result JSON here")
+    p.add_argument("--no-progress", action="store_false", dest="progress", default=None,
+                   help="no progress bars (default: shown when stderr is a terminal)")
     return p
 
 
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             resizer=args.resizer, dataset_kwargs=dict(args.dataset_kwarg), split=args.split,
             resolution=args.resolution, outputs=args.outputs, metric_kwargs=metric_kwargs,
             step=args.step, seed=args.seed, cache=not args.no_cache, cache_dir=args.cache_dir,
-            device=args.device, out=args.out)
+            device=args.device, out=args.out, progress=args.progress)
     except (FeatureExtractorWeightsError, FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ganzoo eval: error: {msg}", file=sys.stderr)

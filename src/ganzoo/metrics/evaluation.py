@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any, Iterable, Literal
 
@@ -132,10 +133,21 @@ def _batches(n: int, batch_size: int) -> list[tuple[int, int, int]]:
     return [(i, s, min(s + batch_size, n)) for i, s in enumerate(range(0, n, batch_size))]
 
 
+def _progress(items: list, desc: str, enabled: bool | None, rank: int):
+    """A tqdm bar over ``items`` on rank 0: on in a terminal (``enabled=None``), as the trainer."""
+    from tqdm.auto import tqdm
+
+    show = (sys.stderr.isatty() if enabled is None else enabled) and rank == 0
+    return tqdm(items, desc=desc, disable=not show, file=sys.stderr, dynamic_ncols=True,
+                leave=False)
+
+
 def _extract_real(src: ImageSource, n: int, batch_size: int, extractor, layer: str,
-                  resizer: str, rank: int, world: int) -> torch.Tensor:
+                  resizer: str, rank: int, world: int, progress: bool | None = None
+                  ) -> torch.Tensor:
     rows, index = [], []
-    for i, start, stop in _batches(n, batch_size)[rank::world]:
+    for i, start, stop in _progress(_batches(n, batch_size)[rank::world], "reference features",
+                                    progress, rank):
         feats = extractor(_prepare(src.images(start, stop), resizer, extractor.input_size))
         rows.append(feats[layer])
         index.append(torch.arange(start, stop))
@@ -165,6 +177,7 @@ def evaluate(
     device: torch.device | str | None = None,
     image_key: str | None = None,
     out: str | os.PathLike | None = None,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Score ``generated`` against ``reference`` and return ``{"metrics", "protocol"}``.
 
@@ -199,6 +212,8 @@ def evaluate(
             model object's device, else CUDA if available, else the CPU).
         image_key: which key of dataset items is the image (default ``"image"``).
         out: also write the result as JSON there (rank 0 only).
+        progress: tqdm bars for generation and feature extraction (default: when stderr is a
+            terminal).
 
     Under ``torch.distributed`` call it on every rank: each rank generates and extracts its
     share, features are gathered, and every rank returns the same result.
@@ -291,7 +306,9 @@ def evaluate(
     pairs = {o: {m.name: ([], []) for m in paired_metrics} for o in names}
     fake_res: dict[str, list[int]] = {}
     try:
-        for i, start, stop in _batches(n_fake, batch_size)[rank::world]:
+        for i, start, stop in _progress(_batches(n_fake, batch_size)[rank::world],
+                                        "generate + features" if runner else "features",
+                                        progress, rank):
             outs = runner(i, start, stop) if runner is not None else \
                 {"images": gen_src.images(start, stop)}
             idx = torch.arange(start, stop)
@@ -359,7 +376,7 @@ def evaluate(
                 status = "not cacheable"
             if real is None:
                 real = RealFeatures(_extract_real(rsrc, n_r, batch_size, extractor, layer,
-                                                  resizer, rank, world))
+                                                  resizer, rank, world, progress))
                 save_key = key
             info["real_stats_cache"] = status
         details[o] = info
