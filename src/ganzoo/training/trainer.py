@@ -92,7 +92,8 @@ class Trainer:
         self._stop_signal: int | None = None
         self._stop_time = 0.0
         self._old_handlers: dict[int, Any] = {}
-        self._setup()
+        with _signals_to_main_thread():
+            self._setup()
 
     # -- setup (everything that can fail does so here, before any training work) -----------
     def _setup(self) -> None:
@@ -760,6 +761,31 @@ class Trainer:
         acc.end_training()
         self._restore_signals()
         return step
+
+
+@contextlib.contextmanager
+def _signals_to_main_thread():
+    """Block SIGINT and SIGTERM while setup starts threads (gloo's I/O and worker threads under
+    torchrun, Accelerate's, the tracker's); threads inherit the mask, so these signals then go
+    to the main thread only, whose Python handler stops the run gracefully.
+
+    Unblocked, the kernel may deliver a SIGTERM to any thread. CPython installs its handlers
+    without SA_RESTART, so a gloo thread blocked in recv() gets EINTR, and gloo's enforce in
+    that thread ends the process with SIGABRT: the rank that "aborted instead of stopping"
+    under load. A signal that arrives during setup stays pending and is delivered when the
+    mask is restored, as before.
+    """
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _flat_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
