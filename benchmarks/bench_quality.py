@@ -56,6 +56,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import ganzoo  # noqa: E402
+from ganzoo.datasets import dataset_kwargs_for  # noqa: E402
 
 EXTRACTOR = "efficientnet_lite0"
 KEY = f"fd@{EXTRACTOR}"
@@ -74,11 +75,11 @@ class Case:
 
 
 # -- data ---------------------------------------------------------------------------------------
-def real_pool(case: Case, resolution: int) -> torch.Tensor:
-    """Every image of the case's dataset at the model's resolution, in [-1, 1]."""
+def real_pool(case: Case, geometry: dict[str, Any]) -> torch.Tensor:
+    """Every image of the case's dataset at the model's size, in [-1, 1]."""
     from ganzoo.training.data import build_dataset
 
-    ds = build_dataset(case.dataset, {"resolution": resolution, **case.dataset_args})
+    ds = build_dataset(case.dataset, {**geometry, **case.dataset_args})
     items = ds.__getitems__(list(range(len(ds))))
     return torch.stack([it["image"] for it in items])
 
@@ -313,11 +314,13 @@ def train_ganzoo(case: Case, steps: int, seed: int, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def score(generated, case: Case, n: int, seed: int, resolution) -> float:
+def score(generated, case: Case, n: int, seed: int, geometry: dict[str, Any]) -> float:
+    """FD of ``generated`` against the case's dataset; for task models (transfer,
+    translation) the mean over their scored outputs (GeneGAN's ``/bu`` and ``/a0``)."""
     res = ganzoo.evaluate(generated, case.dataset, metrics=["fid"], n=n, seed=seed,
                           feature_extractor=EXTRACTOR, batch_size=100,
-                          dataset_kwargs={"resolution": resolution, **case.dataset_args})
-    return res["metrics"][next(k for k in res["metrics"] if k.startswith(KEY))]
+                          dataset_kwargs={**geometry, **case.dataset_args})
+    return statistics.fmean(v for k, v in res["metrics"].items() if k.startswith(KEY))
 
 
 def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: Path) -> dict:
@@ -328,20 +331,19 @@ def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: P
         rows["train_s"].append(train_ganzoo(case, steps, seed, out))
         model = ganzoo.from_pretrained(out / "final")
         model.eval()
-        res = list(model.config.resolution) if isinstance(model.config.resolution, tuple) \
-            else model.config.resolution
-        rows["ganzoo"].append(score(model, case, n, seed, res))
+        geometry = dataset_kwargs_for(model)
+        rows["ganzoo"].append(score(model, case, n, seed, geometry))
         if model.ema:
             model.use_ema = False
-            rows["ganzoo_live"].append(score(model, case, n, seed, res))
+            rows["ganzoo_live"].append(score(model, case, n, seed, geometry))
             model.use_ema = True
         if case.reference is not None:
             if images is None:
-                images = real_pool(case, model.config.resolution)
+                images = real_pool(case, geometry)
             t0 = time.perf_counter()
             sampler = case.reference(case, model, images, steps, seed)
             rows["ref_s"].append(time.perf_counter() - t0)
-            rows["reference"].append(score(sampler(n, seed), case, n, seed, res))
+            rows["reference"].append(score(sampler(n, seed), case, n, seed, geometry))
         print(f"  {name} seed {seed}: " + ", ".join(
             f"{k} {v[-1]:.2f}" for k, v in rows.items() if v), flush=True)
     return rows
