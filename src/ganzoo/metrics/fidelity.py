@@ -98,6 +98,11 @@ def frechet_distance_to_real(fake: torch.Tensor, real: RealFeatures, device=None
     return float(diff @ diff + (x * x).sum() / (n - 1) + (r * r).sum() - 2 * tr_covmean)
 
 
+def _linalg_device() -> torch.device | None:
+    """Where the Fréchet distance's float64 linear algebra runs: the GPU when there is one."""
+    return torch.device("cuda") if torch.cuda.is_available() else None
+
+
 def _require_real(metric: str, real: RealFeatures | None) -> RealFeatures:
     if real is None:
         raise ValueError(f"metric '{metric}' compares against reference images; "
@@ -110,7 +115,7 @@ class FID(FeatureMetric):
 
     def compute(self, fake, real):
         real = _require_real(self.name, real)
-        return {"fid": frechet_distance_to_real(fake, real)}
+        return {"fid": frechet_distance_to_real(fake, real, device=_linalg_device())}
 
 
 class KID(FeatureMetric):
@@ -219,7 +224,7 @@ class MiFID(FeatureMetric):
 
     def compute(self, fake, real):
         real = _require_real(self.name, real)
-        fid = frechet_distance_to_real(fake, real)
+        fid = frechet_distance_to_real(fake, real, device=_linalg_device())
         d = memorization_distance(fake, real.features)
         d_thr = d if d < self.eps else 1.0
         return {"mifid": fid / (d_thr + self.fid_epsilon), "mifid_distance": d}
