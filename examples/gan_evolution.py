@@ -227,8 +227,10 @@ def main(argv=None) -> int:
 
 
 def _metric_keys(metrics: dict, wanted: list[str]) -> list[str]:
+    # Outside Inception, evaluate() names the Fréchet distance "fd@<extractor>".
+    prefixes = [p for w in wanted for p in (w + "@", w + "/", *(("fd@",) if w == "fid" else ()))]
     keys = [k for k in metrics if isinstance(metrics[k], (int, float))
-            and any(k == w or k.startswith(w + "@") or k.startswith(w + "/") for w in wanted)]
+            and (k in wanted or k.startswith(tuple(prefixes)))]
     return keys or wanted
 
 

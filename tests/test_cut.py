@@ -380,5 +380,5 @@ def test_evaluate_translated_photos_against_domain_b():
                           dataset_kwargs={"resolution": 32, "size": 8})
     m = res["metrics"]
     assert any(k.startswith("mifid") and k.endswith("/translated") for k in m), m
-    assert any(k.startswith("fid") and k.endswith("/translated") for k in m), m
+    assert any(k.startswith("fd@") and k.endswith("/translated") for k in m), m
     assert all(np.isfinite(v) for v in m.values())
