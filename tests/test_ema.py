@@ -77,3 +77,24 @@ def test_update_ema_averages_batchnorm_statistics_and_copies_counters():
         assert torch.allclose(p, 0.75 * b + 0.25 * lp)
     model.update_ema(0.0)
     assert torch.equal(bn_ema.running_mean, bn_live.running_mean)
+
+
+def test_trainer_applies_the_family_start_step(tmp_path):
+    """GANs copy the live weights for their first 20k iterations (BigGAN-PyTorch's
+    --ema_start), so a short run's sample() is its live generator; --ema-start moves it."""
+    from ganzoo.train import main
+
+    def run(name, *extra):
+        out = tmp_path / name
+        assert main(["--model", "test_dcgan", "--dataset", "shapes", "--set", "data.size=64",
+                     "--batch-size", "8", "--max-steps", "3", "--sample-every", "0",
+                     "--no-progress", "-o", str(out), *extra]) == 0
+        model = ganzoo.from_pretrained(out / "final")
+        g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+        ema = model.sample(4, g())
+        model.use_ema = False
+        return torch.equal(ema, model.sample(4, g()))
+
+    assert ganzoo.build("test_dcgan").default_ema_start == 20_000
+    assert run("default")  # EMA == live
+    assert not run("early", "--ema-start", "0")  # averaging from the first iteration

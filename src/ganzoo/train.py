@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EMA warm-up: decay_t = min(decay, 1 - (1 + t)^-power); default: the "
                         "family's default_ema_warmup_power, 0 for a constant decay")
     a.add_argument("--ema-start", type=int,
-                   help="iterations before which the EMA copies the live weights (default 0)")
+                   help="iterations during which the EMA copies the live weights (default: the "
+                        "family's default_ema_start)")
     a.add_argument("--max-nonfinite", type=int,
                    help="consecutive non-finite steps before the run stops (default 20; "
                    "0 turns the guard and its host sync per optimizer step off)")

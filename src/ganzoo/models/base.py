@@ -99,6 +99,7 @@ class GenerativeModel(nn.Module):
     # The trainer's EMA warm-up (training.schedules.ema_decay_at): the averaging window after
     # t iterations is (1 + t) ** power, capped by default_ema_decay.
     default_ema_warmup_power: ClassVar[float] = 2 / 3
+    default_ema_start: ClassVar[int] = 0  # iterations during which the EMA copies the live weights
     # Output name of ``generate`` -> dataset overrides that give its reference images.
     eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
 

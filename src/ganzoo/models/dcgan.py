@@ -312,13 +312,15 @@ class LatentGAN(GenerativeModel):
 
     d_name: ClassVar[str] = "discriminator"
     ema_networks = ("generator",)
-    # The generator plan's GAN decay (0.9999), reached through a warm-up whose window grows as
-    # sqrt(1 + t) iterations: 39 at step 1,500, 316 at 100k. A GAN's generator still improves
-    # fast at short budgets, and a longer window (power 2/3 or 3/4) lagged behind the live
-    # weights at 1,500 steps while power 1/2 matched or beat them at 500-1,500 steps
-    # (docs/training.md, "EMA").
+    # The generator plan's GAN decay (0.9999). Averaging starts at iteration 20,000, as in
+    # BigGAN-PyTorch's launch scripts (--ema_start 20000); until then the EMA copies the live
+    # weights, so sample() gives the live generator. At 500-2,000 iterations an EMA was
+    # sometimes far better than the live generator and sometimes far worse (FD 162 vs 126 on
+    # one seed of three at 1,500 steps; docs/training.md, "EMA"). After the start the window
+    # grows as sqrt(1 + t): power 1/2 followed the still fast-improving generator best.
     default_ema_decay = 0.9999
     default_ema_warmup_power = 0.5
+    default_ema_start = 20_000
     eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
 
     @property

@@ -42,7 +42,7 @@ class RunConfig:
     mixed_precision: Literal["no", "fp16", "bf16"] | None = None  # None: Accelerate's setting
     ema_decay: float | None = None  # None: the family's default_ema_decay (the warm-up's cap)
     ema_warmup_power: float | None = None  # None: the family's default_ema_warmup_power
-    ema_start: int = 0  # iterations before which the EMA copies the live weights
+    ema_start: int | None = None  # None: the family's default_ema_start
     seed: int = 0
     save_every: int = 1000
     sample_every: int = 500
@@ -71,7 +71,6 @@ class RunConfig:
         non_negative = {"save_every": self.save_every, "sample_every": self.sample_every,
                         "eval_every": self.eval_every, "log_every": self.log_every,
                         "keep": self.keep, "warmup_steps": self.warmup_steps,
-                        "ema_start": self.ema_start,
                         "num_workers": self.num_workers, "max_nonfinite": self.max_nonfinite}
         for name, value in non_negative.items():
             if value < 0:
@@ -90,6 +89,8 @@ class RunConfig:
             raise ValueError(f"RunConfig.lr_end must be >= 0, got {self.lr_end}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"RunConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.ema_start is not None and self.ema_start < 0:
+            raise ValueError(f"RunConfig.ema_start must be >= 0, got {self.ema_start}")
         if self.ema_warmup_power is not None and self.ema_warmup_power < 0:
             raise ValueError(f"RunConfig.ema_warmup_power must be >= 0, got "
                              f"{self.ema_warmup_power}")

@@ -238,6 +238,8 @@ class Trainer:
             else float(self.unwrapped.default_ema_decay)
         self.ema_power = run.ema_warmup_power if run.ema_warmup_power is not None \
             else float(self.unwrapped.default_ema_warmup_power)
+        self.ema_start = run.ema_start if run.ema_start is not None \
+            else int(self.unwrapped.default_ema_start)
         self.has_ema = len(getattr(self.unwrapped, "ema", ())) > 0
 
         if self.resume_files is not None:
@@ -413,6 +415,7 @@ class Trainer:
                     "mixed_precision": self.mixed_precision,
                     "ema_decay": self.ema_decay,
                     "ema_warmup_power": self.ema_power,
+                    "ema_start": self.ema_start,
                     "rank_checksums": sums,
                     "model_config": self.unwrapped.config_dict,
                     "time": time.time(),
@@ -708,7 +711,7 @@ class Trainer:
                         f"checkpoint is in {self.out / 'checkpoints'}")
                 if self.has_ema:
                     self.unwrapped.update_ema(ema_decay_at(
-                        step, self.ema_decay, power=self.ema_power, start=run.ema_start))
+                        step, self.ema_decay, power=self.ema_power, start=self.ema_start))
                 step += 1
                 bar.update(1)
                 if run.log_every and (step % run.log_every == 0 or step == total):
