@@ -85,6 +85,16 @@ class OptimizerSpec:
                          f"got {self.optimizer!r}")
 
 
+def _ema_split(net: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(tensors an EMA averages, tensors it copies), in a fixed order: parameters and BatchNorm
+    running statistics, then every other buffer."""
+    stats = {id(t) for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             for t in (m.running_mean, m.running_var) if t is not None}
+    averaged = [p.detach() for p in net.parameters()]
+    averaged += [b for b in net.buffers() if id(b) in stats]
+    return averaged, [b for b in net.buffers() if id(b) not in stats]
+
+
 class GenerativeModel(nn.Module):
     """Base class of every ganzoo family. Subclasses set the class attributes below."""
 
@@ -133,31 +143,26 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:
-        """``ema = decay * ema + (1 - decay) * live`` for parameters and floating-point buffers.
+        """``ema = decay * ema + (1 - decay) * live`` for parameters and BatchNorm running
+        statistics; every other buffer is copied.
 
-        Averaging the BatchNorm running statistics with the weights keeps them matched to the
+        Averaging the running means and variances with the weights keeps them matched to the
         averaged weights they normalise; copying the live network's statistics (ganzoo < 0.3)
         pairs the EMA weights with statistics of other weights (measured in
-        ``docs/training.md``, "EMA"). Integer buffers (``num_batches_tracked``) are copied.
-        The trainer passes ``training.schedules.ema_decay_at(step, ...)``.
+        ``docs/training.md``, "EMA"). Other buffers are copied, not averaged: an average of
+        spectral norm's power-iteration vectors is no longer a unit vector, and counters
+        (``num_batches_tracked``) are integers. The trainer passes
+        ``training.schedules.ema_decay_at(step, ...)``.
         """
         for name, ema_net in self.ema.items():
             live = getattr(self, name)
-            ema_t, live_t, ema_i, live_i = [], [], [], []
-            for e, x in zip([*ema_net.parameters(), *ema_net.buffers()],
-                            [*live.parameters(), *live.buffers()]):
-                if e.is_floating_point():
-                    ema_t.append(e)
-                    live_t.append(x.detach())
-                else:
-                    ema_i.append(e)
-                    live_i.append(x)
+            averaged, copied = _ema_split(ema_net), _ema_split(live)
             if decay == 0.0:
-                torch._foreach_copy_(ema_t, live_t)
+                torch._foreach_copy_(averaged[0], copied[0])
             else:
-                torch._foreach_lerp_(ema_t, live_t, 1.0 - decay)
-            if ema_i:
-                torch._foreach_copy_(ema_i, live_i)
+                torch._foreach_lerp_(averaged[0], copied[0], 1.0 - decay)
+            if averaged[1]:
+                torch._foreach_copy_(averaged[1], copied[1])
 
     def inference_net(self, name: str) -> nn.Module:
         """The network that task methods use: the EMA copy when there is one."""
