@@ -491,7 +491,7 @@ class Trainer:
                 result = ganzoo.evaluate(model, run.dataset, metrics=list(run.eval_metrics),
                                          n=run.eval_n, batch_size=run.eval_batch_size or
                                          run.batch_size, dataset_kwargs=dict(run.dataset_args),
-                                         step=step, progress=run.progress and None)
+                                         step=step, progress=None if run.progress else False)
         except Exception as e:  # noqa: BLE001 - a failed evaluation must not lose the run
             if self.is_main:
                 logger.error("step %d: evaluation failed, training goes on: %s: %s", step,
