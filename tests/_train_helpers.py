@@ -75,6 +75,14 @@ class ToyGAN(GenerativeModel):
         self.generator = ToyGenerator(config)
         self.discriminator = ToyDiscriminator(config)
 
+    @property
+    def image_size(self):
+        return self.config.resolution, self.config.resolution
+
+    @property
+    def channels(self):
+        return 3
+
     def optimizer_groups(self):
         return {"discriminator": OptimizerSpec(("discriminator",), lr=2e-3, betas=(0.5, 0.999),
                                                steps=self.config.n_critic),
@@ -137,6 +145,14 @@ class ToyAE(GenerativeModel):
         d = config.channels * config.resolution ** 2
         self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(d, config.latent))
         self.decoder = nn.Linear(config.latent, d)
+
+    @property
+    def image_size(self):
+        return self.config.resolution, self.config.resolution
+
+    @property
+    def channels(self):
+        return self.config.channels
 
     def optimizer_groups(self):
         return {"autoencoder": OptimizerSpec(("encoder", "decoder"), lr=1e-2)}

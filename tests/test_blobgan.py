@@ -373,14 +373,34 @@ def test_inversion_reduces_the_reconstruction_error_and_is_batch_independent():
     assert torch.allclose(single.layout["xs"][0], pair.layout["xs"][0], atol=1e-5)
 
 
-def test_fid_of_a_rectangular_model_through_evaluate(tmp_path):
+@pytest.mark.parametrize("entry", ["ganzoo.evaluate", "blobgan.fid"])
+def test_fid_of_a_rectangular_model_is_scored_against_rectangular_references(tmp_path, entry):
     from ganzoo.models.blobgan.evaluation import fid
 
+    score = ganzoo.evaluate if entry == "ganzoo.evaluate" else \
+        lambda *a, **kw: fid(*a, **kw)
     model = ganzoo.build("test_blobgan_rect")
-    res = fid(model, "shapes_scenes", n=8, n_real=8, batch_size=8,
-              feature_extractor="test_random_cnn", cache_dir=tmp_path, device="cpu")
+    kw = dict(n=8, n_real=8, batch_size=8, feature_extractor="test_random_cnn",
+              cache_dir=tmp_path, device="cpu")
+    if entry == "ganzoo.evaluate":
+        kw["metrics"] = ["fid"]
+    res = score(model, "shapes_scenes", **kw)
+    p = res["protocol"]
+    assert p["resolution"] == [16, 32]
+    assert p["reference_resolution"] == [16, 32]  # not a square 16x16 reference
+    assert p["dataset_kwargs"]["aspect_ratio"] == 2.0
     assert math.isfinite(res["metrics"]["fd@test_random_cnn"])
-    assert any(tmp_path.rglob("*.safetensors"))  # reference statistics cached
-    again = fid(model, "shapes_scenes", n=8, n_real=8, batch_size=8,
-                feature_extractor="test_random_cnn", cache_dir=tmp_path, device="cpu")
+    assert p["real_stats_cache"] == "miss"
+    again = score(model, "shapes_scenes", **kw)
+    assert again["protocol"]["real_stats_cache"] == "hit"
     assert again["metrics"] == res["metrics"]
+
+
+def test_a_folder_reference_is_cropped_to_a_rectangular_model(tmp_path):
+    from PIL import Image
+
+    for i in range(4):
+        Image.new("RGB", (40, 40), (60 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    res = ganzoo.evaluate(ganzoo.build("test_blobgan_rect"), str(tmp_path), metrics=["fid"],
+                          n=4, batch_size=4, feature_extractor="test_random_cnn", cache=False)
+    assert res["protocol"]["reference_resolution"] == [16, 32]

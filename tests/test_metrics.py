@@ -341,6 +341,9 @@ class _SwapConfig:
 class _FakeSwap(GenerativeModel):
     """GeneGAN-shaped: Bu from the without-image, A0 from the with-image."""
 
+    image_size = (16, 16)
+    channels = 3
+
     config_class = _SwapConfig
     family = "fake_swap"
     task = "transfer"
@@ -383,6 +386,9 @@ def test_task_outputs_scored_against_their_reference_views(attr_dataset):
 class _FakeTranslate(GenerativeModel):
     """CUT-shaped: translates domain A, scored against domain B."""
 
+    image_size = (16, 16)
+    channels = 3
+
     config_class = _SwapConfig
     family = "fake_translate"
     task = "translate"
@@ -413,6 +419,9 @@ def test_embedded_unpaired_dataset_translation_against_domain_b():
 
 
 class _FakeUncond(GenerativeModel):
+    image_size = (16, 16)
+    channels = 3
+
     config_class = _SwapConfig
     family = "fake_uncond"
 

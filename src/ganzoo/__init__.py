@@ -44,6 +44,19 @@ def _split_tag(name: str) -> tuple[str, str | None]:
     return base, (tag or None)
 
 
+def _check_model(model, name: str, entry) -> None:
+    """A model factory must return a GenerativeModel: the trainer, ``evaluate`` and the CLI
+    read its contract (``image_size``, ``task``, ``optimizer_groups``, ...) without guessing."""
+    from .models.base import GenerativeModel
+
+    if not isinstance(model, GenerativeModel):
+        where = entry.entry_point.value if entry.entry_point is not None else \
+            f"{entry.module}.{name}"
+        raise TypeError(f"model '{name}' (factory {where}, from '{entry.distribution}') "
+                        f"returned a {type(model).__name__}, not a "
+                        f"ganzoo.models.base.GenerativeModel")
+
+
 def build(name: str, pretrained: bool | str = False, **overrides):
     """Build a registered model preset.
 
@@ -57,6 +70,7 @@ def build(name: str, pretrained: bool | str = False, **overrides):
     name, tag = _split_tag(name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     model = MODELS.build(name, **overrides)
+    _check_model(model, name, MODELS.entry(name))
     if tag is not None and pretrained is False:
         pretrained = True
     if pretrained is True:
@@ -106,19 +120,21 @@ def model_info(name: str) -> dict:
     factory = MODELS.get(name)
     with torch.device("meta"):
         model = factory()
-    config = getattr(model, "config", None)
+    _check_model(model, name, entry)
     n_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("ema."))
     return {
         "name": name,
-        "family": getattr(model, "family", type(model).__name__),
+        "family": model.family,
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "module": entry.module,
         "distribution": entry.distribution,
-        "task": getattr(model, "task", None),
-        "paper": getattr(model, "paper", ""),
-        "batch_keys": list(getattr(model, "batch_keys", ())),
+        "task": model.task,
+        "paper": model.paper,
+        "image_size": list(model.image_size),
+        "channels": model.channels,
+        "batch_keys": list(model.batch_keys),
         "parameters": n_params,
-        "config": to_dict(config) if config is not None else None,
+        "config": to_dict(model.config),
         "pretrained": dict(entry.metadata.get("pretrained", {})),
     }
 

@@ -35,10 +35,8 @@ def model_table(pattern: str | None = None) -> str:
             "| --- | --- | --- | --- | --- | --- |"]
     for name in ganzoo.list_models(pattern):
         info = ganzoo.model_info(name)
-        config = info["config"] or {}
-        res = config.get("resolution") or max(config.get("resolutions") or [0]) or "?"
-        aspect = config.get("aspect_ratio", 1.0) or 1.0
-        size = f"{res}x{int(res * aspect)}" if isinstance(res, int) and aspect != 1.0 else res
+        height, width = info["image_size"]
+        size = height if height == width else f"{height}x{width}"
         params = f"{info['parameters'] / 1e6:.2f} M"
         paper = (info["paper"] or "").split(" (")[0]
         rows.append(f"| `{name}` | {info['family']} | {info['task']} | {size} | {params} "

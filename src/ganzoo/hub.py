@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from ._io import atomic_path, atomic_write_text, load_state_dict
+
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
@@ -80,12 +82,6 @@ def _is_transfer_error(e: Exception) -> bool:
                                                  "urllib3")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_pretrained(model, save_directory, **card: Any) -> Path:
     """Write weights, config and model card into ``save_directory`` (created if needed).
 
@@ -102,10 +98,9 @@ def save_pretrained(model, save_directory, **card: Any) -> Path:
     for name, p in model.state_dict().items():
         if p.is_floating_point() and not torch.isfinite(p).all():
             raise ValueError(f"refusing to save non-finite weights: '{name}' has NaN or inf")
-    tmp = folder / f".{WEIGHTS_NAME}.tmp"
-    save_model(model, str(tmp), metadata={"format": "pt", "ganzoo_version": __version__,
-                                          "preset": str(model.preset)})
-    os.replace(tmp, folder / WEIGHTS_NAME)
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_model(model, str(tmp), metadata={"format": "pt", "ganzoo_version": __version__,
+                                              "preset": str(model.preset)})
     config = {
         "ganzoo_version": __version__,
         "preset": model.preset,
@@ -115,8 +110,8 @@ def save_pretrained(model, save_directory, **card: Any) -> Path:
     }
     if card:
         config["card"] = json.loads(json.dumps(card, default=str))
-    _atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    _atomic_write_text(folder / CARD_NAME, _model_card(model, config, card))
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(folder / CARD_NAME, _model_card(model, config, card))
     return folder
 
 
@@ -209,19 +204,10 @@ def _read_config(folder: Path) -> dict:
 
 def load_weights(model, path: str | os.PathLike, strict: bool = True) -> None:
     """Load a ``model.safetensors`` (or a folder holding one) into ``model``, strictly."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     if path.is_dir():
         path = path / WEIGHTS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    try:
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"cannot read weights file {path}: it is corrupt or truncated ({e})") \
-            from e
+    state = load_state_dict(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -111,10 +111,8 @@ def interpolation_grid(model: LatentGenerator, rows: int = 4, steps: int = 8,
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, padding: int = 2) -> Path:
-    """Save images in [-1, 1] as one PNG grid (``torchvision.utils.save_image``)."""
-    from torchvision.utils import save_image
+    """Save images in [-1, 1] as one PNG grid (ganzoo's one grid writer); returns the path."""
+    from ._io import save_grid as write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image((images.detach().float().cpu() + 1) / 2, str(path), nrow=nrow, padding=padding)
-    return path
+    write(images, path, nrow=nrow, padding=padding)
+    return Path(path)

@@ -45,10 +45,6 @@ class Entry:
     metadata: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
 
-    @property
-    def builtin(self) -> bool:
-        return self.entry_point is None
-
 
 class Registry:
     def __init__(self, kind: str, package: str, group: str):

@@ -13,18 +13,12 @@ A model lists the keys it reads in ``batch_keys``; the trainer refuses a dataset
 
 
 def dataset_kwargs_for(model) -> dict:
-    """Dataset options that make images fit ``model``: ``resolution`` (the largest of a
-    multi-resolution model's ``resolutions``) and ``aspect_ratio`` when it is not square."""
-    config = getattr(model, "config", None)
-    kwargs = {}
-    res = getattr(config, "resolution", None)
-    if res is None and getattr(config, "resolutions", None):
-        res = max(config.resolutions)
-    if isinstance(res, int) and not isinstance(res, bool):
-        kwargs["resolution"] = res
-    aspect = getattr(config, "aspect_ratio", 1.0)
-    if isinstance(aspect, (int, float)) and aspect != 1.0:
-        kwargs["aspect_ratio"] = float(aspect)
+    """Dataset options that make images fit ``model.image_size`` (H, W): ``resolution`` (the
+    height) and, when the model is not square, ``aspect_ratio`` (W / H)."""
+    height, width = model.image_size
+    kwargs = {"resolution": height}
+    if width != height:
+        kwargs["aspect_ratio"] = width / height
     return kwargs
 
 

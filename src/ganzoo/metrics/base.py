@@ -40,6 +40,12 @@ class RealFeatures:
         return self._stats
 
     @property
+    def known_sqrt_sigma(self) -> torch.Tensor | None:
+        """The square root of sigma if it was loaded or computed already, else None (for the
+        cache, which stores it without computing it)."""
+        return self._sqrt_sigma
+
+    @property
     def sqrt_sigma(self) -> torch.Tensor:
         if self._sqrt_sigma is None:
             from .fidelity import psd_sqrt

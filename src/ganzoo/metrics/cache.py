@@ -71,14 +71,14 @@ def save_real(key: dict[str, Any], features: torch.Tensor, mu, sigma, cache_dir=
               sqrt_sigma: torch.Tensor | None = None) -> Path:
     from safetensors.torch import save_file
 
+    from .._io import atomic_path
+
     path = cache_path(key, cache_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tensors = {"features": features.contiguous(), "mu": torch.from_numpy(mu).contiguous(),
                "sigma": torch.from_numpy(sigma).contiguous()}
     if sqrt_sigma is not None:
         tensors["sqrt_sigma"] = sqrt_sigma.detach().cpu().contiguous()
-    save_file(tensors, str(tmp),
-              metadata={"key": _key_json(key), "format": "ganzoo-real-stats-v1"})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp),
+                  metadata={"key": _key_json(key), "format": "ganzoo-real-stats-v1"})
     return path

@@ -10,10 +10,13 @@ return (and optionally write) ``{"metrics": {...}, "protocol": {...}}``.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
 
 import torch
@@ -23,7 +26,7 @@ from .base import FeatureMetric, Metric, PairedMetric, RealFeatures, SampleMetri
 from .distributed import all_min, gather_rows, rank_world
 from .sources import DatasetSource, ImageSource, resolve_input
 
-__all__ = ["evaluate", "build_metrics"]
+__all__ = ["evaluate", "build_metrics", "EvalProtocol"]
 
 Resizer = Literal["torch", "pil_bicubic"]
 QUANTIZATION = "uint8, rounded as torchvision.utils.save_image"
@@ -154,6 +157,231 @@ def _extract_real(src: ImageSource, n: int, batch_size: int, extractor, layer: s
     return gather_rows(rows, index)
 
 
+@dataclass
+class _Plan:
+    """What one evaluation generates and what each generated output is compared with."""
+
+    model: Any  # a GenerativeModel, or None when the generated side is images
+    names: list[str]  # scored outputs ("images" for an image source)
+    ref_views: dict[str, ImageSource | None]
+    suffix: dict[str, str]  # metric-key suffix per output ("" for a single output)
+    n_fake: int
+    description: str
+    runner: _Runner | None = None
+    images: ImageSource | None = None  # the generated side when it is not a model
+
+    def batch(self, i: int, start: int, stop: int) -> dict[str, torch.Tensor]:
+        if self.runner is not None:
+            return self.runner(i, start, stop)
+        return {"images": self.images.images(start, stop)}
+
+
+@dataclass
+class _Generated:
+    """The generated side, per output: features by layer, image samples and per-pair values
+    (each as (rows, indices) lists, gathered across ranks in sample order)."""
+
+    features: dict[str, dict[str, tuple[list, list]]]
+    samples: dict[str, tuple[list, list]]
+    pairs: dict[str, dict[str, tuple[list, list]]]
+    resolution: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class EvalProtocol:
+    """Everything needed to reproduce (or refuse to compare) a result; saved with it."""
+
+    ganzoo_version: str
+    implementation: str
+    implementation_version: str
+    metrics: dict[str, Any]
+    feature_extractor: str | None
+    feature_extractor_weights: str | None
+    feature_extractor_weights_id: str | None
+    feature_layers: dict[str, str] | None
+    resizer: str | None
+    quantization: str | None
+    generated: str
+    reference: Any
+    n_fake: int
+    n_real: Any
+    split: Any
+    dataset_kwargs: dict[str, Any]
+    resolution: Any
+    reference_resolution: Any
+    real_stats_cache: Any
+    step: int | None
+    seed: int
+    batch_size: int
+    world_size: int
+    model: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    time_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items()
+                if v is not None or k not in ("model", "outputs", "time_s")}
+
+
+def _dataset_options(dataset_kwargs, split) -> dict[str, Any]:
+    dkw = dict(dataset_kwargs or {})
+    if split is not None:
+        dkw["split"] = split
+    if dkw.get("augment", "none") != "none":
+        dkw["augment"] = "none"  # training augmentation never enters the evaluation
+    return dkw
+
+
+def _resolve_sides(generated, reference, metric_objs, dkw: dict, resolution, image_key, device):
+    """Stage 1: the generated side (a model or images) and the reference side (images), with
+    the reference drawn at the model's ``image_size``: its height *and* width."""
+    gen = resolve_input(generated, "generated", dkw, resolution, image_key)
+    model = gen[1] if gen[0] == "model" else None
+    if model is not None and isinstance(generated, (str, os.PathLike)):
+        # Built here from a name or folder (on the CPU): run it where the extractor runs.
+        model.to(device if device is not None else _default_device(None))
+    if resolution is not None:
+        dkw.setdefault("resolution", resolution)
+        if gen[0] == "dataset":
+            gen[1].kwargs.setdefault("resolution", resolution)
+        folder_size = resolution
+    elif model is not None:
+        from ..datasets import dataset_kwargs_for
+
+        for option, value in dataset_kwargs_for(model).items():
+            dkw.setdefault(option, value)
+        folder_size = tuple(model.image_size)
+    else:
+        folder_size = None
+    ref = resolve_input(reference, "reference", dkw, folder_size, image_key)
+    if ref is not None and ref[0] == "model":
+        raise TypeError("the reference must be images (folder, dataset, Dataset or tensor), "
+                        "not a model")
+    if ref is None and any(m.uses_reference for m in metric_objs):
+        needs = [m.name for m in metric_objs if m.uses_reference]
+        raise ValueError(f"metrics {needs} compare against reference images; pass reference=...")
+    return gen, ref, model
+
+
+def _plan(gen, ref, model, outputs, n: int, seed: int) -> _Plan:
+    """Stage 2: one task per scored output of the model (``model.eval_references``), or one
+    for an image source."""
+    if model is None:
+        images = gen[1].view({}) if gen[0] == "dataset" else gen[1]
+        return _Plan(None, ["images"], {"images": _reference_view(ref, {}, None)},
+                     {"images": ""}, min(n, len(images)), images.description, images=images)
+    references = model.eval_references
+    names = list(outputs) if outputs is not None else list(references)
+    unknown = [o for o in names if o not in references]
+    if unknown:
+        raise KeyError(f"{type(model).__name__} has no evaluation output {unknown}; it has "
+                       f"{sorted(references)}")
+    source = None
+    if model.task != "sample":
+        if ref is None:
+            raise ValueError(f"a '{model.task}' model needs input batches: pass the dataset "
+                             f"as reference=...")
+        source = ref[1].view({}) if ref[0] == "dataset" else ref[1]
+        if not isinstance(source, DatasetSource):
+            raise TypeError(f"a '{model.task}' model draws its inputs from a dataset; pass a "
+                            f"dataset name or a Dataset as reference")
+    return _Plan(model, names, {o: _reference_view(ref, references[o], o) for o in names},
+                 {o: ("" if names == ["sample"] else f"/{o}") for o in names}, n,
+                 f"model:{model.preset or type(model).__name__}",
+                 runner=_Runner(model, source, names, seed))
+
+
+def _generate_and_extract(plan: _Plan, extractor, layers: list[str], k_samples: int,
+                          paired_metrics: list, resizer: str, batch_size: int, rank: int,
+                          world: int, progress: bool | None) -> _Generated:
+    """Stage 3: this rank's share of the generated batches, generated (a model, in
+    ``inference()``) and reduced at once to features, the first samples and per-pair values."""
+    out = _Generated({o: {layer: ([], []) for layer in layers} for o in plan.names},
+                     {o: ([], []) for o in plan.names},
+                     {o: {m.name: ([], []) for m in paired_metrics} for o in plan.names})
+    batches = _batches(plan.n_fake, batch_size)[rank::world]
+    desc = "generate + features" if plan.model is not None else "features"
+    with plan.model.inference() if plan.model is not None else contextlib.nullcontext():
+        for i, start, stop in _progress(batches, desc, progress, rank):
+            idx = torch.arange(start, stop)
+            for o, imgs in plan.batch(i, start, stop).items():
+                out.resolution.setdefault(o, list(imgs.shape[-2:]))
+                if extractor is not None:
+                    f = extractor(_prepare(imgs, resizer, extractor.input_size))
+                    for layer in layers:
+                        out.features[o][layer][0].append(f[layer])
+                        out.features[o][layer][1].append(idx)
+                if start < k_samples:
+                    out.samples[o][0].append(_to_signed(imgs[: k_samples - start]).cpu())
+                    out.samples[o][1].append(idx[: k_samples - start])
+                if paired_metrics:
+                    real = _paired_references(plan.ref_views[o], start, stop)
+                    fu, ru = _to_unit(imgs).cpu(), _to_unit(real)
+                    for m in paired_metrics:
+                        out.pairs[o][m.name][0].append(m.per_pair(fu, ru).double())
+                        out.pairs[o][m.name][1].append(idx)
+    return out
+
+
+def _paired_references(src: ImageSource, start: int, stop: int) -> torch.Tensor:
+    """Reference images ``start:stop``, wrapping around a reference shorter than the run."""
+    m = len(src)
+    if stop <= m:
+        return src.images(start, stop)
+    return torch.cat([src.images(j % m, j % m + 1) for j in range(start, stop)])
+
+
+def _reference_features(src: ImageSource, info: dict[str, Any], extractor, resizer: str,
+                        batch_size: int, cache: bool, cache_dir, rank: int, world: int,
+                        progress: bool | None):
+    """Stage 4: the reference side's features, from the disk cache or extracted. Returns
+    ``(features, cache key to store them under or None)`` and records the cache status."""
+    layer = extractor.layers["fid"]
+    if not cache:
+        info["real_stats_cache"] = "off"
+    elif src.cache_id is None:
+        info["real_stats_cache"] = "not cacheable"
+    else:
+        key = {"reference": src.cache_id, "split": info["split"],
+               "resolution": info["reference_resolution"], "n": info["n_real"],
+               "extractor": extractor.name, "weights": extractor.weights_id, "layer": layer,
+               "resizer": resizer, "quantization": QUANTIZATION}
+        hit = _cache.load_real(key, cache_dir)
+        if all_min(int(hit is not None)):
+            info["real_stats_cache"] = "hit"
+            # An entry from before ganzoo 0.3 has no sqrt_sigma: store it again with one.
+            return RealFeatures(*hit), (key if hit[3] is None else None)
+        info["real_stats_cache"] = "miss"
+        return RealFeatures(_extract_real(src, info["n_real"], batch_size, extractor, layer,
+                                          resizer, rank, world, progress)), key
+    return RealFeatures(_extract_real(src, info["n_real"], batch_size, extractor, layer,
+                                      resizer, rank, world, progress)), None
+
+
+def _compute_metrics(o: str, plan: _Plan, generated: _Generated, real, extractor,
+                     feature_metrics, sample_metrics, paired_metrics) -> dict[str, float]:
+    """Stage 5: every metric of one output. Keys: ``<metric>[@<extractor>][/<output>]``; a
+    Fréchet distance outside Inception's feature space is ``fd@<extractor>``, not an FID."""
+    tag = f"@{extractor.name}" if extractor is not None and \
+        extractor.name != "inception_v3" else ""
+    suffix, results = plan.suffix[o], {}
+    for m in feature_metrics:
+        fake = gather_rows(*generated.features[o][extractor.layers[m.layer]])
+        for k, v in m.compute(fake, real if m.uses_reference else None).items():
+            k = "fd" if tag and k == "fid" else k
+            results[f"{k}{tag}{suffix}"] = v
+    for m in sample_metrics:
+        imgs = gather_rows(*generated.samples[o])
+        for k, v in m.compute(imgs[: m.max_samples]).items():
+            results[f"{k}{suffix}"] = v
+    for m in paired_metrics:
+        values = gather_rows(*generated.pairs[o][m.name], dtype=torch.float64)
+        for k, v in m.compute(values).items():
+            results[f"{k}{suffix}"] = v
+    return {k: float(v) for k, v in results.items()}
+
+
 def evaluate(
     generated,
     reference=None,
@@ -187,7 +415,8 @@ def evaluate(
         reference: the same kinds (not a model). For a model whose task needs inputs
             (translation, attribute transfer), a dataset name: its default view feeds
             ``model.generate`` and ``model.eval_references`` picks the view each output is
-            scored against (e.g. ``fid/bu`` against ``subset="with"``).
+            scored against (e.g. ``fid/bu`` against ``subset="with"``). A dataset or folder
+            reference is drawn at the model's ``image_size`` (height and width).
         metrics: registry names (``ganzoo.list_metrics()``) or metric objects.
         n: generated images per output; ``n_real`` reference images (default ``n``; fewer if
             the reference is smaller).
@@ -228,235 +457,99 @@ def evaluate(
     feature_metrics = [m for m in metric_objs if isinstance(m, FeatureMetric)]
     sample_metrics = [m for m in metric_objs if isinstance(m, SampleMetric)]
     paired_metrics = [m for m in metric_objs if isinstance(m, PairedMetric)]
+    dkw = _dataset_options(dataset_kwargs, split)
 
-    dkw = dict(dataset_kwargs or {})
-    if split is not None:
-        dkw["split"] = split
-    if dkw.get("augment", "none") != "none":
-        dkw["augment"] = "none"  # training augmentation never enters the evaluation
-    gen = resolve_input(generated, "generated", dkw, resolution, image_key)
-    model = gen[1] if gen[0] == "model" else None
-    if model is not None and isinstance(generated, (str, os.PathLike)):
-        # Built here from a name or folder (on the CPU): run it where the extractor runs.
-        model.to(device if device is not None else _default_device(None))
-    if resolution is None and model is not None:
-        from ..datasets import dataset_kwargs_for
-
-        resolution = dataset_kwargs_for(model).get("resolution")
-    if resolution is not None:
-        dkw.setdefault("resolution", resolution)
-        for side in (gen,):
-            if side[0] == "dataset":
-                side[1].kwargs.setdefault("resolution", resolution)
-    ref = resolve_input(reference, "reference", dkw, resolution, image_key)
-    if ref is not None and ref[0] == "model":
-        raise TypeError("the reference must be images (folder, dataset, Dataset or tensor), "
-                        "not a model")
-    if ref is None and any(m.uses_reference for m in metric_objs):
-        needs = [m.name for m in metric_objs if m.uses_reference]
-        raise ValueError(f"metrics {needs} compare against reference images; pass reference=...")
-
-    # -- tasks: one per scored output --------------------------------------------------------
-    if model is not None:
-        references = dict(getattr(model, "eval_references", {"sample": {}}))
-        names = list(outputs) if outputs is not None else list(references)
-        unknown = [o for o in names if o not in references]
-        if unknown:
-            raise KeyError(f"{type(model).__name__} has no evaluation output {unknown}; it "
-                           f"has {sorted(references)}")
-        source = None
-        if getattr(model, "task", "sample") != "sample":
-            if ref is None:
-                raise ValueError(f"a '{model.task}' model needs input batches: pass the "
-                                 f"dataset as reference=...")
-            source = ref[1].view({}) if ref[0] == "dataset" else ref[1]
-            if not isinstance(source, DatasetSource):
-                raise TypeError(f"a '{model.task}' model draws its inputs from a dataset; "
-                                f"pass a dataset name or a Dataset as reference")
-        n_fake = n
-        runner = _Runner(model, source, names, seed)
-        ref_views = {o: _reference_view(ref, references[o], o) for o in names}
-        suffix = {o: ("" if names == ["sample"] else f"/{o}") for o in names}
-        gen_desc = f"model:{model.preset or type(model).__name__}"
-    else:
-        gen_src = gen[1].view({}) if gen[0] == "dataset" else gen[1]
-        n_fake = min(n, len(gen_src))
-        names = ["images"]
-        runner = None
-        ref_views = {"images": _reference_view(ref, {}, None)}
-        suffix = {"images": ""}
-        gen_desc = gen_src.description
-
+    # 1-2. resolve the two sides; plan one task per scored output
+    gen, ref, model = _resolve_sides(generated, reference, metric_objs, dkw, resolution,
+                                     image_key, device)
+    plan = _plan(gen, ref, model, outputs, n, seed)
     extractor = None
     if feature_metrics:
         from .extractors import build_feature_extractor
 
         extractor = build_feature_extractor(feature_extractor, feature_extractor_weights,
                                             device or _default_device(model))
-    fake_layers = sorted({extractor.layers[m.layer] for m in feature_metrics}) if extractor else []
-    needs_real_feats = any(m.uses_reference for m in feature_metrics)
-    k_samples = max((m.max_samples for m in sample_metrics), default=0)
+    layers = sorted({extractor.layers[m.layer] for m in feature_metrics}) if extractor else []
 
-    # -- generated side ----------------------------------------------------------------------
-    was_training = model.training if model is not None else False
-    if model is not None:
-        model.eval()
-    feats = {o: {layer: ([], []) for layer in fake_layers} for o in names}
-    samples = {o: ([], []) for o in names}
-    pairs = {o: {m.name: ([], []) for m in paired_metrics} for o in names}
-    fake_res: dict[str, list[int]] = {}
-    try:
-        for i, start, stop in _progress(_batches(n_fake, batch_size)[rank::world],
-                                        "generate + features" if runner else "features",
-                                        progress, rank):
-            outs = runner(i, start, stop) if runner is not None else \
-                {"images": gen_src.images(start, stop)}
-            idx = torch.arange(start, stop)
-            for o, imgs in outs.items():
-                fake_res.setdefault(o, list(imgs.shape[-2:]))
-                if extractor is not None:
-                    f = extractor(_prepare(imgs, resizer, extractor.input_size))
-                    for layer in fake_layers:
-                        feats[o][layer][0].append(f[layer])
-                        feats[o][layer][1].append(idx)
-                if start < k_samples:
-                    samples[o][0].append(_to_signed(imgs[: k_samples - start]).cpu())
-                    samples[o][1].append(idx[: k_samples - start])
-                if paired_metrics:
-                    rsrc = ref_views[o]
-                    m_ref = len(rsrc)
-                    real = torch.cat([rsrc.images(j % m_ref, j % m_ref + 1)
-                                      for j in range(start, stop)]) \
-                        if stop > m_ref else rsrc.images(start, stop)
-                    fu, ru = _to_unit(imgs).cpu(), _to_unit(real)
-                    for m in paired_metrics:
-                        pairs[o][m.name][0].append(m.per_pair(fu, ru).double())
-                        pairs[o][m.name][1].append(idx)
-    finally:
-        if model is not None:
-            model.train(was_training)
+    # 3. generate and extract
+    generated_side = _generate_and_extract(
+        plan, extractor, layers, max((m.max_samples for m in sample_metrics), default=0),
+        paired_metrics, resizer, batch_size, rank, world, progress)
 
-    # -- per output: reference side, then the metrics ----------------------------------------
+    # 4-5. per output: the reference features (cached), then the metrics
     results: dict[str, float] = {}
     details: dict[str, dict[str, Any]] = {}
-    tag = ""
-    if extractor is not None and extractor.name != "inception_v3":
-        tag = f"@{extractor.name}"
-    for o in names:
-        rsrc = ref_views[o]
-        info: dict[str, Any] = {"reference": rsrc.description if rsrc is not None else None,
-                                "generated_resolution": fake_res.get(o)}
+    for o in plan.names:
+        src = plan.ref_views[o]
+        info = details[o] = {"reference": src.description if src is not None else None,
+                             "generated_resolution": generated_side.resolution.get(o)}
         if model is not None:
-            info["reference_view"] = model.eval_references.get(o, {}) if hasattr(
-                model, "eval_references") else {}
+            info["reference_view"] = model.eval_references.get(o, {})
+        if src is not None:
+            info.update(n_real=min(n_real or n, len(src)), split=src.split or dkw.get("split"),
+                        reference_resolution=list(src.images(0, 1).shape[-2:]))
         real, save_key = None, None
-        if rsrc is not None:
-            n_r = min(n_real or n, len(rsrc))
-            first = rsrc.images(0, 1)
-            info.update(n_real=n_r, split=rsrc.split or dkw.get("split"),
-                        reference_resolution=list(first.shape[-2:]))
-        if needs_real_feats:
-            layer = extractor.layers["fid"]
-            key = None
-            status = "off"
-            if cache and rsrc.cache_id is not None:
-                key = {"reference": rsrc.cache_id, "split": info["split"],
-                       "resolution": info["reference_resolution"], "n": n_r,
-                       "extractor": extractor.name, "weights": extractor.weights_id,
-                       "layer": layer, "resizer": resizer, "quantization": QUANTIZATION}
-                hit = _cache.load_real(key, cache_dir)
-                if all_min(int(hit is not None)):
-                    real = RealFeatures(*hit)
-                    status = "hit"
-                    if hit[3] is None:
-                        save_key = key  # an entry from before ganzoo 0.3 gains sqrt_sigma
-                else:
-                    status = "miss"
-            elif cache:
-                status = "not cacheable"
-            if real is None:
-                real = RealFeatures(_extract_real(rsrc, n_r, batch_size, extractor, layer,
-                                                  resizer, rank, world, progress))
-                save_key = key
-            info["real_stats_cache"] = status
-        details[o] = info
-
-        for m in feature_metrics:
-            layer = extractor.layers[m.layer]
-            fake = gather_rows(*feats[o][layer])
-            for k, v in m.compute(fake, real if m.uses_reference else None).items():
-                if tag and k == "fid":
-                    k = "fd"  # a Fréchet distance in another feature space is not an FID
-                results[f"{k}{tag}{suffix[o]}"] = v
+        if any(m.uses_reference for m in feature_metrics):
+            real, save_key = _reference_features(src, info, extractor, resizer, batch_size,
+                                                 cache, cache_dir, rank, world, progress)
+        results.update(_compute_metrics(o, plan, generated_side, real, extractor,
+                                        feature_metrics, sample_metrics, paired_metrics))
         if save_key is not None and rank == 0:
             # After the metrics, so that the square root of sigma the Fréchet distance
             # computed (when one was asked for) is cached with the statistics.
             _cache.save_real(save_key, real.features, real.stats["mu"], real.stats["sigma"],
-                             cache_dir, sqrt_sigma=real._sqrt_sigma)
-        for m in sample_metrics:
-            imgs = gather_rows(*samples[o])
-            for k, v in m.compute(imgs[: m.max_samples]).items():
-                results[f"{k}{suffix[o]}"] = v
-        for m in paired_metrics:
-            values = gather_rows(*pairs[o][m.name], dtype=torch.float64)
-            for k, v in m.compute(values).items():
-                results[f"{k}{suffix[o]}"] = v
+                             cache_dir, sqrt_sigma=real.known_sqrt_sigma)
 
-    results = {k: float(v) for k, v in results.items()}
-    protocol = _protocol(metric_objs, extractor, feature_extractor_weights, resizer, gen_desc,
-                         reference, ref, details, n_fake, dkw, step, seed, batch_size, world,
-                         model)
-    protocol["time_s"] = round(time.perf_counter() - t0, 3)
-    result = {"metrics": results, "protocol": protocol}
+    # 6. the protocol
+    protocol = _protocol(metric_objs, extractor, resizer, plan, details, dkw, step, seed,
+                         batch_size, world)
+    protocol.time_s = round(time.perf_counter() - t0, 3)
+    result = {"metrics": results, "protocol": protocol.to_dict()}
     if out is not None and rank == 0:
-        path = os.fspath(out)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(result, f, indent=2, default=str)
-            f.write("\n")
+        from .._io import atomic_write_json
+
+        atomic_write_json(out, result)
     return result
 
 
-def _protocol(metric_objs, extractor, weights_arg, resizer, gen_desc, reference, ref, details,
-              n_fake, dkw, step, seed, batch_size, world, model) -> dict[str, Any]:
+def _protocol(metric_objs, extractor, resizer, plan: _Plan, details, dkw, step, seed,
+              batch_size, world) -> EvalProtocol:
     import torch_fidelity
 
     import ganzoo
 
-    def one(field):
-        values = {o: d.get(field) for o, d in details.items()}
+    def one(key):
+        values = {o: d.get(key) for o, d in details.items()}
         distinct = {json.dumps(v, default=str) for v in values.values()}
         return next(iter(values.values())) if len(distinct) == 1 else values
 
     feature = any(isinstance(m, FeatureMetric) for m in metric_objs)
-    protocol: dict[str, Any] = {
-        "ganzoo_version": ganzoo.__version__,
-        "implementation": "torch-fidelity" if feature else "ganzoo",
-        "implementation_version": torch_fidelity.__version__ if feature else ganzoo.__version__,
-        "metrics": {m.name: m.config() for m in metric_objs},
-        "feature_extractor": extractor.name if extractor else None,
-        "feature_extractor_weights": extractor.weights_source if extractor else None,
-        "feature_extractor_weights_id": extractor.weights_id if extractor else None,
-        "feature_layers": dict(extractor.layers) if extractor else None,
-        "resizer": resizer if extractor else None,
-        "quantization": QUANTIZATION if extractor else None,
-        "generated": gen_desc,
-        "reference": one("reference"),
-        "n_fake": n_fake,
-        "n_real": one("n_real"),
-        "split": one("split"),
-        "dataset_kwargs": json.loads(json.dumps(dkw, default=str)),
-        "resolution": one("generated_resolution"),
-        "reference_resolution": one("reference_resolution"),
-        "real_stats_cache": one("real_stats_cache"),
-        "step": step,
-        "seed": seed,
-        "batch_size": batch_size,
-        "world_size": world,
-    }
-    if model is not None:
-        protocol["model"] = {"preset": model.preset, "family": getattr(model, "family", None),
-                             "task": getattr(model, "task", None)}
-    if len(details) > 1 or next(iter(details)) != "images":
-        protocol["outputs"] = details
-    return protocol
+    model = plan.model
+    return EvalProtocol(
+        ganzoo_version=ganzoo.__version__,
+        implementation="torch-fidelity" if feature else "ganzoo",
+        implementation_version=torch_fidelity.__version__ if feature else ganzoo.__version__,
+        metrics={m.name: m.config() for m in metric_objs},
+        feature_extractor=extractor.name if extractor else None,
+        feature_extractor_weights=extractor.weights_source if extractor else None,
+        feature_extractor_weights_id=extractor.weights_id if extractor else None,
+        feature_layers=dict(extractor.layers) if extractor else None,
+        resizer=resizer if extractor else None,
+        quantization=QUANTIZATION if extractor else None,
+        generated=plan.description,
+        reference=one("reference"),
+        n_fake=plan.n_fake,
+        n_real=one("n_real"),
+        split=one("split"),
+        dataset_kwargs=json.loads(json.dumps(dkw, default=str)),
+        resolution=one("generated_resolution"),
+        reference_resolution=one("reference_resolution"),
+        real_stats_cache=one("real_stats_cache"),
+        step=step,
+        seed=seed,
+        batch_size=batch_size,
+        world_size=world,
+        model={"preset": model.preset, "family": model.family, "task": model.task}
+        if model is not None else None,
+        outputs=details if plan.names != ["images"] else None,
+    )

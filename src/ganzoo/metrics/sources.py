@@ -104,11 +104,13 @@ class DatasetSource(ImageSource):
 class FolderSource(ImageSource):
     """Every image file under ``path`` (recursive, sorted), read with PIL as uint8 RGB.
 
-    With ``resolution`` images are resized (shorter side, bicubic, antialiased) and
-    center-cropped to it; without, all images must have the same size.
+    With ``resolution`` (a side, or (H, W) for a rectangular model) images are resized to
+    cover it (bicubic, antialiased) and center-cropped to it; without, all images must have
+    the same size.
     """
 
-    def __init__(self, path: str | os.PathLike, resolution: int | None = None):
+    def __init__(self, path: str | os.PathLike,
+                 resolution: int | tuple[int, int] | None = None):
         self.path = Path(path)
         if not self.path.is_dir():
             raise FileNotFoundError(f"image folder {self.path} does not exist")
@@ -117,6 +119,8 @@ class FolderSource(ImageSource):
         if not self.files:
             raise ValueError(f"image folder {self.path} holds no images "
                              f"({', '.join(IMAGE_EXTENSIONS)})")
+        if isinstance(resolution, (tuple, list)):
+            resolution = tuple(resolution) if resolution[0] != resolution[1] else resolution[0]
         self.resolution = resolution
         self.description = f"folder:{self.path.resolve()}"
         listing = hashlib.sha256()
@@ -124,7 +128,9 @@ class FolderSource(ImageSource):
             st = p.stat()
             listing.update(f"{p.relative_to(self.path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         self.cache_id = {"folder": str(self.path.resolve()), "files": len(self.files),
-                         "listing_sha256": listing.hexdigest(), "resolution": resolution}
+                         "listing_sha256": listing.hexdigest(),
+                         "resolution": list(resolution) if isinstance(resolution, tuple)
+                         else resolution}
 
     def __len__(self):
         return len(self.files)
@@ -135,12 +141,20 @@ class FolderSource(ImageSource):
 
         with Image.open(p) as im:
             im = im.convert("RGB")
-            if self.resolution is not None and im.size != (self.resolution, self.resolution):
-                import torchvision.transforms.functional as TF
+            if self.resolution is not None:
+                h, w = (self.resolution, self.resolution) if isinstance(self.resolution, int) \
+                    else self.resolution
+                if im.size != (w, h):
+                    import torchvision.transforms.functional as TF
 
-                im = TF.center_crop(TF.resize(im, self.resolution,
-                                              TF.InterpolationMode.BICUBIC, antialias=True),
-                                    self.resolution)
+                    if h == w:  # the shorter side to h
+                        size = h
+                    else:  # the smallest size that covers (h, w)
+                        scale = max(h / im.height, w / im.width)
+                        size = [max(h, round(im.height * scale)),
+                                max(w, round(im.width * scale))]
+                    im = TF.center_crop(TF.resize(im, size, TF.InterpolationMode.BICUBIC,
+                                                  antialias=True), [h, w])
             return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1)
 
     def images(self, start, stop):
@@ -198,7 +212,7 @@ def _is_model_folder(path: Path) -> bool:
 
 
 def resolve_input(obj, role: str, dataset_kwargs: dict[str, Any] | None = None,
-                  resolution: int | None = None, image_key: str | None = None):
+                  resolution: int | tuple[int, int] | None = None, image_key: str | None = None):
     """``("model", model)``, ``("dataset", DatasetRef)`` or ``("images", ImageSource)``."""
     import ganzoo
 

@@ -17,14 +17,27 @@ dataclass config. It declares
 ``forward(group, batch, step)`` is ``loss``: the trainer calls the (possibly DDP-wrapped)
 module, so gradient synchronisation goes through Accelerate unchanged.
 
-EMA copies of the networks named in ``ema_networks`` live in ``self.ema`` (saved under the
-``ema.`` prefix); ``inference_net(name)`` returns the EMA copy when there is one, and task
-methods use it.
+Every model also states its output geometry, ``image_size`` (H, W) and ``channels``: the
+trainer, ``ganzoo.evaluate``, the CLI and the README table read these and nothing else.
+
+Shared behaviour lives here, so that families cannot drift apart:
+
+- ``inference()``: the context task methods run in (no grad, eval mode, the previous mode of
+  every submodule restored), so a task method gives the same output in train and eval mode;
+- ``randn(...)``: where noise is drawn: on ``generator``'s device when one is given (so a CPU
+  generator gives the same noise on every device), else on the model's device, as diffusers'
+  ``randn_tensor``; then moved to the model's device;
+- EMA copies of the networks named in ``ema_networks`` live in ``self.ema`` (saved under the
+  ``ema.`` prefix). ``model.use_ema`` is the one switch between EMA and live weights:
+  ``inference_net(name)`` returns the EMA copy when there is one and ``use_ema`` is on, and
+  every task method goes through it;
+- ``forward`` checks the optimizer group once for every family.
 """
 
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -170,6 +183,39 @@ class GenerativeModel(nn.Module):
             return self.ema[name]
         return getattr(self, name)
 
+    @contextmanager
+    def inference(self):
+        """No gradients and eval mode (BatchNorm running statistics, no dropout) for the whole
+        model; on exit every submodule gets back its own previous mode."""
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield self
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
+    def randn(self, *shape: int, generator: torch.Generator | None = None,
+              dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Standard-normal noise of ``shape`` on the model's device: drawn on ``generator``'s
+        device when one is given (a CPU generator gives the same noise on every device), else
+        on the model's device (the rule of diffusers' ``randn_tensor``)."""
+        device = generator.device if generator is not None else self.device
+        return torch.randn(shape, generator=generator, device=device,
+                           dtype=dtype).to(self.device)
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the images the task method returns."""
+        raise NotImplementedError(f"{type(self).__name__} must define image_size (H, W)")
+
+    @property
+    def channels(self) -> int:
+        """Channels of the images the task method returns."""
+        raise NotImplementedError(f"{type(self).__name__} must define channels")
+
     @property
     def config_dict(self) -> dict[str, Any]:
         return cfg.to_dict(self.config)
@@ -197,9 +243,22 @@ class GenerativeModel(nn.Module):
         return [g for g, spec in self.optimizer_groups().items() for _ in range(spec.steps)]
 
     def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The loss of ``group`` (one of ``optimizer_groups()``, checked by ``forward``)."""
         raise NotImplementedError
 
     def forward(self, group: str, batch: Batch, step: int = 0):
+        """``loss`` after checking ``group``: the trainer and DDP call the model, so an
+        unknown group fails here, in one place, for every family."""
+        groups = self.__dict__.get("_group_names")
+        if groups is None:
+            groups = self.__dict__["_group_names"] = tuple(self.optimizer_groups())
+        if group not in groups:
+            from ..config import close_matches
+
+            near = close_matches(group, groups)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise KeyError(f"{type(self).__name__} has no optimizer group {group!r}{hint} "
+                           f"(groups: {', '.join(groups)})")
         return self.loss(group, batch, step)
 
     def after_step(self, group: str, step: int) -> None:

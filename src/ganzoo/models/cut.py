@@ -492,6 +492,16 @@ class CUT(GenerativeModel):
 
         self._adv = build_loss(c.adv_loss)
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The training side; the generator is fully convolutional, so ``translate`` keeps
+        the size of its input."""
+        return self.config.resolution, self.config.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.config.out_channels
+
     # -- optimisation ---------------------------------------------------------------------------
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config

@@ -324,6 +324,14 @@ class LatentGAN(GenerativeModel):
     eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
 
     @property
+    def image_size(self) -> tuple[int, int]:
+        return self.config.resolution, self.config.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 

@@ -324,6 +324,14 @@ class DDPM(GenerativeModel):
             self.register_buffer(name, value.float(), persistent=False)
         self._schedulers: dict[str, Any] = {}  # sampler name -> diffusers scheduler
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.config.resolution, self.config.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
     # -- diffusion maths ----------------------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps."""

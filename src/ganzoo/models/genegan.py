@@ -648,6 +648,15 @@ class GeneGAN(GenerativeModel):
             model.vqvae_init_report = load_vqvae_init(model, c.init_vqvae_ckpt, c.init_vqvae_map)
         return model
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The top resolution (``transfer`` outputs, the largest of ``resolutions``)."""
+        return self.config.resolutions[-1], self.config.resolutions[-1]
+
+    @property
+    def channels(self) -> int:
+        return self.config.image_channels
+
     # -- training contract ------------------------------------------------------------------
     @property
     def critic_networks(self) -> tuple[str, ...]:

@@ -231,8 +231,6 @@ class VAE(GenerativeModel):
     batch_keys = ("image",)
     default_dataset = "shapes"
     eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}, "reconstruction": {}}
-    # ``generate`` output -> batch key it is paired with, image by image (PSNR/SSIM).
-    paired_references: ClassVar[dict[str, str]] = {"reconstruction": "image"}
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
@@ -256,6 +254,14 @@ class VAE(GenerativeModel):
                 c.channels, c.disc_channels, c.disc_layers, norm=c.disc_norm,
                 spectral_norm=c.disc_spectral_norm)
             self.adv_loss = HingeLoss() if c.adversarial_loss == "hinge" else NonSaturatingLoss()
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.config.resolution, self.config.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
 
     @property
     def latent_dim(self) -> int:

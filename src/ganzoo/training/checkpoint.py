@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import load_tensors
+from .._io import atomic_write_text, load_tensors
 
 __all__ = ["CheckpointError", "capture_rng", "restore_rng", "write_checkpoint",
            "resolve_checkpoint", "read_checkpoint_files", "list_checkpoints", "prune",
@@ -137,12 +137,7 @@ def write_checkpoint(root: Path, step: int, *, model, optimizers: dict[str, Any]
 
 
 def _write_latest(root: Path, name: str) -> None:
-    tmp = root / f".{LATEST}.tmp"
-    with open(tmp, "w") as f:
-        f.write(name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / LATEST)
+    atomic_write_text(root / LATEST, name + "\n", fsync=True)
 
 
 def clean_stale(root: Path) -> None:

@@ -72,7 +72,8 @@ def build_dataset(name: str, options: dict[str, Any], model=None) -> Dataset:
 
     options = check_dataset_options(name, options)
     known, var_kw = _factory_options(DATASETS.get(name))
-    for option, value in dataset_kwargs_for(model).items():
+    fitted = dataset_kwargs_for(model) if model is not None else {}
+    for option, value in fitted.items():
         if option not in options and (option in known or var_kw):
             options[option] = value
     dataset = DATASETS.build(name, **options)
@@ -90,7 +91,7 @@ def check_batch_keys(dataset: Dataset, dataset_name: str, model, model_name: str
     if not isinstance(item, dict):
         raise TypeError(f"dataset '{dataset_name}' yields {type(item).__name__}, not a dict "
                         f"of tensors (see ganzoo.datasets for the batch format)")
-    need = tuple(getattr(model, "batch_keys", ("image",)))
+    need = model.batch_keys
     missing = [k for k in need if k not in item]
     if missing:
         raise ValueError(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["MetricsWriter", "save_grid", "check_tracker", "to_floats"]
+__all__ = ["MetricsWriter", "save_sample_grid", "check_tracker", "to_floats"]
 
 
 def to_floats(values: dict[str, Any]) -> dict[str, float]:
@@ -58,17 +57,11 @@ def grid_nrow(count: int, n: int) -> int:
     return max(1, math.ceil(math.sqrt(count)))
 
 
-def save_grid(images: torch.Tensor, path: Path, n: int) -> torch.Tensor:
-    """Save images in [-1, 1] as one PNG grid (atomically); returns the grid in [0, 1]."""
-    from torchvision.utils import make_grid, save_image
+def save_sample_grid(images: torch.Tensor, path: Path, n: int) -> torch.Tensor:
+    """The trainer's sample grid: images in [-1, 1] on white, in rows of ``grid_nrow``."""
+    from .._io import save_grid
 
-    images = images.detach().float().cpu().clamp(-1, 1) * 0.5 + 0.5
-    grid = make_grid(images, nrow=grid_nrow(len(images), n), padding=2, pad_value=1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_image(grid, str(tmp), format="png")
-    os.replace(tmp, path)
-    return grid
+    return save_grid(images, path, nrow=grid_nrow(len(images), n), pad_value=1.0)
 
 
 def check_tracker(log_with: str) -> None:

@@ -33,7 +33,8 @@ from .. import config as cfg
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import ResumableSampler, SeededDataset, build_dataset, check_batch_keys, collate_items
-from .outputs import MetricsWriter, check_tracker, save_grid, to_floats
+from .._io import atomic_write_text
+from .outputs import MetricsWriter, check_tracker, save_sample_grid, to_floats
 from .schedules import ema_decay_at, lr_at
 
 __all__ = ["Trainer", "TrainingError", "RUN_ARTEFACTS"]
@@ -186,7 +187,6 @@ class Trainer:
             self.specs[group] = cfg.override(spec, changes)
         self.base_lr = {g: s.lr for g, s in self.specs.items()}
 
-        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         group_params = {g: self.model.group_parameters(g) for g in self.groups}
         # Fused kernels: faster, and they let the non-finite guard skip a step on the device
         # instead of reading a flag back to the host at every step.
@@ -264,9 +264,7 @@ class Trainer:
             elif run.resume is not None:
                 logger.warning("--resume %s: %s holds no checkpoint yet; starting a new run",
                                run.resume, self.out)
-            tmp = self.out / ".config.json.tmp"
-            tmp.write_text(text + "\n")
-            os.replace(tmp, self.out / "config.json")
+            atomic_write_text(self.out / "config.json", text + "\n")
         if run.log_with != "none":
             # wandb writes its run folder into the working directory unless told otherwise.
             (self.out / "logs").mkdir(parents=True, exist_ok=True)
@@ -285,9 +283,7 @@ class Trainer:
                     keep.append(line)
             except json.JSONDecodeError:  # a line cut by a kill
                 continue
-        tmp = path.with_name(".metrics.jsonl.tmp")
-        tmp.write_text("".join(x + "\n" for x in keep))
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(x + "\n" for x in keep))
 
     def _check_metrics_available(self) -> None:
         try:
@@ -472,7 +468,7 @@ class Trainer:
         with self._inference() as model:
             generator = torch.Generator(device=self.accelerator.device).manual_seed(self.run.seed)
             images = model.preview(self._preview_batch(), n, generator=generator)
-        grid = save_grid(images, self.out / "samples" / f"step_{step:08d}.png", n)
+        grid = save_sample_grid(images, self.out / "samples" / f"step_{step:08d}.png", n)
         for tracker in self.accelerator.trackers:
             try:
                 if tracker.name == "tensorboard":

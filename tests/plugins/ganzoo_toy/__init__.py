@@ -38,6 +38,14 @@ class ToyGAN(GenerativeModel):
         self.discriminator = nn.Sequential(nn.Flatten(), nn.Linear(3 * r * r, h),
                                            nn.LeakyReLU(0.2), nn.Linear(h, 1))
 
+    @property
+    def image_size(self):
+        return self.config.resolution, self.config.resolution
+
+    @property
+    def channels(self):
+        return 3
+
     def optimizer_groups(self):
         return {"discriminator": OptimizerSpec(("discriminator",), lr=1e-3),
                 "generator": OptimizerSpec(("generator",), lr=1e-3)}

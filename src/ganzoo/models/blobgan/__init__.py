@@ -143,6 +143,14 @@ class BlobGAN(GenerativeModel):
                                                     c.d_channel_base, c.d_channel_max)
         self._mean_latent: tuple | None = None  # (cache key, mean latent)
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.config.resolution, self.config.width
+
+    @property
+    def channels(self) -> int:
+        return 3
+
     # -- training ---------------------------------------------------------------------------
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config

@@ -67,9 +67,6 @@ class TinyDecisionCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d((1, 4))
         self.head = nn.Linear(2 * w * 4, n_classes)
 
-    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.features(x)).flatten(1))
 
@@ -295,10 +292,9 @@ def load_metadata(path_prefix: str | Path) -> dict:
 
 
 def _save_grid(rows: list[torch.Tensor], path: Path) -> None:
-    from torchvision.utils import save_image
+    from ..._io import save_grid
 
-    grid = torch.cat([r.detach().float().cpu() for r in rows])
-    save_image(grid.add(1).div(2).clamp(0, 1), str(path), nrow=len(rows[0]), padding=2)
+    save_grid(torch.cat([r.detach().float().cpu() for r in rows]), path, nrow=len(rows[0]))
 
 
 def run_counterfactuals(model, images: torch.Tensor, decision_model, targets: Sequence[int], *,

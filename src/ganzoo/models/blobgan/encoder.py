@@ -119,11 +119,10 @@ class BlobGANEncoder(GenerativeModel):
 
     def load_blobgan(self, source: str) -> None:
         """Load the EMA networks of a saved BlobGAN (folder or Hub id) into the frozen copy."""
-        from safetensors.torch import load_file
-
+        from ..._io import load_state_dict
         from ...hub import WEIGHTS_NAME, resolve_folder
 
-        state = load_file(str(resolve_folder(source) / WEIGHTS_NAME), device="cpu")
+        state = load_state_dict(resolve_folder(source) / WEIGHTS_NAME)
         ema = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
         if not ema:
             raise ValueError(f"{source} holds no EMA networks ('ema.' keys): not a BlobGAN")
@@ -132,6 +131,14 @@ class BlobGANEncoder(GenerativeModel):
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
         return {"encoder": OptimizerSpec(("encoder",), optimizer="adamw", lr=c.lr, eps=c.eps)}
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.blobgan.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.blobgan.channels
 
     def train(self, mode: bool = True):
         super().train(mode)

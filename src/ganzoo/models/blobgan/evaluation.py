@@ -1,7 +1,7 @@
 """Evaluation hooks for BlobGAN: FID through ``ganzoo.evaluate``, inversion quality, LPIPS.
 
 - :func:`fid`: FID of a BlobGAN (or of its encoder's reconstructions) against a dataset, with
-  the dataset drawn at the model's resolution *and aspect ratio*. Reference statistics are
+  the dataset drawn at the model's ``image_size`` (height *and* width). Reference statistics are
   cached on disk by ``ganzoo.evaluate`` (the first call computes them: the notes'
   ``setup_fid`` step; :func:`setup_fid` does only that). ``resizer="pil_bicubic"`` is the
   clean-fid-style resizing.
@@ -18,24 +18,16 @@ import torch
 __all__ = ["fid", "setup_fid", "load_lpips"]
 
 
-def _dataset_kwargs(model, dataset_kwargs: dict | None) -> dict:
-    kw = dict(dataset_kwargs or {})
-    aspect = getattr(model.config, "aspect_ratio", 1.0)
-    if aspect != 1.0:
-        kw.setdefault("aspect_ratio", float(aspect))
-    return kw
-
-
 def fid(model, reference: str = "shapes_scenes", n: int = 50_000, *, n_real: int | None = None,
         resizer: str = "torch", dataset_kwargs: dict | None = None,
         **kwargs: Any) -> dict[str, Any]:
-    """``ganzoo.evaluate(model, reference, metrics=["fid"], ...)`` with the model's aspect
-    ratio passed to the reference dataset. Returns evaluate's ``{"metrics", "protocol"}``."""
+    """``ganzoo.evaluate(model, reference, metrics=["fid"], ...)``: the reference dataset is
+    drawn at the model's ``image_size`` (aspect ratio included), as for every model. Returns
+    evaluate's ``{"metrics", "protocol"}``."""
     import ganzoo
 
     return ganzoo.evaluate(model, reference, metrics=["fid"], n=n, n_real=n_real,
-                           resizer=resizer, dataset_kwargs=_dataset_kwargs(model, dataset_kwargs),
-                           **kwargs)
+                           resizer=resizer, dataset_kwargs=dataset_kwargs, **kwargs)
 
 
 def setup_fid(model, reference: str = "shapes_scenes", n_real: int = 50_000,
