@@ -269,7 +269,7 @@ def test_generator_loss_is_nonsaturating():
     torch.manual_seed(3)
     loss, _ = model.loss("generator", {"image": torch.zeros(2, 3, 32, 32)}, 0)
     torch.manual_seed(3)
-    fake = model.render(model.layout_net(model._noise(2)), ema=False)
+    fake = model._render(model.layout_net(model._noise(2)), model.generator)
     assert loss.item() == pytest.approx(F.softplus(-model.discriminator(fake)).mean().item(),
                                         rel=1e-5)
 
@@ -320,6 +320,7 @@ def test_encoder_perceptual_loss_is_the_shared_vgg():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_encoder_trains_through_the_trainer(tmp_path):
     from ganzoo.train import main
 
@@ -336,6 +337,7 @@ def test_encoder_trains_through_the_trainer(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_rectangular_blobgan_trains_with_gradient_accumulation(tmp_path):
     from ganzoo.train import main
 

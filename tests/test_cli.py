@@ -31,11 +31,16 @@ def test_unknown_name_is_a_short_error(capsys):
     assert "Unknown ganzoo model 'dcgann_xyz'" in capsys.readouterr().err
 
 
-def test_sample_untrained_and_saved(toy_plugin, tmp_path):
+def test_sample_untrained_and_saved(toy_plugin, tmp_path, capsys):
     from PIL import Image
 
     out = tmp_path / "grid.png"
-    assert main(["sample", "toy_gan", "-n", "4", "--out", str(out), "--seed", "1"]) == 0
+    assert main(["sample", "toy_gan", "-n", "4", "--out", str(out)]) == 2
+    assert "bare preset: its weights are random" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["sample", "toy_gan", "-n", "4", "--out", str(out), "--seed", "1",
+                 "--untrained"]) == 0
+    assert "random (untrained) weights" in capsys.readouterr().err
     assert Image.open(out).size[0] > 8
     import ganzoo
 

@@ -58,6 +58,7 @@ def test_full_preset_shapes(name):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_dcgan_matches_pytorch_examples_architecture():
     model = ganzoo.build("dcgan")
     g = sum(p.numel() for p in model.generator.parameters())
@@ -106,31 +107,6 @@ def test_sample_shape_range_determinism(name):
     # batch-independent: the first sample does not depend on how many are drawn
     d = model.sample(1, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(a[:1], d, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", TINY)
-def test_one_step_per_group_reaches_exactly_that_group(name):
-    torch.manual_seed(0)
-    model = ganzoo.build(name)
-    model.train()
-    batch = _batch(model)
-    groups = model.optimizer_groups()
-    assert list(groups)[-1] == "generator" and len(groups) == 2
-    all_params = {id(p): n for n, p in model.named_parameters()}
-    for group in groups:
-        own = {id(p) for p in model.group_parameters(group)}
-        for p in model.parameters():  # what the trainer does
-            p.requires_grad_(id(p) in own)
-            p.grad = None
-        loss, logs = model(group, batch, 0)
-        assert loss.dim() == 0 and torch.isfinite(loss)
-        assert all(torch.isfinite(torch.as_tensor(v)) for v in logs.values())
-        loss.backward()
-        got = {id(p) for p in model.parameters() if p.grad is not None}
-        missing = [all_params[i] for i in own - got]
-        assert not missing, missing
-        assert got == own
-        assert not any(n.startswith("ema.") for i, n in all_params.items() if i in got)
 
 
 def test_d_step_detaches_fakes():
@@ -187,20 +163,6 @@ def test_spectral_norm_keeps_sigma_near_one():
             assert torch.linalg.matrix_norm(raw, ord=2).item() > 2
     assert len(sigmas) >= 4 + 4  # every conv and the attention's 1x1 convs
     assert max(abs(s - 1) for s in sigmas) < 0.05, sigmas
-
-
-@pytest.mark.parametrize("name", TINY)
-def test_save_load_round_trip(name, tmp_path):
-    torch.manual_seed(0)
-    model = ganzoo.build(name)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    model.save_pretrained(tmp_path / name)
-    loaded = ganzoo.from_pretrained(tmp_path / name)
-    assert type(loaded) is type(model) and loaded.preset == name
-    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    assert torch.equal(model.sample(2, g()), loaded.sample(2, g()))
 
 
 def test_ema_sampling_uses_ema_generator():

@@ -44,6 +44,7 @@ def test_dry_run_prints_the_queue_command(runner, capsys, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_smoke_run_trains_and_writes_fid_json(runner, tmp_path):
     code = runner.main([
         "EXP03", "--model", "test_genegan_multires", "--dataset", "shapes_attr",

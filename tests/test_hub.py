@@ -102,6 +102,7 @@ def test_bad_source_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_push_then_pull_through_loopback_hub_and_offline_cache(tmp_path):
     """Real huggingface_hub client code against a server on 127.0.0.1, then offline."""
     env = {"PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")]),
@@ -146,6 +147,7 @@ def test_push_then_pull_through_loopback_hub_and_offline_cache(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_hub_failures_are_one_ganzoo_error_each(tmp_path):
     """Offline and not cached, an unknown repo, a push without a token, no server at all:
     each is one HubError that says what happened and what to do, chained to the original."""

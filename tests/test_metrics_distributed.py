@@ -12,7 +12,7 @@ import ganzoo
 
 from test_metrics import _FakeUncond  # the same fake unconditional model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 N = 21  # 6 batches of 4 (the last one short), shared unevenly by the two ranks
 
 

@@ -13,7 +13,7 @@ import torch
 import ganzoo
 from ganzoo.metrics.extractors import random_inception_state_dict, to_uint8
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

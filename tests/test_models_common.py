@@ -29,6 +29,8 @@ def _skip_if_empty(names):
 def test_preset_info_and_config_round_trip(name):
     info = ganzoo.model_info(name)  # built on the meta device: no memory, no weights
     assert info["family"] and info["task"] in ("sample", "translate", "transfer", "reconstruct")
+    height, width = info["image_size"]
+    assert height >= 8 and width >= 8 and info["channels"] in (1, 3)
     assert info["parameters"] > 0
     json.dumps(info)  # the whole config is JSON-serialisable
     with torch.device("meta"):
@@ -73,32 +75,58 @@ def test_tiny_output_shape_range_and_determinism(tiny):
     again = _task_output(tiny, batch, seed=1)
     assert out and set(out) >= set(tiny.eval_references)
     for name, images in out.items():
-        assert images.dim() == 4 and images.shape[0] == 2 and images.shape[1] in (1, 3), name
+        assert images.dim() == 4 and images.shape[0] == 2, name
+        assert images.shape[1] == tiny.channels, name
+        assert tuple(images.shape[-2:]) == tuple(tiny.image_size), name
         assert images.min() >= -1 and images.max() <= 1, name
         assert torch.equal(images, again[name]), f"{name} is not deterministic by seed"
     preview = tiny.preview(batch, 2, generator=torch.Generator().manual_seed(0))
     assert preview.dim() == 4 and preview.shape[1] in (1, 3)
 
 
-def test_tiny_step_per_group_reaches_exactly_that_group(tiny):
+def test_tiny_task_output_is_the_same_in_train_and_eval_mode(tiny):
+    """Task methods run in ``inference()``: the caller's mode changes nothing, and every
+    submodule gets its own mode back."""
+    batch = example_batch(tiny, 2)
+    tiny.eval()
+    in_eval = _task_output(tiny, batch, seed=2)
+    tiny.train()
+    tiny.ema.eval()  # a mixed state, as the trainer leaves it: restored exactly
+    modes = {n: m.training for n, m in tiny.named_modules()}
+    in_train = _task_output(tiny, batch, seed=2)
+    assert {n: m.training for n, m in tiny.named_modules()} == modes
+    for name in in_eval:
+        assert torch.equal(in_eval[name], in_train[name]), f"{name} depends on the mode"
+
+
+def test_tiny_every_parameter_of_a_group_gets_a_gradient(tiny):
+    """As timm's test_models: a parameter of a group that its loss never reaches is a dead
+    sub-network. Every tiny preset reaches all of its parameters at step 0 (the conditional
+    ones, such as vae_patchgan's discriminator, are switched on from step 0 there)."""
     tiny.train()
     batch = example_batch(tiny, 2)
-    trainable = [p for n, p in tiny.named_parameters() if not n.startswith("ema.")]
+    names = {id(p): n for n, p in tiny.named_parameters()}
     for group in tiny.optimizer_groups():
         own = {id(p) for p in tiny.group_parameters(group)}
         loss, logs = group_backward(tiny, group, batch, 0)
         assert loss.dim() == 0 and torch.isfinite(loss), (group, loss)
         for k, v in logs.items():
             assert math.isfinite(float(v)), (group, k, v)
-        reached = [p for p in tiny.group_parameters(group) if p.grad is not None]
-        assert reached, f"no gradient reaches group {group}"
-        for p in reached:
-            assert torch.isfinite(p.grad).all(), group
+        dead = [names[id(p)] for p in tiny.group_parameters(group) if p.grad is None]
+        assert not dead, f"group {group}: no gradient reaches {dead[:5]}"
+        for p in tiny.group_parameters(group):
+            if p.grad is not None:
+                assert torch.isfinite(p.grad).all(), (group, names[id(p)])
         for n, p in tiny.named_parameters():
             if id(p) not in own:
                 assert p.grad is None, f"group {group}'s loss wrote a gradient into {n}"
-    for p in trainable:
-        p.requires_grad_(True)
+    for n, p in tiny.named_parameters():
+        p.requires_grad_(not n.startswith("ema."))
+
+
+def test_tiny_unknown_optimizer_group_is_refused_by_the_base_class(tiny):
+    with pytest.raises(KeyError, match="no optimizer group 'typo'.*groups: "):
+        tiny("typo", example_batch(tiny, 2), 0)
 
 
 def test_tiny_save_load_round_trip(tiny, tmp_path):

@@ -283,7 +283,6 @@ def test_single_group_model_with_grad_accum(toys, tmp_path):
 
 
 def test_eval_every_calls_the_metrics_registry(toys, tmp_path):
-    pytest.importorskip("ganzoo.metrics")
     out = tmp_path / "run"
     assert main(_args(out, "--max-steps", "2", "--eval-every", "2", "--eval-metric", "psnr",
                       "--eval-n", "8", "--eval-batch-size", "4", "--sample-every", "0")) == 0
@@ -377,6 +376,7 @@ _PRESETS = ganzoo.list_models("test_*")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("preset", _PRESETS or [pytest.param(
     None, marks=pytest.mark.skip(reason="no test_* presets are registered yet"))])
 def test_smoke_every_preset(preset, tmp_path):

@@ -22,7 +22,7 @@ from ganzoo.training import checkpoint as ckpt
 
 import _train_helpers as helpers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 TOY = ["--model", "toytrain_gan", "--dataset", "toytrain_images", "--batch-size", "8",
        "--num-samples", "4", "--log-every", "1"]

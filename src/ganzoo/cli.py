@@ -51,38 +51,80 @@ def _info(args) -> int:
     return 0
 
 
-def load_model(spec: str, device: str = "cpu"):
-    """A preset name (untrained), a saved-model folder or a Hub repo id (``hf-hub:org/x``)."""
-    import os
+def _device(name: str) -> str:
+    import torch
 
-    import ganzoo
-    from ganzoo.registry import MODELS
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return name
 
-    if os.path.isdir(spec) or spec.startswith(("hf-hub:", "local-dir:")):
-        model = ganzoo.from_pretrained(spec)
-    elif spec.split(".")[0] in MODELS:
-        model = ganzoo.build(spec)
-    else:
-        model = ganzoo.from_pretrained(spec)  # org/name on the Hub, or a clear error
-    return model.to(device).eval()
+
+def load_model(spec: str, device: str = "cpu", untrained: bool = False):
+    """``spec`` through the one resolver (``ganzoo.hub.resolve_model``), on ``device``.
+
+    A bare preset has random weights: refused unless ``untrained`` (then a warning), so that
+    nobody writes 50,000 images of noise by mistake."""
+    from .hub import resolve_model
+
+    model, kind = resolve_model(spec)
+    if kind == "preset" and "." not in spec.removeprefix("model:"):  # no pretrained tag
+        if not untrained:
+            raise ValueError(f"'{spec}' is a bare preset: its weights are random. Pass a "
+                             f"trained model (a run's final/ folder or a Hub id), or "
+                             f"--untrained to sample the random weights anyway")
+        print(f"ganzoo: warning: '{spec}' has random (untrained) weights", file=sys.stderr)
+    return model.to(_device(device)).eval()
+
+
+def _sample_kwargs(args, model) -> dict:
+    kwargs = {}
+    if args.steps is not None:
+        kwargs["num_inference_steps"] = args.steps
+    if args.sampler is not None:
+        kwargs["sampler"] = args.sampler
+    if kwargs and model.family != "ddpm":
+        raise ValueError(f"--steps and --sampler are diffusion options; '{args.model}' is a "
+                         f"{model.family} model")
+    return kwargs
 
 
 def _sample(args) -> int:
     import torch
-    from torchvision.utils import save_image
 
+    from . import sampling
+    from ._io import save_grid
     from .datasets import example_batch
 
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, args.untrained)
+    if args.live:
+        model.use_ema = False
+    progress = False if args.no_progress else None
+    if args.input is not None:
+        out = args.out_dir or args.out
+        info = sampling.generate_folder(model, args.input, out, batch_size=args.batch_size,
+                                        donor=args.donor, progress=progress,
+                                        fmt=None if args.format in (None, "npz")
+                                        else args.format)
+        print(f"wrote {info['count'] - info['skipped']} images ({info['skipped']} already "
+              f"there) from {args.model} ({info['weights']} weights) to {info['output']}")
+        return 0
+    kwargs = _sample_kwargs(args, model)
+    if args.out_dir is not None:
+        info = sampling.sample_to_folder(model, args.out_dir, args.n, batch_size=args.batch_size,
+                                         seed=args.seed, fmt=args.format or "png",
+                                         progress=progress, **kwargs)
+        print(f"wrote {info['written']} images ({info['skipped']} already there) from "
+              f"{args.model} ({info['weights']} weights) to {info['output']}")
+        return 0
     g = torch.Generator().manual_seed(args.seed)
-    with torch.no_grad():
-        if model.task == "sample":
-            images = model.sample(args.n, generator=g)
-        else:  # translation-like families show their task on embedded example inputs
-            batch = {k: v.to(args.device) for k, v in example_batch(model, args.n).items()}
-            images = model.preview(batch, args.n, generator=g)
-    nrow = args.nrow or max(1, int(args.n ** 0.5))
-    save_image(images.float().cpu() * 0.5 + 0.5, args.out, nrow=nrow)
+    if model.task == "sample":
+        images = model.sample(args.n, generator=g, **kwargs)
+    else:  # translation-like families show their task on embedded example inputs
+        batch = {k: v.to(model.device) for k, v in example_batch(model, args.n).items()}
+        images = model.preview(batch, args.n, generator=g)
+    save_grid(images, args.out, nrow=args.nrow or max(1, int(args.n ** 0.5)))
     print(f"wrote {images.shape[0]} images from {args.model} to {args.out}")
     return 0
 
@@ -112,13 +154,34 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     q.set_defaults(fn=_info)
 
-    q = sub.add_parser("sample", help="write a grid of samples from a preset or saved model")
-    q.add_argument("model", help="preset name, saved-model folder or Hub repo id")
+    q = sub.add_parser("sample", help="write samples of a model: a grid, numbered files for a "
+                                      "FID service, or one output per input image")
+    q.add_argument("model", help="saved-model folder, Hub repo id (org/name, hf-hub:org/name"
+                                 "@rev) or preset name (untrained: needs --untrained)")
     q.add_argument("-n", type=positive_int, default=64, help="images to write (default 64)")
-    q.add_argument("--out", default="samples.png")
+    q.add_argument("--out", default="samples.png", help="the grid's PNG (default samples.png)")
+    q.add_argument("--out-dir", default=None,
+                   help="write numbered files here instead of a grid (resumable)")
+    q.add_argument("--input", default=None, metavar="DIR",
+                   help="translate/reconstruct/transfer every image of DIR into --out-dir")
+    q.add_argument("--donor", default=None, metavar="IMAGE",
+                   help="transfer models with --input: give every input this image's attribute")
+    q.add_argument("--format", choices=("png", "npz", "jpg"), default=None,
+                   help="--out-dir files: png (default) or npz (samples.npz, arr_0); "
+                        "--input: png or jpg (default for a .zip)")
+    q.add_argument("--batch-size", type=positive_int, default=64)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--nrow", type=int, default=None)
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", default="cpu", help="auto, cpu or cuda[:i] (default cpu)")
+    q.add_argument("--steps", type=positive_int, default=None,
+                   help="diffusion models: denoising steps")
+    q.add_argument("--sampler", choices=("ddim", "ddpm"), default=None,
+                   help="diffusion models: the sampler")
+    q.add_argument("--live", action="store_true",
+                   help="use the live weights instead of the EMA copies")
+    q.add_argument("--untrained", action="store_true",
+                   help="allow a bare preset (random weights)")
+    q.add_argument("--no-progress", action="store_true")
     q.set_defaults(fn=_sample)
 
     sub.add_parser("train", help="train a model (same as python -m ganzoo.train)",

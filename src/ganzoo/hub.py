@@ -250,6 +250,41 @@ def from_pretrained(source: str | os.PathLike, revision: str | None = None, **ov
     return model
 
 
+def resolve_model(spec, revision: str | None = None):
+    """The one resolver of "which model": returns ``(model, kind)``.
+
+    ``spec`` is a model object (``kind="object"``), ``model:NAME`` or a registered preset
+    name, with an optional ``.tag`` (``"preset"``: built fresh, so untrained unless the tag
+    names pretrained weights), a saved folder or ``local-dir:PATH`` (``"folder"``), or a Hub
+    repo id, ``org/name`` or ``hf-hub:org/name[@revision]`` (``"hub"``). The CLI, evaluate,
+    ``generate_folder`` and ``ganzoo sample`` all go through here.
+    """
+    from . import build
+    from .models.base import GenerativeModel
+    from .registry import MODELS
+
+    if isinstance(spec, GenerativeModel):
+        return spec, "object"
+    s = os.fspath(spec)
+    if s.startswith("model:"):
+        return build(s[len("model:"):]), "preset"
+    if s.startswith("hf-hub:"):
+        repo, _, rev = s.partition("@")
+        return from_pretrained(repo, revision=rev or revision), "hub"
+    if s.startswith("local-dir:") or os.path.isdir(s):
+        return from_pretrained(s), "folder"
+    if s.partition(".")[0] in MODELS:
+        return build(s), "preset"
+    if s.count("/") == 1 and not s.startswith((".", "/", "~")):
+        return from_pretrained(s, revision=revision), "hub"
+    from .config import close_matches
+
+    near = close_matches(s, MODELS.names())
+    hint = f" Did you mean: {', '.join(near)}?" if near else ""
+    raise FileNotFoundError(f"'{s}' is not a model preset, a saved-model folder or a Hub repo "
+                            f"id (org/name).{hint}")
+
+
 def push_to_hub(model, repo_id: str, *, private: bool | None = None, token: str | None = None,
                 revision: str | None = None, commit_message: str = "Upload ganzoo model",
                 **card: Any) -> str:

@@ -231,20 +231,20 @@ def resolve_input(obj, role: str, dataset_kwargs: dict[str, Any] | None = None,
         raise TypeError(f"cannot evaluate a {type(obj).__name__} as {role}: pass a model, a "
                         f"preset name, a model or image folder, a dataset name, a Dataset or a "
                         f"tensor")
+    from ..hub import resolve_model
+
     s = os.fspath(obj)
     kind, _, rest = s.partition(":")
-    if kind == "model" and rest:
-        return "model", ganzoo.build(rest)
+    if kind in ("model", "hf-hub") and rest:
+        return "model", resolve_model(s)[0]
     if kind == "dataset" and rest:
         return "dataset", DatasetRef(rest, dataset_kwargs, image_key)
     if kind == "folder" and rest:
         return "images", FolderSource(rest, resolution)
-    if kind == "hf-hub" and rest:
-        return "model", ganzoo.from_pretrained(s)
     path = Path(os.path.expanduser(s))
     if path.is_dir():
         if _is_model_folder(path):
-            return "model", ganzoo.from_pretrained(path)
+            return "model", resolve_model(path)[0]
         return "images", FolderSource(path, resolution)
     base = s.partition(".")[0]
     in_datasets = s in ganzoo.list_datasets()
@@ -252,7 +252,7 @@ def resolve_input(obj, role: str, dataset_kwargs: dict[str, Any] | None = None,
     if in_datasets and (role == "reference" or not in_models):
         return "dataset", DatasetRef(s, dataset_kwargs, image_key)
     if in_models:
-        return "model", ganzoo.build(s)
+        return "model", resolve_model(s)[0]
     from ..config import close_matches
 
     near = close_matches(s, ganzoo.list_datasets() + ganzoo.list_models())

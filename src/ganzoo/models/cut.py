@@ -44,11 +44,8 @@ Departures from the reference, all on purpose:
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -59,10 +56,7 @@ from ..losses.patchnce import nonfinite_flag, patchnce_loss
 from ..registry import register_model
 from .base import Batch, GenerativeModel, OptimizerSpec
 
-__all__ = ["CUTConfig", "ResnetGenerator", "PatchProjector", "CUT", "generate_folder",
-           "rgb_to_lab"]
-
-logger = logging.getLogger("ganzoo.cut")
+__all__ = ["CUTConfig", "ResnetGenerator", "PatchProjector", "CUT", "rgb_to_lab"]
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -528,9 +522,7 @@ class CUT(GenerativeModel):
     def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
         if group == "discriminator":
             return self._d_loss(batch)
-        if group == "generator":
-            return self._g_loss(batch, step)
-        raise KeyError(f"CUT has optimizer groups 'discriminator' and 'generator', got {group!r}")
+        return self._g_loss(batch, step)
 
     def _d_loss(self, batch: Batch):
         c = self.config
@@ -637,11 +629,12 @@ class CUT(GenerativeModel):
         return total, logs
 
     # -- task -----------------------------------------------------------------------------------
-    @torch.no_grad()
     def translate(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Translate domain-A images in [-1, 1] to domain B with the EMA generator (when present).
         Deterministic: ``generator`` is accepted for API symmetry and unused."""
-        return self.inference_net("generator")(x).clamp(-1, 1)
+        net = self.inference_net("generator")
+        with self.inference():
+            return net(x.to(self.device, next(net.parameters()).dtype)).clamp(-1, 1)
 
     @staticmethod
     def _source(batch: Batch) -> torch.Tensor:
@@ -665,103 +658,6 @@ class CUT(GenerativeModel):
         ``nrow=n`` shows sources on the first row and translations below)."""
         a = self._source(batch)[:n]
         return torch.cat([a.clamp(-1, 1), self.translate(a, generator=generator)])
-
-
-# -- whole-folder translation (the Kaggle submission format) ------------------------------------
-_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def generate_folder(model_or_path, src_dir, out, *, batch_size: int = 8,
-                    image_size: int | None = None, use_ema: bool = True,
-                    device: str | torch.device | None = None, quality: int = 95,
-                    fmt: Literal["jpg", "png"] = "jpg") -> dict[str, Any]:
-    """Translate every image of ``src_dir`` and write the results to a folder or a ``.zip``.
-
-    Args:
-        model_or_path: a :class:`CUT` model, or a saved folder / Hub repo id for
-            :func:`ganzoo.from_pretrained`.
-        src_dir: folder of source (domain-A) images; sub-folders are not searched.
-        out: output folder, or a path ending in ``.zip`` (the Kaggle "images.zip" format:
-            flat, one image per source, same stem).
-        image_size: side the images are resized to (default: the model's ``resolution``;
-            0 keeps each image's size, which must be a multiple of 4).
-        use_ema: use the EMA generator when the model has one (the default, as in training
-            evaluation); False forces the live weights.
-
-    Returns ``{"weights": "ema" | "live", "count": n, "output": path}``; the weights used are
-    also logged on the ``ganzoo.cut`` logger.
-    """
-    import zipfile
-    from io import BytesIO
-
-    import numpy as np
-    from PIL import Image
-
-    if isinstance(model_or_path, (str, os.PathLike)):
-        from .. import from_pretrained
-
-        model = from_pretrained(model_or_path)
-    else:
-        model = model_or_path
-    if not hasattr(model, "inference_net"):
-        raise TypeError(f"generate_folder needs a ganzoo translation model, got "
-                        f"{type(model).__name__}")
-    src_dir, out = Path(src_dir), Path(out)
-    files = sorted(p for p in src_dir.iterdir() if p.suffix.lower() in _IMAGE_EXTS)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(_IMAGE_EXTS)}) in {src_dir}")
-    if device is not None:
-        model = model.to(device)
-    dev = model.device
-    weights = "ema" if use_ema and "generator" in model.ema else "live"
-    net = model.ema["generator"] if weights == "ema" else model.generator
-    size = model.config.resolution if image_size is None else image_size
-    logger.info("generate_folder: translating %d images from %s with the %s generator weights",
-                len(files), src_dir, weights.upper())
-    was_training = net.training
-    net.eval()
-    to_zip = out.suffix.lower() == ".zip"
-    if to_zip:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        archive = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-    ext = "jpg" if fmt == "jpg" else "png"
-    try:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start:start + batch_size]
-            imgs = []
-            for p in chunk:
-                im = Image.open(p).convert("RGB")
-                if size:
-                    im = im.resize((size, size), Image.BICUBIC)
-                imgs.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
-            if len({tuple(t.shape) for t in imgs}) > 1:
-                # keep-size mode with mixed sizes: one at a time
-                outs = [_run(net, t[None], dev)[0] for t in imgs]
-            else:
-                outs = list(_run(net, torch.stack(imgs), dev))
-            for p, y in zip(chunk, outs):
-                im = Image.fromarray(y.permute(1, 2, 0).numpy())
-                name = f"{p.stem}.{ext}"
-                if to_zip:
-                    buf = BytesIO()
-                    im.save(buf, format="JPEG" if ext == "jpg" else "PNG", quality=quality)
-                    archive.writestr(name, buf.getvalue())
-                else:
-                    im.save(out / name, quality=quality)
-    finally:
-        if to_zip:
-            archive.close()
-        net.train(was_training)
-    return {"weights": weights, "count": len(files), "output": str(out)}
-
-
-@torch.no_grad()
-def _run(net: nn.Module, uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = uint8.to(device, torch.float32) / 127.5 - 1
-    y = net(x).clamp(-1, 1)
-    return ((y + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
 # -- presets -----------------------------------------------------------------------------------

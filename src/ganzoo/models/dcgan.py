@@ -39,7 +39,6 @@ networks below.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -291,16 +290,6 @@ class UpsampleDiscriminator(nn.Module):
 
 
 # -- the shared unconditional GAN ------------------------------------------------------------
-@contextmanager
-def _eval_mode(net: nn.Module):
-    was_training = net.training
-    net.eval()
-    try:
-        yield net
-    finally:
-        net.train(was_training)
-
-
 class LatentGAN(GenerativeModel):
     """An unconditional GAN ``G: z -> x`` with a discriminator (or critic) ``D``.
 
@@ -376,31 +365,23 @@ class LatentGAN(GenerativeModel):
                 loss = loss + penalty
                 logs["penalty"] = penalty.detach()
             return loss, logs
-        if group == "generator":
-            fake_logits = d(self._augment(self.generator(z)))
-            loss = self.adv_loss.g_loss(fake_logits)
-            return loss, {"g_loss": loss.detach()}
-        raise KeyError(f"{type(self).__name__} has optimizer groups "
-                       f"{list(self.optimizer_groups())}, got {group!r}")
+        fake_logits = d(self._augment(self.generator(z)))  # the generator step
+        loss = self.adv_loss.g_loss(fake_logits)
+        return loss, {"g_loss": loss.detach()}
 
     # -- latent protocol and task ------------------------------------------------------------
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` standard-normal latents, drawn on ``generator``'s device (CPU by default) and
-        moved to the model's device: the same seed gives the same latents everywhere."""
-        device = generator.device if generator is not None else torch.device("cpu")
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return z.to(self.device)
+        """``n`` standard-normal latents on the model's device (``GenerativeModel.randn``: a
+        CPU generator gives the same latents on every device)."""
+        return self.randn(n, self.latent_dim, generator=generator)
 
-    @torch.no_grad()
     def generate_from_latent(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from latents ``z`` (N, latent_dim) with the inference generator
         (EMA when present), BatchNorm in eval mode."""
         net = self.inference_net("generator")
-        dtype = next(net.parameters()).dtype
-        with _eval_mode(net):
-            return net(z.to(self.device, dtype)).clamp(-1, 1)
+        with self.inference():
+            return net(z.to(self.device, next(net.parameters()).dtype)).clamp(-1, 1)
 
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.generate_from_latent(self.sample_latents(n, generator))
 

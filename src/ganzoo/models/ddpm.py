@@ -386,8 +386,6 @@ class DDPM(GenerativeModel):
                                       clip_grad_norm=c.clip_grad_norm)}
 
     def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        if group != "unet":
-            raise KeyError(f"DDPM has one optimizer group, 'unet'; got {group!r}")
         x0 = batch["image"]
         n = x0.shape[0]
         t = torch.randint(0, self.config.num_train_timesteps, (n,), device=x0.device)
@@ -444,8 +442,7 @@ class DDPM(GenerativeModel):
         device, dtype = param.device, param.dtype
         shape = (n, c.channels, c.resolution, c.resolution)
         if noise is None:
-            noise_device = generator.device if generator is not None else device
-            noise = torch.randn(shape, generator=generator, device=noise_device, dtype=dtype)
+            noise = self.randn(*shape, generator=generator, dtype=dtype)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
         noise = noise.to(device=device, dtype=dtype)
@@ -461,9 +458,8 @@ class DDPM(GenerativeModel):
         out = []
         bar = tqdm(total=len(timesteps) * math.ceil(n / chunk), desc=f"{sampler} sampling",
                    disable=None if progress is None else not progress, leave=False)
-        was_training = unet.training
-        unet.eval()  # no dropout while sampling, whatever mode the trainer left the model in
-        try:
+        # inference(): no dropout while sampling, whatever mode the trainer left the model in
+        with self.inference(), bar:
             for start in range(0, n, chunk):
                 x = noise[start:start + chunk]
                 for i, t in enumerate(timesteps):
@@ -472,9 +468,6 @@ class DDPM(GenerativeModel):
                                        **step_kwargs)[0]
                     bar.update()
                 out.append(x)
-        finally:
-            unet.train(was_training)
-            bar.close()
         return torch.cat(out).clamp(-1.0, 1.0)
 
     # -- diffusers interoperability -------------------------------------------------------------

@@ -731,10 +731,8 @@ class GeneGAN(GenerativeModel):
             logs["resolution"] = float(next(iter(res_weights)))
         if group == "critic":
             total = self._critic_loss(au_full, b0_full, res_weights, logs)
-        elif group == "generator":
-            total = self._generator_loss(au_full, b0_full, res_weights, logs)
         else:
-            raise KeyError(f"GeneGAN has optimizer groups 'critic' and 'generator', not {group!r}")
+            total = self._generator_loss(au_full, b0_full, res_weights, logs)
         logs[f"{group}_loss"] = total.detach()
         return total, logs
 
@@ -824,14 +822,16 @@ class GeneGAN(GenerativeModel):
 
     def _encode(self, x: torch.Tensor, resolution: int | None):
         r_in, r_out = self._resolutions_for(x, resolution)
-        bg, obj = self.inference_net("splitter")(_resize(x, r_in))
+        with self.inference():
+            bg, obj = self.inference_net("splitter")(_resize(x, r_in))
         return bg, obj, r_out
 
     def _decode(self, bg: torch.Tensor, obj: torch.Tensor, r_out: int) -> torch.Tensor:
         joiner = self.inference_net("joiner")
-        if self.config.multiscale_outputs:
-            return joiner.multiscale(bg, obj)[r_out]
-        return joiner(bg, obj, r_out)
+        with self.inference():
+            if self.config.multiscale_outputs:
+                return joiner.multiscale(bg, obj)[r_out]
+            return joiner(bg, obj, r_out)
 
     @torch.no_grad()
     def transfer(self, au: torch.Tensor, b0: torch.Tensor, strength: float = 1.0,

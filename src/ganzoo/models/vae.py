@@ -48,7 +48,6 @@ Departures, all deliberate:
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -203,18 +202,6 @@ class VAEDecoder(nn.Module):
         return self.to_image(self.blocks(h))
 
 
-@contextmanager
-def _eval_mode(*nets: nn.Module):
-    modes = [n.training for n in nets]
-    for n in nets:
-        n.eval()
-    try:
-        yield
-    finally:
-        for n, m in zip(nets, modes):
-            n.train(m)
-
-
 # -- the family --------------------------------------------------------------------------------
 class VAE(GenerativeModel):
     """Convolutional VAE with optional perceptual and PatchGAN adversarial terms.
@@ -320,44 +307,36 @@ class VAE(GenerativeModel):
                 logs["g_adv"] = g_adv.detach()
             logs["loss"] = loss.detach()
             return loss, logs
-        if group == "discriminator" and self.discriminator is not None:
-            with torch.no_grad():  # the D step trains D only
-                recon = self._reconstruct_train(x)[0]
-            real_logits = self.discriminator(x)
-            fake_logits = self.discriminator(recon)
-            loss = self.adv_loss.d_loss(real_logits, fake_logits)
-            return loss, {"d_loss": loss.detach(), "real_score": real_logits.detach().mean(),
-                          "fake_score": fake_logits.detach().mean()}
-        raise KeyError(f"{type(self).__name__} has optimizer groups "
-                       f"{list(self.optimizer_groups())}, got {group!r}")
+        with torch.no_grad():  # the discriminator step trains D only
+            recon = self._reconstruct_train(x)[0]
+        real_logits = self.discriminator(x)
+        fake_logits = self.discriminator(recon)
+        loss = self.adv_loss.d_loss(real_logits, fake_logits)
+        return loss, {"d_loss": loss.detach(), "real_score": real_logits.detach().mean(),
+                      "fake_score": fake_logits.detach().mean()}
 
     # -- task ----------------------------------------------------------------------------------
     def _to_model(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.device, next(self.encoder.parameters()).dtype)
 
-    @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters ``(mu, logvar)`` of images ``x`` in [-1, 1]."""
-        net = self.inference_net("encoder")
-        with _eval_mode(net):
-            return net(self._to_model(x))
+        with self.inference():
+            return self.inference_net("encoder")(self._to_model(x))
 
-    @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (the decoder mean, clamped) from latents ``z``."""
         net = self.inference_net("decoder")
-        with _eval_mode(net):
+        with self.inference():
             return net(z.to(self.device, next(net.parameters()).dtype)).clamp(-1, 1)
 
     generate_from_latent = decode  # ganzoo.latent protocol
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` latents from the prior N(0, I), drawn on ``generator``'s device (CPU by
-        default) and moved to the model's device: one seed, one result on every device."""
-        device = generator.device if generator is not None else torch.device("cpu")
-        return torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
+        """``n`` latents from the prior N(0, I) on the model's device
+        (``GenerativeModel.randn``)."""
+        return self.randn(n, self.latent_dim, generator=generator)
 
-    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None,
                     sample_posterior: bool = False) -> torch.Tensor:
         """Decode the posterior mean of ``x`` (or a posterior sample, drawn on ``generator``)."""
@@ -365,7 +344,6 @@ class VAE(GenerativeModel):
         z = self.reparameterize(mu, logvar, generator) if sample_posterior else mu
         return self.decode(z)
 
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images decoded from prior samples."""
         return self.decode(self.sample_latents(n, generator))

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from ...registry import register_model
 from ..base import GenerativeModel, OptimizerSpec
@@ -165,9 +166,7 @@ class BlobGAN(GenerativeModel):
         }
 
     def _noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        dev = generator.device if generator is not None else self.device
-        return torch.randn(n, self.config.noise_dim, generator=generator,
-                           device=dev).to(self.device)
+        return self.randn(n, self.config.noise_dim, generator=generator)
 
     def check_images(self, images: torch.Tensor) -> None:
         """Raise a clear error when real images do not have the model's (H, W)."""
@@ -188,14 +187,12 @@ class BlobGAN(GenerativeModel):
         self.check_images(real)
         n = real.shape[0]
         if group == "generator":
-            fake = self.render(self.layout_net(self._noise(n)), ema=False)
+            fake = self._render(self.layout_net(self._noise(n)), self.generator)
             loss = adv.g_loss(self.discriminator(fake))
             return loss, {"g_loss": loss.detach()}
-        if group != "discriminator":
-            raise KeyError(f"BlobGAN has no optimizer group '{group}'")
-        c = self.config
+        c = self.config  # the discriminator step
         with torch.no_grad():
-            fake = self.render(self.layout_net(self._noise(n)), ema=False)
+            fake = self._render(self.layout_net(self._noise(n)), self.generator)
         do_r1 = c.r1_every > 0 and c.r1_gamma > 0 and step % c.r1_every == 0
         if do_r1:
             real = real.detach().requires_grad_(True)
@@ -211,38 +208,35 @@ class BlobGAN(GenerativeModel):
             logs["r1"] = r1.detach()
         return loss, logs
 
-    # -- layout API -------------------------------------------------------------------------
-    def _layout_net(self, ema: bool) -> LayoutMLP:
-        return self.inference_net("layout_net") if ema else self.layout_net
-
+    # -- layout API (EMA networks unless model.use_ema is off) --------------------------------
     @torch.no_grad()
-    def mean_latent(self, n: int = 4096, ema: bool = True, seed: int = 0) -> torch.Tensor:
+    def mean_latent(self, n: int = 4096, seed: int = 0) -> torch.Tensor:
         """Mean of the layout latent at ``mlp_idx`` (for truncation); cached until the layout
         MLP's weights change (optimizer steps and loads bump the parameters' versions)."""
-        net = self._layout_net(ema)
-        key = (ema, n, seed, self.device, tuple(p._version for p in net.parameters()))
+        net = self.inference_net("layout_net")
+        key = (id(net), n, seed, self.device, tuple(p._version for p in net.parameters()))
         if self._mean_latent is None or self._mean_latent[0] != key:
             g = torch.Generator().manual_seed(seed)
             z = torch.randn(n, self.config.noise_dim, generator=g).to(self.device)
             self._mean_latent = (key, net.latent(z, self.config.mlp_idx).mean(0))
         return self._mean_latent[1]
 
-    def layout_from_latent(self, latent: torch.Tensor, ema: bool = True,
+    def layout_from_latent(self, latent: torch.Tensor,
                            mlp_idx: int | None = None) -> L.Layout:
         """Blob parameters from a layout-MLP latent at ``mlp_idx`` (the encoder's output)."""
         idx = self.config.mlp_idx if mlp_idx is None else mlp_idx
-        return self._layout_net(ema)(latent, mlp_idx=idx)
+        return self.inference_net("layout_net")(latent, mlp_idx=idx)
 
     def sample_layout(self, n: int, generator: torch.Generator | None = None,
-                      truncation: float = 0.0, ema: bool = True) -> L.Layout:
+                      truncation: float = 0.0) -> L.Layout:
         """``n`` random layouts. ``truncation`` in [0, 1] pulls the latent at ``mlp_idx``
         towards its mean (0: none, 1: the mean layout), as the reference's ``truncate``."""
         z = self._noise(n, generator)
-        net = self._layout_net(ema)
+        net = self.inference_net("layout_net")
         if not truncation:
             return net(z)
         h = net.latent(z, self.config.mlp_idx)
-        h = torch.lerp(h, self.mean_latent(ema=ema).to(h), truncation)
+        h = torch.lerp(h, self.mean_latent().to(h), truncation)
         return net(h, mlp_idx=self.config.mlp_idx)
 
     def blob_scores(self, layout: L.Layout, height: int | None = None,
@@ -251,13 +245,17 @@ class BlobGAN(GenerativeModel):
         c = self.config
         return render_scores(layout, height or c.resolution, width or c.width, c.ab_norm)
 
-    def render(self, layout: L.Layout, ema: bool = True,
+    def render(self, layout: L.Layout,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images (raw generator output, about [-1, 1]) of a layout; differentiable."""
+        """Images (raw generator output, about [-1, 1]) of a layout; differentiable (inversion
+        and the encoder optimise through it)."""
+        return self._render(layout, self.inference_net("generator"), generator)
+
+    def _render(self, layout: L.Layout, net: nn.Module,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
         pyramid = score_pyramid(self.blob_scores(layout), c.size_in)
         feature_grid = splat(pyramid[c.size_in], layout["features"])
-        net = self.inference_net("generator") if ema else self.generator
         return net(feature_grid, layout["spatial_style"], pyramid, generator=generator)
 
     def feature_grid(self, layout: L.Layout) -> torch.Tensor:
@@ -287,10 +285,10 @@ class BlobGAN(GenerativeModel):
         return fns[op](layout, *args, **kwargs)
 
     # -- task -------------------------------------------------------------------------------
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        layout = self.sample_layout(n, generator=generator)
-        return self.render(layout, ema=True, generator=generator).clamp(-1, 1)
+        with self.inference():
+            layout = self.sample_layout(n, generator=generator)
+            return self.render(layout, generator=generator).clamp(-1, 1)
 
 
 # -- presets -----------------------------------------------------------------------------------

@@ -179,8 +179,6 @@ class BlobGANEncoder(GenerativeModel):
         return loss
 
     def loss(self, group: str, batch, step: int):
-        if group != "encoder":
-            raise KeyError(f"BlobGANEncoder has no optimizer group '{group}'")
         c, bg = self.config, self.blobgan
         real = batch["image"]
         bg.check_images(real)
@@ -202,11 +200,11 @@ class BlobGANEncoder(GenerativeModel):
         return loss, logs
 
     # -- task -------------------------------------------------------------------------------
-    @torch.no_grad()
     def reconstruct(self, images: torch.Tensor,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-        images = images.to(self.device)
-        return self.blobgan.render(self.invert(images), generator=generator).clamp(-1, 1)
+        with self.inference():
+            images = images.to(self.device)
+            return self.blobgan.render(self.invert(images), generator=generator).clamp(-1, 1)
 
     def generate(self, batch, n: int, generator: torch.Generator | None = None):
         return {"reconstruction": self.reconstruct(batch["image"][:n], generator=generator)}
