@@ -98,7 +98,23 @@ class Trainer:
 
     # -- setup (everything that can fail does so here, before any training work) -----------
     def _setup(self) -> None:
-        import ganzoo
+        """The run's stages, in order; each names what it makes ready."""
+        self._validate()
+        self._make_accelerator()
+        self._build_model_and_data()
+        optimizers = self._build_optimizers()
+        self._init_counters()
+        self._prepare(optimizers)
+        if self.resume_files is not None:
+            self._load_checkpoint()
+        else:
+            from accelerate.utils import set_seed
+
+            set_seed(self.run.seed, device_specific=True)  # different noise on each process
+        self._open_outputs()
+
+    def _validate(self) -> None:
+        """Refuse a run that cannot start, before any process touches OUT."""
         from ..registry import DATASETS, MODELS
 
         run = self.run
@@ -120,10 +136,12 @@ class Trainer:
         self.resume_files = ckpt.read_checkpoint_files(self.resume_path) \
             if self.resume_path is not None else None
 
+    def _make_accelerator(self) -> None:
         from accelerate import Accelerator
         from accelerate.utils import (DataLoaderConfiguration, DistributedDataParallelKwargs,
-                                      ProjectConfiguration, set_seed)
+                                      ProjectConfiguration)
 
+        run = self.run
         mp = run.mixed_precision or _env_mixed_precision()
         self.mixed_precision = mp
         if run.log_with == "wandb" and run.wandb_mode:
@@ -154,10 +172,17 @@ class Trainer:
         if self.is_main:
             logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
+    def _build_model_and_data(self) -> None:
+        import ganzoo
+        from accelerate.utils import set_seed
+
+        from ..registry import DATASETS
+
+        run = self.run
         set_seed(run.seed)  # identical initial weights on every process
         self.model = ganzoo.build(run.model, **run.model_args)
         if not run.dataset:  # the family's embedded default
-            run.dataset = getattr(self.model, "default_dataset", "") or ""
+            run.dataset = self.model.default_dataset
             if not run.dataset:
                 raise ValueError(f"no dataset given and model '{run.model}' names no "
                                  f"default_dataset: pass --dataset NAME")
@@ -165,6 +190,9 @@ class Trainer:
         self.dataset = build_dataset(run.dataset, dict(run.dataset_args), model=self.model)
         check_batch_keys(self.dataset, run.dataset, self.model, run.model)
 
+    def _build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One optimizer per group, with the run's --lr / --clip-grad-norm / --optim."""
+        run = self.run
         specs = self.model.optimizer_groups()
         self.groups = list(specs)
         for table in ("lr", "clip_grad_norm", "optim"):
@@ -190,12 +218,15 @@ class Trainer:
         group_params = {g: self.model.group_parameters(g) for g in self.groups}
         # Fused kernels: faster, and they let the non-finite guard skip a step on the device
         # instead of reading a flag back to the host at every step.
-        fused = use_fused_optimizers(acc.device)
-        optimizers = {g: self.specs[g].build(group_params[g], fused=fused) for g in self.groups}
+        fused = use_fused_optimizers(self.accelerator.device)
         for g, params in group_params.items():
             if not params:
                 raise ValueError(f"optimizer group '{g}' of model '{run.model}' has no parameters")
+        return {g: self.specs[g].build(group_params[g], fused=fused) for g in self.groups}
 
+    def _init_counters(self) -> None:
+        """Step, data position and the non-finite guard, from the checkpoint when resuming."""
+        acc = self.accelerator
         self.start_step = 0
         self.samples_seen = 0  # data position: samples drawn by all processes together
         self.nonfinite_total = 0
@@ -211,6 +242,11 @@ class Trainer:
             self.samples_seen = int(state["samples_seen"])
             self.nonfinite_total = int(state.get("nonfinite_total", 0))
 
+    def _prepare(self, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        """The resumable loader, Accelerate's wrapping, loss scalers and the EMA schedule."""
+        from accelerate.utils import DistributedType
+
+        run, acc = self.run, self.accelerator
         sampler = ResumableSampler(len(self.dataset), seed=run.seed, start=self.samples_seen)
         loader = torch.utils.data.DataLoader(
             SeededDataset(self.dataset), batch_size=run.batch_size, sampler=sampler,
@@ -227,12 +263,10 @@ class Trainer:
         self.group_params = {g: self.unwrapped.group_parameters(g) for g in self.groups}
         self.trainable = [p for p in self.unwrapped.parameters() if p.requires_grad]
         self._group_ids = {g: {id(p) for p in ps} for g, ps in self.group_params.items()}
-        from accelerate.utils import DistributedType
-
         self._direct_step = acc.distributed_type in (
             DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
         self.scalers = {}
-        if mp == "fp16":
+        if self.mixed_precision == "fp16":
             self.scalers = {g: torch.amp.GradScaler(acc.device.type) for g in self.groups}
         self.ema_decay = run.ema_decay if run.ema_decay is not None \
             else float(self.unwrapped.default_ema_decay)
@@ -240,13 +274,11 @@ class Trainer:
             else float(self.unwrapped.default_ema_warmup_power)
         self.ema_start = run.ema_start if run.ema_start is not None \
             else int(self.unwrapped.default_ema_start)
-        self.has_ema = len(getattr(self.unwrapped, "ema", ())) > 0
+        self.has_ema = len(self.unwrapped.ema) > 0
 
-        if self.resume_files is not None:
-            self._load_checkpoint()
-        else:
-            set_seed(run.seed, device_specific=True)  # different noise on each process
-
+    def _open_outputs(self) -> None:
+        """metrics.jsonl, the resolved config.json and the trackers (main process)."""
+        run, acc = self.run, self.accelerator
         self.metrics = MetricsWriter(self.out / "metrics.jsonl") if self.is_main else None
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -257,7 +289,7 @@ class Trainer:
             logger.info("model %s: %.3f M trainable parameters; groups %s; %d process(es) on %s; "
                         "mixed precision %s", run.model,
                         sum(p.numel() for p in self.trainable) / 1e6, self.groups,
-                        acc.num_processes, acc.device, mp)
+                        acc.num_processes, acc.device, self.mixed_precision)
             if self.resume_path is not None:
                 logger.info("resuming from %s (step %d)", self.resume_path, self.start_step)
                 self._truncate_metrics(self.start_step)
