@@ -4,8 +4,10 @@ register). Full-size presets are built on the meta device; tiny ``test_*`` prese
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,3 +143,23 @@ def test_tiny_save_load_round_trip(tiny, tmp_path):
     after = _task_output(loaded, batch, seed=3)
     for name in before:
         assert torch.equal(before[name], after[name]), name
+
+
+LAYOUT = json.loads((Path(__file__).parent / "data" / "state_dict_layout.json").read_text())
+
+
+def _layout(model) -> dict:
+    text = "\n".join(f"{k}:{tuple(v.shape)}" for k, v in sorted(model.state_dict().items()))
+    return {"tensors": len(model.state_dict()),
+            "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
+
+
+@pytest.mark.parametrize("name", _skip_if_empty(sorted(set(ALL) & set(LAYOUT))))
+def test_saved_weight_layout_is_unchanged(name):
+    """Every preset's state-dict keys and shapes as of ganzoo 0.1.0 (tests/data/
+    state_dict_layout.json), so a refactor cannot silently break saved folders. A preset
+    added later is recorded there by hand; a deliberate change of layout needs a rename map
+    in ganzoo.hub."""
+    with torch.device("meta"):
+        model = ganzoo.build(name)
+    assert _layout(model) == LAYOUT[name]

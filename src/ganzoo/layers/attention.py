@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .common import spectral_norm as apply_spectral_norm
+
 __all__ = ["SelfAttention2d"]
 
 
@@ -43,14 +45,8 @@ class SelfAttention2d(nn.Module):
         self.channels, self.inner = channels, inner
 
         def conv(cin, cout):
-            layer = nn.Conv2d(cin, cout, kernel_size=1, bias=False)
-            if spectral_norm:
-                if layer.weight.is_meta:  # skip meaningless, slow power iterations on meta
-                    from ..models.dcgan import meta_spectral_norm
-
-                    return meta_spectral_norm(layer)
-                layer = nn.utils.parametrizations.spectral_norm(layer)
-            return layer
+            return apply_spectral_norm(nn.Conv2d(cin, cout, kernel_size=1, bias=False),
+                                       spectral_norm)
 
         self.query = conv(channels, inner)
         self.key = conv(channels, inner)

@@ -39,13 +39,15 @@ TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
 
 
-def parse_policy(policy: str | Sequence[str]) -> tuple[str, ...]:
-    """``"color,translation"`` -> ``("color", "translation")``; unknown ops raise ValueError."""
+def parse_policy(policy: str | Sequence[str], field: str = "diffaugment") -> tuple[str, ...]:
+    """``"color,translation"`` -> ``("color", "translation")``; unknown ops raise ValueError
+    naming ``field`` (a config's ``diffaugment`` field: every family validates it here)."""
     ops = [p.strip() for p in policy.split(",")] if isinstance(policy, str) else list(policy)
     ops = tuple(p for p in ops if p)
     bad = [p for p in ops if p not in POLICIES]
     if bad:
-        raise ValueError(f"diffaugment policy has unknown op(s) {bad}; choose from {POLICIES}")
+        raise ValueError(f"{field}: unknown DiffAugment op(s) {bad}; choose from "
+                         f"{', '.join(POLICIES)} ('' disables it)")
     return ops
 
 

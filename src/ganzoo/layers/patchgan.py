@@ -26,20 +26,13 @@ from typing import Literal
 
 from torch import nn
 
+from .common import init_weights, make_norm
+from .common import spectral_norm as apply_spectral_norm
+
 __all__ = ["PatchGANDiscriminator", "patchgan_receptive_field", "receptive_field",
            "patchgan_output_size"]
 
 Norm = Literal["batch", "instance", "none"]
-
-
-def _norm_layer(norm: Norm, channels: int) -> nn.Module:
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
-    if norm == "none":
-        return nn.Identity()
-    raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {norm!r}")
 
 
 def receptive_field(module: nn.Module) -> int:
@@ -107,15 +100,14 @@ class PatchGANDiscriminator(nn.Module):
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         if max_mult < 1:
             raise ValueError(f"max_mult must be >= 1, got {max_mult}")
-        _norm_layer(norm, 1)  # validates ``norm``
+        if norm not in ("batch", "instance", "none"):
+            raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {norm!r}")
         self.n_layers = n_layers
         use_bias = norm != "batch"
 
         def conv(c_in, c_out, stride, bias=True):
-            layer = nn.Conv2d(c_in, c_out, kernel_size=4, stride=stride, padding=1, bias=bias)
-            if spectral_norm:
-                layer = nn.utils.parametrizations.spectral_norm(layer)
-            return layer
+            return apply_spectral_norm(nn.Conv2d(c_in, c_out, kernel_size=4, stride=stride,
+                                                 padding=1, bias=bias), spectral_norm)
 
         layers: list[nn.Module] = [conv(in_channels, base_channels, 2), nn.LeakyReLU(0.2, True)]
         mult = 1
@@ -123,7 +115,7 @@ class PatchGANDiscriminator(nn.Module):
             prev, mult = mult, min(2 ** n, max_mult)
             stride = 2 if n < n_layers else 1
             layers += [conv(base_channels * prev, base_channels * mult, stride, bias=use_bias),
-                       _norm_layer(norm, base_channels * mult), nn.LeakyReLU(0.2, True)]
+                       make_norm(norm, base_channels * mult), nn.LeakyReLU(0.2, True)]
         layers.append(conv(base_channels * mult, 1, 1))
         self.model = nn.Sequential(*layers)
         self.reset_parameters()
@@ -132,19 +124,7 @@ class PatchGANDiscriminator(nn.Module):
         """N(0, 0.02) conv weights, N(1, 0.02) batch-norm scales, zero biases (reference init).
 
         A no-op for parameters on the ``meta`` device (nothing to initialise)."""
-        for m in self.modules():
-            if any(p.is_meta for p in m.parameters()):
-                continue
-            if isinstance(m, nn.Conv2d):
-                # with spectral norm the raw weight lives in parametrizations.weight.original
-                w = (m.parametrizations.weight.original
-                     if nn.utils.parametrize.is_parametrized(m, "weight") else m.weight)
-                nn.init.normal_(w, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_weights(self, "normal", 0.02, linear=False)
 
     @property
     def receptive_field(self) -> int:

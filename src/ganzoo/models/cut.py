@@ -52,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.common import init_weights, make_norm
+from ..layers.diffaugment import DiffAugment, parse_policy
 from ..losses.patchnce import nonfinite_flag, patchnce_loss
 from ..registry import register_model
 from .base import Batch, GenerativeModel, OptimizerSpec
@@ -153,7 +155,7 @@ class CUTConfig:
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ValueError(f"CUTConfig.clip_grad_norm must be positive or None, "
                              f"got {self.clip_grad_norm}")
-        _check_diffaugment_policy(self.diffaugment)
+        parse_policy(self.diffaugment, "CUTConfig.diffaugment")
 
 
 def encoder_length(n_blocks: int, antialias: bool) -> int:
@@ -161,24 +163,7 @@ def encoder_length(n_blocks: int, antialias: bool) -> int:
     return 4 + 2 * (4 if antialias else 3) + n_blocks
 
 
-def _check_diffaugment_policy(policy: str) -> None:
-    from ..layers.diffaugment import parse_policy
-
-    try:
-        parse_policy(policy)
-    except ValueError as e:
-        raise ValueError(f"CUTConfig.diffaugment: {e} ('' disables it)") from None
-
-
 # -- blocks ------------------------------------------------------------------------------------
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels)
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    return nn.Identity()
-
-
 def _binomial_filter(taps: int, channels: int, gain: float = 1.0) -> torch.Tensor:
     """``(channels, 1, taps, taps)`` normalised binomial blur, built from Python floats (no
     tensor arithmetic, so building on the ``meta`` device stays cheap)."""
@@ -255,9 +240,9 @@ class ResnetBlock(nn.Module):
         super().__init__()
         self.branch = nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias),
-            _norm(norm, channels), nn.ReLU(True),
+            make_norm(norm, channels), nn.ReLU(True),
             nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias),
-            _norm(norm, channels))
+            make_norm(norm, channels))
         self.channel_attention = ChannelAttention(channels) if channel_attention else None
         self.gate = AdaINGate(channels) if adain_gate else None
         self.attention = attention
@@ -275,22 +260,6 @@ class ResnetBlock(nn.Module):
 
 
 # -- networks ----------------------------------------------------------------------------------
-def _init_weights(module: nn.Module, gain: float) -> None:
-    """Xavier-normal weights (gain 0.02) and zero biases for convs and linears, as the
-    reference's ``init_type='xavier'``; batch-norm scales ~ N(1, gain). Skipped on the
-    ``meta`` device, where there are no values to initialise."""
-    for m in module.modules():
-        if any(p.is_meta for p in m.parameters(recurse=False)):
-            continue
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.xavier_normal_(m.weight, gain=gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, gain)
-            nn.init.zeros_(m.bias)
-
-
 def _build_self_attention(channels: int) -> nn.Module:
     from ..layers.attention import SelfAttention2d
 
@@ -312,17 +281,17 @@ class ResnetGenerator(nn.Module):
         bias = c.norm == "instance"  # the reference uses biases only with instance norm
         layers: list[nn.Module] = [nn.ReflectionPad2d(3),
                                    nn.Conv2d(c.in_channels, c.ngf, 7, bias=bias),
-                                   _norm(c.norm, c.ngf), nn.ReLU(True)]
+                                   make_norm(c.norm, c.ngf), nn.ReLU(True)]
         channels = [c.in_channels, c.ngf, c.ngf, c.ngf]
         ch = c.ngf
         for _ in range(2):
             if c.antialias:
-                layers += [nn.Conv2d(ch, 2 * ch, 3, padding=1, bias=bias), _norm(c.norm, 2 * ch),
+                layers += [nn.Conv2d(ch, 2 * ch, 3, padding=1, bias=bias), make_norm(c.norm, 2 * ch),
                            nn.ReLU(True), BlurDownsample(2 * ch)]
                 channels += [2 * ch] * 4
             else:
                 layers += [nn.Conv2d(ch, 2 * ch, 3, stride=2, padding=1, bias=bias),
-                           _norm(c.norm, 2 * ch), nn.ReLU(True)]
+                           make_norm(c.norm, 2 * ch), nn.ReLU(True)]
                 channels += [2 * ch] * 3
             ch *= 2
         for i in range(c.n_blocks):
@@ -334,16 +303,16 @@ class ResnetGenerator(nn.Module):
         for _ in range(2):
             if c.antialias:
                 layers += [BlurUpsample(ch), nn.Conv2d(ch, ch // 2, 3, padding=1, bias=bias),
-                           _norm(c.norm, ch // 2), nn.ReLU(True)]
+                           make_norm(c.norm, ch // 2), nn.ReLU(True)]
             else:
                 layers += [nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1,
                                               output_padding=1, bias=bias),
-                           _norm(c.norm, ch // 2), nn.ReLU(True)]
+                           make_norm(c.norm, ch // 2), nn.ReLU(True)]
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, c.out_channels, 7), nn.Tanh()]
         self.layers = nn.Sequential(*layers)
         self.layer_channels = channels  # output channels of each encoder layer
-        _init_weights(self, c.init_gain)
+        init_weights(self, "xavier", c.init_gain)  # the reference's --init_type xavier
 
     def forward(self, x: torch.Tensor, taps: tuple[int, ...] = ()
                 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
@@ -380,7 +349,7 @@ class PatchProjector(nn.Module):
         self.mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(c, out_channels), nn.ReLU(True),
                           nn.Linear(out_channels, out_channels)) for c in in_channels)
-        _init_weights(self, init_gain)
+        init_weights(self, "xavier", init_gain)
 
     def forward(self, feats: list[torch.Tensor], num_patches: int,
                 patch_ids: list[torch.Tensor] | None = None
@@ -485,7 +454,7 @@ class CUT(GenerativeModel):
         from .. import build_loss
 
         self._adv = build_loss(c.adv_loss)
-
+        self.augment = DiffAugment(c.diffaugment)  # of the discriminator's inputs
     @property
     def image_size(self) -> tuple[int, int]:
         """The training side; the generator is fully convolutional, so ``translate`` keeps
@@ -509,13 +478,6 @@ class CUT(GenerativeModel):
         c = self.config
         return c.lambda_identity_warm if step < c.identity_warmup_steps else c.lambda_identity_final
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.config.diffaugment:
-            return x
-        from ..layers.diffaugment import diff_augment
-
-        return diff_augment(x, self.config.diffaugment)
-
     def _flip(self) -> bool:
         return self.config.flip_equivariance and bool(torch.rand(()) < 0.5)
 
@@ -532,8 +494,8 @@ class CUT(GenerativeModel):
             fake = self.generator(x)
         if c.lambda_r1 > 0:
             real_b = real_b.detach().requires_grad_(True)
-        real_logits = self.discriminator(self._augment(real_b))
-        fake_logits = self.discriminator(self._augment(fake))
+        real_logits = self.discriminator(self.augment(real_b))
+        fake_logits = self.discriminator(self.augment(fake))
         adv = sum(self._adv.d_loss(r, f) for r, f in zip(real_logits, fake_logits))
         total = c.lambda_adv * adv
         logs = {"d_adv": adv.detach(),
@@ -590,16 +552,16 @@ class CUT(GenerativeModel):
         total = torch.zeros((), device=real_a.device)
         if c.lambda_adv > 0 or c.lambda_feature_matching > 0:
             if c.lambda_feature_matching > 0:
-                fake_logits, fake_feats = self.discriminator(self._augment(fake_b), True)
+                fake_logits, fake_feats = self.discriminator(self.augment(fake_b), True)
                 with torch.no_grad():
-                    _, real_feats = self.discriminator(self._augment(real_b), True)
+                    _, real_feats = self.discriminator(self.augment(real_b), True)
                 from ..losses.adversarial import feature_matching_loss
 
                 fm = feature_matching_loss(real_feats, fake_feats, mode="mean")
                 total = total + c.lambda_feature_matching * fm
                 logs["feature_matching"] = fm.detach()
             else:
-                fake_logits = self.discriminator(self._augment(fake_b))
+                fake_logits = self.discriminator(self.augment(fake_b))
             adv = sum(self._adv.g_loss(f) for f in fake_logits)
             total = total + c.lambda_adv * adv
             logs["g_adv"] = adv.detach()

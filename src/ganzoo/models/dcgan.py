@@ -38,7 +38,6 @@ networks below.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -46,26 +45,14 @@ import torch
 from torch import nn
 
 from ..layers.attention import SelfAttention2d
-from ..layers.diffaugment import diff_augment, parse_policy
+from ..layers.common import Norm, check_resolution, init_weights, make_norm
+from ..layers.common import spectral_norm as apply_spectral_norm
+from ..layers.diffaugment import DiffAugment, parse_policy
 from ..registry import register_model
 from .base import Batch, GenerativeModel, OptimizerSpec
 
 __all__ = ["DCGANConfig", "DCGAN", "LatentGAN", "DCGANGenerator", "DCGANDiscriminator",
-           "UpsampleGenerator", "UpsampleDiscriminator", "check_resolution"]
-
-Norm = Literal["batch", "group", "layer", "instance", "none"]
-
-
-def check_resolution(resolution: int, attention_resolutions: tuple[int, ...] = (),
-                     field: str = "resolution") -> int:
-    """Raise ValueError unless ``resolution`` is a power of two >= 16; return log2 of it."""
-    if not isinstance(resolution, int) or resolution < 16 or resolution & (resolution - 1):
-        raise ValueError(f"{field} must be a power of two >= 16, got {resolution!r}")
-    for r in attention_resolutions:
-        if r < 8 or r > resolution // 2 or r & (r - 1):
-            raise ValueError(f"attention_resolutions entries must be powers of two between 8 "
-                             f"and resolution/2 = {resolution // 2}, got {r}")
-    return int(math.log2(resolution))
+           "UpsampleGenerator", "UpsampleDiscriminator"]
 
 
 @dataclass
@@ -102,73 +89,7 @@ class DCGANConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.init_std <= 0:
             raise ValueError(f"init_std must be positive, got {self.init_std}")
-        parse_policy(self.diffaugment)
-
-
-# -- blocks ------------------------------------------------------------------------------------
-def make_norm(kind: Norm, channels: int, bn_momentum: float = 0.1, groups: int = 32) -> nn.Module:
-    """BatchNorm, GroupNorm (gcd(groups, C) groups), LayerNorm over (C, H, W) with
-    per-channel affine (GroupNorm with one group, as in the WGAN-GP code), InstanceNorm, or
-    nothing."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels, momentum=bn_momentum)
-    if kind == "group":
-        return nn.GroupNorm(math.gcd(groups, channels), channels)
-    if kind == "layer":
-        return nn.GroupNorm(1, channels)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}")
-
-
-def _sn(layer: nn.Module, on: bool) -> nn.Module:
-    if not on:
-        return layer
-    if layer.weight.is_meta:
-        return meta_spectral_norm(layer)
-    return nn.utils.parametrizations.spectral_norm(layer)
-
-
-def meta_spectral_norm(layer: nn.Module) -> nn.Module:
-    """``spectral_norm`` for a layer built on the ``meta`` device, without the 15 power
-    iterations its constructor runs (slow through meta decompositions, and meaningless there).
-    Same parametrization class, buffers and state-dict keys as the real thing; falls back to
-    ``spectral_norm`` if PyTorch's private class changes."""
-    try:
-        from torch.nn.utils import parametrize
-        from torch.nn.utils.parametrizations import _SpectralNorm
-
-        weight = layer.weight
-        dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
-        sn = _SpectralNorm.__new__(_SpectralNorm)
-        nn.Module.__init__(sn)
-        sn.dim, sn.eps, sn.n_power_iterations = dim, 1e-12, 1
-        sn.register_buffer("_u", torch.empty(weight.shape[dim], device="meta"))
-        sn.register_buffer("_v", torch.empty(weight.numel() // weight.shape[dim], device="meta"))
-        # unsafe: skip the registration check, a forward that would run meta decompositions
-        parametrize.register_parametrization(layer, "weight", sn, unsafe=True)
-        layer.parametrizations.weight.unsafe = False
-        return layer
-    except Exception:  # noqa: BLE001 - private API moved: take the slow, public path
-        return nn.utils.parametrizations.spectral_norm(layer)
-
-
-def dcgan_init_(module: nn.Module, std: float = 0.02) -> None:
-    """N(0, std) for conv weights, N(1, std) for norm scales, zero biases (DCGAN paper).
-
-    A no-op on the ``meta`` device (nothing to initialise; ``normal_`` there is slow)."""
-    for m in module.modules():
-        if any(p.is_meta for p in m.parameters(recurse=False)):
-            continue
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)) and m.affine:
-            nn.init.normal_(m.weight, 1.0, std)
-            nn.init.zeros_(m.bias)
+        parse_policy(self.diffaugment, "DCGANConfig.diffaugment")
 
 
 # -- networks ----------------------------------------------------------------------------------
@@ -189,12 +110,12 @@ class DCGANGenerator(nn.Module):
         bias = norm == "none"
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_dim, ch, 4, 1, 0, bias=bias),
-            make_norm(norm, ch, bn_momentum), nn.ReLU(True),
+            make_norm(norm, ch, bn_momentum=bn_momentum), nn.ReLU(True),
         ]
         size = 4
         for _ in range(n_up):
             layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=bias),
-                       make_norm(norm, ch // 2, bn_momentum), nn.ReLU(True)]
+                       make_norm(norm, ch // 2, bn_momentum=bn_momentum), nn.ReLU(True)]
             ch, size = ch // 2, size * 2
             if size in attention_resolutions:
                 layers.append(SelfAttention2d(ch))
@@ -220,19 +141,22 @@ class DCGANDiscriminator(nn.Module):
         n_down = check_resolution(resolution, attention_resolutions) - 3
         bias = norm == "none"
         ch, size = ndf, resolution // 2
-        layers: list[nn.Module] = [_sn(nn.Conv2d(channels, ch, 4, 2, 1, bias=bias), spectral_norm),
+        layers: list[nn.Module] = [apply_spectral_norm(nn.Conv2d(channels, ch, 4, 2, 1, bias=bias), spectral_norm),
                                    nn.LeakyReLU(0.2, True)]
         if dropout:
             layers.append(nn.Dropout2d(dropout))
         for _ in range(n_down):
             if size in attention_resolutions:
                 layers.append(SelfAttention2d(ch, spectral_norm=spectral_norm))
-            layers += [_sn(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=bias), spectral_norm),
-                       make_norm(norm, ch * 2, bn_momentum), nn.LeakyReLU(0.2, True)]
+            layers += [apply_spectral_norm(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=bias), spectral_norm),
+                       # affine InstanceNorm: a learned per-channel scale, as the layer-norm
+                       # option it stands in for has (wgan_gp critic_norm="instance")
+                       make_norm(norm, ch * 2, bn_momentum=bn_momentum, instance_affine=True),
+                       nn.LeakyReLU(0.2, True)]
             if dropout:
                 layers.append(nn.Dropout2d(dropout))
             ch, size = ch * 2, size // 2
-        layers.append(_sn(nn.Conv2d(ch, 1, 4, 1, 0, bias=False), spectral_norm))
+        layers.append(apply_spectral_norm(nn.Conv2d(ch, 1, 4, 1, 0, bias=False), spectral_norm))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -312,6 +236,12 @@ class LatentGAN(GenerativeModel):
     default_ema_start = 20_000
     eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
 
+    def __init__(self, config):
+        super().__init__(config)
+        # DiffAugment of the discriminator's real and fake inputs (Zhao et al. 2020); the
+        # identity for diffaugment = "". It holds no state: saved weights do not change.
+        self.augment = DiffAugment(config.diffaugment)
+
     @property
     def image_size(self) -> tuple[int, int]:
         return self.config.resolution, self.config.resolution
@@ -327,10 +257,6 @@ class LatentGAN(GenerativeModel):
     @property
     def discriminator_net(self) -> nn.Module:
         return getattr(self, self.d_name)
-
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        policy = self.config.diffaugment
-        return diff_augment(x, policy) if policy else x
 
     def _d_real_fake(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor):
         """D on real and fake: one forward of the concatenated batch when D has no
@@ -355,7 +281,7 @@ class LatentGAN(GenerativeModel):
         if group == self.d_name:
             with torch.no_grad():  # the D step trains D only: no graph through G
                 fake = self.generator(z)
-            real_in, fake_in = self._augment(real), self._augment(fake)
+            real_in, fake_in = self.augment(real), self.augment(fake)
             real_logits, fake_logits = self._d_real_fake(d, real_in, fake_in)
             loss = self.adv_loss.d_loss(real_logits, fake_logits)
             logs = {"d_loss": loss.detach(), "real_score": real_logits.detach().mean(),
@@ -365,7 +291,7 @@ class LatentGAN(GenerativeModel):
                 loss = loss + penalty
                 logs["penalty"] = penalty.detach()
             return loss, logs
-        fake_logits = d(self._augment(self.generator(z)))  # the generator step
+        fake_logits = d(self.augment(self.generator(z)))  # the generator step
         loss = self.adv_loss.g_loss(fake_logits)
         return loss, {"g_loss": loss.detach()}
 
@@ -408,8 +334,10 @@ class DCGAN(LatentGAN):
             self.discriminator = UpsampleDiscriminator(c.ndf, c.channels, c.resolution,
                                                        bn_momentum=c.bn_momentum,
                                                        dropout=c.d_dropout)
-        dcgan_init_(self.generator, c.init_std)
-        dcgan_init_(self.discriminator, c.init_std)
+        # The DCGAN paper: N(0, 0.02) convs, N(1, 0.02) BatchNorm scales; the upsample
+        # generator's Linear keeps PyTorch's default, as in the DCGAN experiments log.
+        init_weights(self.generator, "normal", c.init_std, linear=False)
+        init_weights(self.discriminator, "normal", c.init_std, linear=False)
         from ..losses.adversarial import BCELoss, HingeLoss, NonSaturatingLoss
 
         if c.loss == "bce":

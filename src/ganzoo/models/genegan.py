@@ -90,6 +90,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import load_tensors
+from ..layers.common import init_weights, is_pow2
 from ..losses.adversarial import WGANLoss, clip_weights
 from ..registry import register_model
 from .base import Batch, GenerativeModel, OptimizerSpec
@@ -98,10 +99,6 @@ __all__ = [
     "GeneGANConfig", "SwitchableBN", "BlockConv2d", "GeneGANSplitter", "GeneGANJoiner",
     "GeneGANCritic", "GeneGAN", "load_vqvae_init",
 ]
-
-
-def _is_pow2(n: int) -> bool:
-    return n > 0 and (n & (n - 1)) == 0
 
 
 @dataclass
@@ -156,11 +153,11 @@ class GeneGANConfig:
         if any(r < 16 or r % 8 for r in res):
             raise ValueError(f"resolutions must be multiples of 8 and >= 16, got {list(res)}")
         if self.arch == "genegan":
-            if len(res) != 1 or not _is_pow2(res[0] // 8) or res[0] % 8:
+            if len(res) != 1 or not is_pow2(res[0] // 8) or res[0] % 8:
                 raise ValueError(f"resolutions: arch 'genegan' takes one power-of-two "
                                  f"resolution >= 16, got {list(res)}")
         else:
-            if not _is_pow2(res[0] // 4) or res[0] % 4:
+            if not is_pow2(res[0] // 4) or res[0] % 4:
                 raise ValueError(f"resolutions: the smallest multires resolution divided by 4 "
                                  f"must be a power of two, got {res[0]}")
         if self.multiscale_outputs and (self.arch != "multires" or len(res) < 2):
@@ -524,16 +521,6 @@ def _frozen_bn_statistics(*modules: nn.Module):
             m.momentum = momentum
 
 
-def _init_weights(module: nn.Module, std: float) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, std=std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, BlockConv2d):
-            nn.init.normal_(m.weight, std=std)
-
-
 # -- EXP06: warm start from a VQ-VAE checkpoint -----------------------------------------------
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
@@ -634,7 +621,8 @@ class GeneGAN(GenerativeModel):
                 self.scale_critics[f"without_{s}"] = GeneGANCritic(config, (s,))
         for net in (self.splitter, self.joiner, self.critic_with, self.critic_without,
                     self.scale_critics):
-            _init_weights(net, config.init_std)
+            # N(0, init_std) weights, zero biases, norms at PyTorch's defaults (genegan_torch)
+            init_weights(net, "normal", config.init_std, norms=False, extra=(BlockConv2d,))
         for head in self.joiner.heads.values():  # start as the identity on the resized output
             nn.init.eye_(head.weight.view(head.weight.shape[0], -1))
             nn.init.zeros_(head.bias)

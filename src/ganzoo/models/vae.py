@@ -55,6 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.common import make_norm
+
 from ..registry import register_model
 from .base import Batch, GenerativeModel, OptimizerSpec
 
@@ -142,18 +144,10 @@ class VAEConfig:
 
 
 # -- blocks ------------------------------------------------------------------------------------
-def _norm(kind: Norm, channels: int) -> nn.Module:
-    if kind == "group":
-        return nn.GroupNorm(math.gcd(32, channels), channels)
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    return nn.Identity()
-
-
 def _conv_block(c_in: int, c_out: int, kernel: int, stride: int, norm: Norm) -> nn.Sequential:
     padding = 1  # 3x3 stride 1 keeps the size; 4x4 stride 2 halves it
     return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=norm == "none"),
-                         _norm(norm, c_out), nn.LeakyReLU(0.2, inplace=True))
+                         make_norm(norm, c_out), nn.LeakyReLU(0.2, inplace=True))
 
 
 class UpBlock(nn.Sequential):

@@ -28,11 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..layers.common import check_resolution
 from ..layers.diffaugment import parse_policy
 from ..losses.adversarial import WGANGPLoss
 from ..registry import register_model
 from .base import OptimizerSpec
-from .dcgan import DCGANDiscriminator, DCGANGenerator, LatentGAN, check_resolution
+from .dcgan import DCGANDiscriminator, DCGANGenerator, LatentGAN
 
 __all__ = ["WGANGPConfig", "WGANGP"]
 
@@ -63,7 +64,7 @@ class WGANGPConfig:
             raise ValueError(f"gp_weight must be >= 0, got {self.gp_weight}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        parse_policy(self.diffaugment)
+        parse_policy(self.diffaugment, "WGANGPConfig.diffaugment")
 
 
 class WGANGP(LatentGAN):

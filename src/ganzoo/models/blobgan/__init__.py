@@ -39,6 +39,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ...layers.common import is_pow2
 from ...registry import register_model
 from ..base import GenerativeModel, OptimizerSpec
 from . import layout as L
@@ -47,10 +48,6 @@ from .stylegan2 import LayoutStyleGANGenerator, StyleGAN2Discriminator, generato
 
 __all__ = ["BlobGAN", "BlobGANConfig", "BlobGANEncoder", "BlobGANEncoderConfig", "blobgan_256",
            "blobgan_256x512", "test_blobgan", "test_blobgan_rect"]
-
-
-def _is_pow2(x: int) -> bool:
-    return x > 0 and (x & (x - 1)) == 0
 
 
 @dataclass
@@ -81,9 +78,9 @@ class BlobGANConfig:
     mlp_idx: int = -1  # layout-MLP layer the encoder predicts the input of
 
     def __post_init__(self):
-        if not _is_pow2(self.resolution) or self.resolution < 8:
+        if not is_pow2(self.resolution) or self.resolution < 8:
             raise ValueError(f"resolution must be a power of two >= 8, got {self.resolution}")
-        if not _is_pow2(self.size_in) or not 4 <= self.size_in <= self.resolution:
+        if not is_pow2(self.size_in) or not 4 <= self.size_in <= self.resolution:
             raise ValueError(f"size_in must be a power of two in [4, resolution], "
                              f"got {self.size_in}")
         if self.aspect_ratio <= 0 or (4 * self.aspect_ratio) % 1:
