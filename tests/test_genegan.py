@@ -433,10 +433,43 @@ def test_vqvae_init_shape_mismatch_lists_every_key(tmp_path):
         _build(init_vqvae_ckpt=str(tmp_path / "vq.pt"), init_vqvae_map=str(tmp_path / "map.json"))
     assert "enc.a (3, 3) -> splitter.blocks.0.conv.weight" in str(err.value)
     assert "enc.b (5,) -> joiner.to_rgb.bias (3,)" in str(err.value)
-    with pytest.raises(ValueError, match="init_vqvae_map"):
-        _build(init_vqvae_ckpt=str(tmp_path / "vq.pt"))  # no key names a splitter entry
+    with pytest.raises(ValueError, match="init_vqvae_map"):  # no name, no shape fits
+        _build(init_vqvae_ckpt=str(tmp_path / "vq.pt"), init_vqvae_shape_match=False)
     with pytest.raises(FileNotFoundError):
         _build(init_vqvae_ckpt=str(tmp_path / "missing.pt"))
+
+
+def test_vqvae_map_in_the_reference_direction(tmp_path):
+    """{model key: checkpoint key}, as the reference implementation writes its mapping."""
+    src = _build()
+    target = src.joiner.to_rgb.weight
+    torch.save({"decoder.out.weight": torch.full_like(target, 0.7)}, tmp_path / "vq.pt")
+    (tmp_path / "map.json").write_text(json.dumps({"joiner.to_rgb.weight": "decoder.out.weight"}))
+    model = _build(init_vqvae_ckpt=str(tmp_path / "vq.pt"), init_vqvae_map=str(tmp_path /
+                                                                              "map.json"))
+    assert torch.all(model.joiner.to_rgb.weight == 0.7)
+    assert model.vqvae_init_report["by_shape"] == []
+
+
+def test_vqvae_unmapped_tensors_are_matched_by_shape_in_order(tmp_path, caplog):
+    src = _build()
+    own = [(k, v) for k, v in src.state_dict().items() if k.startswith(("splitter.", "joiner."))]
+    shapes = [v.shape for _, v in own]
+    first = next((k, v) for k, v in own if shapes.count(v.shape) >= 2)
+    second = next((k, v) for k, v in own if v.shape == first[1].shape and k != first[0])
+    ckpt = {"enc.conv_in.weight": torch.full_like(first[1], 0.25),
+            "enc.conv_next.weight": torch.full_like(first[1], -0.25),
+            "quantizer.codebook": torch.zeros(7, 13)}
+    torch.save(ckpt, tmp_path / "vq.pt")
+    with caplog.at_level("WARNING", logger="ganzoo.warmstart"):
+        model = _build(init_vqvae_ckpt=str(tmp_path / "vq.pt"))
+    report = model.vqvae_init_report
+    assert report["by_shape"] == [("enc.conv_in.weight", first[0]),
+                                  ("enc.conv_next.weight", second[0])]
+    assert report["ignored"] == ["quantizer.codebook"]
+    assert torch.all(model.state_dict()[first[0]] == 0.25)
+    assert torch.all(model.state_dict()[second[0]] == -0.25)
+    assert "matched by shape only" in caplog.text
 
 
 def test_meta_construction_skips_file_io(tmp_path):

@@ -78,7 +78,6 @@ Departures, each deliberate:
 
 from __future__ import annotations
 
-import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,7 +88,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._io import load_tensors
 from ..layers.common import init_weights, is_pow2
 from ..losses.adversarial import WGANLoss, clip_weights
 from ..registry import register_model
@@ -97,7 +95,7 @@ from .base import Batch, GenerativeModel, OptimizerSpec
 
 __all__ = [
     "GeneGANConfig", "SwitchableBN", "BlockConv2d", "GeneGANSplitter", "GeneGANJoiner",
-    "GeneGANCritic", "GeneGAN", "load_vqvae_init",
+    "GeneGANCritic", "GeneGAN",
 ]
 
 
@@ -130,6 +128,9 @@ class GeneGANConfig:
     # EXP06: warm start of splitter/joiner from a VQ-VAE checkpoint
     init_vqvae_ckpt: str | None = None
     init_vqvae_map: str | None = None  # JSON {checkpoint key: "splitter.*" / "joiner.*" key}
+    # Model tensors neither mapped nor named alike take checkpoint tensors of the same shape
+    # (ganzoo.models.warmstart), as the queue's EXP06b runs without a mapping file.
+    init_vqvae_shape_match: bool = True
     # loss weights
     cycle_weight: float = 1.0
     nulling_weight: float = 1.0
@@ -521,78 +522,6 @@ def _frozen_bn_statistics(*modules: nn.Module):
             m.momentum = momentum
 
 
-# -- EXP06: warm start from a VQ-VAE checkpoint -----------------------------------------------
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    obj = load_tensors(path, "VQ-VAE checkpoint")
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
-    return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-
-
-def load_vqvae_init(model: "GeneGAN", ckpt: str | Path,
-                    mapping: str | Path | dict[str, str] | None = None) -> dict[str, Any]:
-    """Copy VQ-VAE encoder/decoder weights into the splitter and joiner (EXP06).
-
-    ``ckpt`` is a ``.safetensors`` file or a ``torch.save``d state dict (read with
-    ``weights_only=True``; a ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is
-    unwrapped). ``mapping`` (a JSON file or a dict) maps checkpoint keys to model keys starting
-    with ``splitter.`` or ``joiner.``; without it, checkpoint keys that already name a
-    ``splitter.*`` / ``joiner.*`` entry are copied. Nothing is guessed from shapes: a wrong
-    guess would silently warm-start the wrong layer. Unknown keys and shape mismatches raise
-    ``ValueError`` listing every offending key. Returns ``{"loaded": [...], "ignored": [...]}``
-    (model keys loaded, checkpoint keys not used).
-    """
-    path = Path(ckpt).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"init_vqvae_ckpt: no such file {path}")
-    state = _read_state_dict(path)
-    if isinstance(mapping, (str, Path)):
-        mpath = Path(mapping).expanduser()
-        try:
-            mapping = json.loads(mpath.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"init_vqvae_map: cannot read {mpath} as JSON ({e})") from e
-        if not isinstance(mapping, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
-            raise ValueError(f"init_vqvae_map: {mpath} must hold one JSON object of "
-                             f"checkpoint key -> model key strings")
-    own = {k: v for k, v in model.state_dict().items() if k.startswith(("splitter.", "joiner."))}
-    if mapping is None:
-        mapping = {k: k for k in state if k in own}
-        if not mapping:
-            raise ValueError(f"no key of {path} names a splitter/joiner entry (e.g. "
-                             f"{next(iter(own))}); pass init_vqvae_map, a JSON mapping from "
-                             f"checkpoint keys to model keys")
-    errors = []
-    missing_src = sorted(k for k in mapping if k not in state)
-    if missing_src:
-        errors.append(f"not in the checkpoint: {', '.join(missing_src)}")
-    bad_dst = sorted(v for v in mapping.values() if v not in own)
-    if bad_dst:
-        errors.append(f"not splitter/joiner keys of this model: {', '.join(bad_dst)}")
-    wrong = sorted(f"{k} {tuple(state[k].shape)} -> {v} {tuple(own[v].shape)}"
-                   for k, v in mapping.items()
-                   if k in state and v in own and state[k].shape != own[v].shape)
-    if wrong:
-        errors.append(f"shape mismatches: {'; '.join(wrong)}")
-    if errors:
-        raise ValueError(f"cannot warm-start {model.preset or 'GeneGAN'} from {path}: "
-                         + " | ".join(errors))
-    with torch.no_grad():
-        for k, v in mapping.items():
-            own[v].copy_(state[k].to(own[v].dtype))
-    return {"loaded": sorted(mapping.values()),
-            "ignored": sorted(k for k in state if k not in mapping)}
-
-
 # -- the family -------------------------------------------------------------------------------
 class GeneGAN(GenerativeModel):
     """GeneGAN: splitter + joiner trained against two WGAN critics (with / without)."""
@@ -633,7 +562,12 @@ class GeneGAN(GenerativeModel):
         model = super().from_config(config, preset=preset, **overrides)
         c = model.config
         if c.init_vqvae_ckpt is not None and model.device.type != "meta":
-            model.vqvae_init_report = load_vqvae_init(model, c.init_vqvae_ckpt, c.init_vqvae_map)
+            from .warmstart import warm_start
+
+            model.vqvae_init_report = warm_start(
+                model, c.init_vqvae_ckpt, c.init_vqvae_map, prefixes=("splitter.", "joiner."),
+                shape_match=c.init_vqvae_shape_match, ckpt_field="init_vqvae_ckpt",
+                map_field="init_vqvae_map")
         return model
 
     @property
