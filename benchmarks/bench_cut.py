@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         tbatch = args.translate_batch or 8
     torch.manual_seed(0)
     arch = dict(resolution=size, ngf=ngf, ndf=ndf, num_patches=patches)
-    matched = dict(diffaugment="", lambda_identity_warm=0.0, clip_grad_norm=None)
+    matched = dict(diffaugment="", identity_warm_weight=0.0, clip_grad_norm=None)
     rows = []  # (what, batch, images/s)
     ref_note = None
     for bs in (1, 4):

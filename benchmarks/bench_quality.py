@@ -221,7 +221,7 @@ def reference_vae(case, model, images, steps, seed):
         rec = ((vae.decode(z) - x) ** 2).flatten(1).sum(1).mean()
         kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)).mean()
         opt.zero_grad(set_to_none=True)
-        (rec + c.beta * kl).backward()
+        (rec + c.kl_weight * kl).backward()
         opt.step()
 
     def sample(n, s):
@@ -242,7 +242,7 @@ def reference_ddpm(case, model, images, steps, seed):
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6,
                             eps=1e-8)
     noise_scheduler = DDPMScheduler(num_train_timesteps=c.num_train_timesteps,
-                                    beta_schedule=c.beta_schedule if c.beta_schedule == "linear"
+                                    beta_schedule=c.kl_weight_schedule if c.kl_weight_schedule == "linear"
                                     else "squaredcos_cap_v2")
     ema = EMAModel(unet.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0,
                    power=3 / 4)

@@ -6,7 +6,7 @@ Two paths run side by side in one process, on the same networks and batch:
   ``model.schedule(step)``, gradients switched on for that group's parameters only, then
   ``model(group, batch, step)``, ``backward``, ``optimizer.step()``;
 - **reference**: a plain PyTorch loop over copies of the same networks, loss written inline
-  (MSE + beta KL / D [+ lambda_perc VGG] [+ lambda_adv hinge G term], then the hinge D step on
+  (MSE + beta KL / D [+ lambda_perc VGG] [+ adv_weight hinge G term], then the hinge D step on
   the detached reconstruction), one optimizer per network group, no requires_grad toggling.
 
 The ratio ganzoo / reference shows the API's overhead (1.0 = none). Steps alternate between the
@@ -64,7 +64,7 @@ def reference_step_fn(model, batch):
     enc, dec = copy.deepcopy(model.encoder), copy.deepcopy(model.decoder)
     vgg = copy.deepcopy(model.perceptual) if model.perceptual is not None else None
     disc = copy.deepcopy(model.discriminator) if model.discriminator is not None else None
-    opt_ae = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=c.lr, betas=c.betas)
+    opt_ae = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=c.lr, betas=c.kl_weights)
     opt_d = (torch.optim.Adam(disc.parameters(), lr=c.disc_lr, betas=c.disc_betas)
              if disc is not None else None)
     x = batch["image"]
@@ -74,7 +74,7 @@ def reference_step_fn(model, batch):
         opt_ae.zero_grad(set_to_none=True)
         mu, logvar = enc(x)
         recon = dec(mu + torch.exp(0.5 * logvar) * torch.randn_like(mu))
-        loss = F.mse_loss(recon, x) + c.beta * kl_normal(mu, logvar) / dims
+        loss = F.mse_loss(recon, x) + c.kl_weight * kl_normal(mu, logvar) / dims
         if vgg is not None:
             loss = loss + c.perceptual_weight * vgg(recon, x)
         if disc is not None:

@@ -115,11 +115,11 @@ def test_presets_match_the_issue():
         model = ganzoo.build("cut")
     assert (cut.adv_loss, cut.nce_temperature, cut.num_patches) == ("hinge", 0.07, 256)
     assert cut.nce_layers == (0, 4, 8, 12, 16) and not cut.nce_idt
-    assert (cut.lambda_identity_warm, cut.lambda_identity_final) == (0.1, 0.0)
-    assert cut.diffaugment and cut.clip_grad_norm == 10.0 and cut.d_layers == 3
-    assert not cut.d_spectral_norm and cut.d_num_scales == 1
-    assert (fast.lambda_nce, fast.flip_equivariance, fast.nce_idt) == (10.0, True, False)
-    assert idt.nce_idt and idt.lambda_nce == 1.0
+    assert (cut.identity_warm_weight, cut.identity_final_weight) == (0.1, 0.0)
+    assert cut.diffaugment and cut.clip_grad_norm == 10.0 and cut.disc_layers == 3
+    assert not cut.disc_spectral_norm and cut.disc_num_scales == 1
+    assert (fast.nce_weight, fast.flip_equivariance, fast.nce_idt) == (10.0, True, False)
+    assert idt.nce_idt and idt.nce_weight == 1.0
     for spec in model.optimizer_groups().values():
         assert spec.betas == (0.5, 0.999) and spec.clip_grad_norm == 10.0
     assert set(model.optimizer_groups()) == {"discriminator", "generator"}
@@ -174,9 +174,9 @@ def test_nonfinite_nce_is_flagged_and_returned():
 def test_ablation_modules_train():
     torch.manual_seed(0)
     model = ganzoo.build("test_cut", self_attention=True, attention_block=1,
-                         channel_attention=True, adain_gates=True, d_num_scales=2,
-                         d_spectral_norm=True, lambda_feature_matching=1.0,
-                         lambda_palette=1.0, lambda_r1=1.0, d_layers=2)
+                         channel_attention=True, adain_gates=True, disc_num_scales=2,
+                         disc_spectral_norm=True, feature_matching_weight=1.0,
+                         palette_weight=1.0, r1_gamma=1.0, disc_layers=2)
     assert len(model.discriminator.scales) == 2
     block = model.generator.layers[13]
     assert block.attention is not None and block.gate is not None
@@ -191,9 +191,9 @@ def test_ablation_modules_train():
 
 def test_ablations_are_off_by_default():
     c = CUTConfig()
-    assert not (c.self_attention or c.channel_attention or c.adain_gates or c.d_spectral_norm)
-    assert c.d_num_scales == 1
-    assert c.lambda_feature_matching == c.lambda_palette == c.lambda_r1 == 0.0
+    assert not (c.self_attention or c.channel_attention or c.adain_gates or c.disc_spectral_norm)
+    assert c.disc_num_scales == 1
+    assert c.feature_matching_weight == c.palette_weight == c.r1_gamma == 0.0
 
 
 def test_rgb_to_lab_known_colours():
@@ -249,9 +249,9 @@ def test_yaml_config_has_the_baseline_weights_and_builds():
     data = _packaged_config()
     assert data["model"] == "cut"
     args = data["model_args"]
-    assert (args["lambda_adv"], args["lambda_nce"]) == (1.0, 1.0)
-    assert (args["lambda_identity_warm"], args["lambda_identity_final"]) == (0.1, 0.0)
-    assert args["lambda_r1"] == args["lambda_feature_matching"] == args["lambda_palette"] == 0.0
+    assert (args["adv_weight"], args["nce_weight"]) == (1.0, 1.0)
+    assert (args["identity_warm_weight"], args["identity_final_weight"]) == (0.1, 0.0)
+    assert args["r1_gamma"] == args["feature_matching_weight"] == args["palette_weight"] == 0.0
     with torch.device("meta"):
         model = ganzoo.build(data["model"], **args)  # every key is a CUTConfig field
     defaults = CUTConfig()
@@ -265,7 +265,7 @@ def test_yaml_config_loads_with_the_trainer(tmp_path):
     path = tmp_path / "cut.yaml"
     path.write_text(resources.files("ganzoo").joinpath("configs/cut.yaml").read_text())
     run = training.resolve_run_config(training.load_config_file(path))
-    assert run.model == "cut" and run.model_args["lambda_identity_warm"] == 0.1
+    assert run.model == "cut" and run.model_args["identity_warm_weight"] == 0.1
 
 
 @pytest.mark.slow

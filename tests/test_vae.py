@@ -49,10 +49,10 @@ def test_full_presets_shapes_on_meta(name):
         assert model.discriminator.receptive_field == 70
         side = 6 if c.resolution == 64 else 14
         assert model.discriminator(x).shape == (2, 1, side, side)
-        assert (c.perceptual_weight, c.adversarial_weight, c.beta) == (0.1, 0.1, 1e-4)
+        assert (c.perceptual_weight, c.adversarial_weight, c.kl_weight) == (0.1, 0.1, 1e-4)
     else:
         assert model.discriminator is None
-        assert c.beta == 1.0 and c.lr == 1e-3
+        assert c.kl_weight == 1.0 and c.lr == 1e-3
     assert (model.perceptual is not None) == ("perceptual" in name or "patchgan" in name)
 
 
@@ -83,7 +83,7 @@ def test_reparameterisation_gradient():
 def test_reconstruction_gradient_reaches_encoder_through_sampling(tiny):
     # beta = 0: only the reconstruction term, so the log-variance half of the encoder head
     # gets a gradient only through z = mu + sigma * eps
-    model = ganzoo.build("test_vae", beta=0.0)
+    model = ganzoo.build("test_vae", kl_weight=0.0)
     loss, _ = model("autoencoder", _batch(model), 0)
     loss.backward()
     head = model.encoder.head.weight.grad
@@ -98,7 +98,7 @@ def test_loss_is_mse_plus_beta_kl_per_dimension():
     values = {}
     for beta in (0.0, 1.0, 3.0):
         torch.manual_seed(0)
-        model = ganzoo.build("test_vae", beta=beta)
+        model = ganzoo.build("test_vae", kl_weight=beta)
         torch.manual_seed(1)  # same reparameterisation noise
         loss, logs = model("autoencoder", batch, 0)
         values[beta] = loss.item()
@@ -261,7 +261,7 @@ def test_local_vgg_file(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("field,value", [
     ("resolution", 48), ("widths", ()), ("widths", (8, 8, 8, 8, 8)), ("latent_dim", 0),
-    ("beta", -1.0), ("perceptual_weight", -0.1), ("adversarial_weight", -1.0),
+    ("kl_weight", -1.0), ("perceptual_weight", -0.1), ("adversarial_weight", -1.0),
     ("disc_start", -1), ("lr", 0.0), ("perceptual_layers", ("conv1",)), ("norm", "layer"),
     ("adversarial_loss", "wgan"), ("disc_norm", "group"),
 ])

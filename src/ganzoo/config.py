@@ -1,20 +1,80 @@
 """Typed dataclass configs: JSON round trip and checked overrides.
 
-Every family's hyperparameters live in one ``@dataclass``. These helpers give all of them the
-same behaviour: ``to_dict``/``from_dict`` for ``config.json``, and ``override`` for
-``build(name, **overrides)`` and the trainer's ``--set key=value``, which checks each value
-against the field's annotation and names the field (with close matches) when it is wrong.
+Every family's hyperparameters live in one ``@dataclass`` deriving from :class:`Config`.
+These helpers give all of them the same behaviour:
+
+- construction checks every field against its annotation (``Literal`` choices, numbers,
+  tuples), naming ``Class.field``; a family's ``__post_init__`` adds its range checks after
+  ``super().__post_init__()``;
+- ``to_dict``/``from_dict`` for ``config.json``, and ``override`` for ``build(name,
+  **overrides)`` and the trainer's ``--set key=value``, which coerce strings and name the field
+  (with close matches) when it is unknown;
+- ``Config.renamed`` maps field names of earlier releases to today's, so saved folders and
+  run configs with the old names still load, with a ``FutureWarning``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
-from typing import Any, Literal, Union
+import warnings
+from typing import Any, ClassVar, Literal, Union
 
-__all__ = ["to_dict", "from_dict", "override", "coerce", "close_matches"]
+__all__ = ["Config", "to_dict", "from_dict", "override", "coerce", "close_matches",
+           "upgrade"]
+
+
+class Config:
+    """Base of the family configs (dataclasses): checks every field's type on construction.
+
+    ``renamed`` maps an old field name to its new name, or to ``(new, index)`` when the old
+    field became one item of a tuple field (``beta1`` -> ``("betas", 0)``).
+    """
+
+    renamed: ClassVar[dict[str, str | tuple[str, int]]] = {}
+
+    def __post_init__(self):
+        cls = type(self)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            checked = coerce(value, _hints(cls)[f.name], f"{cls.__name__}.{f.name}")
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
+
+
+def upgrade(cls, data: dict[str, Any], current=None) -> dict[str, Any]:
+    """``data`` with the field names of earlier releases (``cls.renamed``) replaced; a tuple
+    field filled item by item starts from ``current``'s value (else the class default)."""
+    renames = getattr(cls, "renamed", None) or {}
+    if not any(k in data for k in renames):
+        return data
+    out, items = dict(data), {}
+    for old, new in renames.items():
+        if old not in out:
+            continue
+        target, index = (new, None) if isinstance(new, str) else new
+        now = target if index is None else f"{target}[{index}]"
+        warnings.warn(f"{cls.__name__}: '{old}' is now '{now}'; the old name still works but "
+                      f"will be removed", FutureWarning, stacklevel=4)
+        value = out.pop(old)
+        if index is None:
+            if target in out:
+                raise ValueError(f"{cls.__name__}: '{old}' and its new name '{target}' are "
+                                 f"both given")
+            out[target] = value
+        else:
+            items.setdefault(target, {})[index] = value
+    for target, parts in items.items():
+        default = getattr(current, target) if current is not None else \
+            {f.name: f for f in dataclasses.fields(cls)}[target].default
+        value = list(out.get(target, default))
+        for index, v in parts.items():
+            value[index] = v
+        out[target] = tuple(value)
+    return out
 
 
 def close_matches(name: str, candidates, n: int = 5) -> list[str]:
@@ -39,12 +99,14 @@ def to_dict(config) -> dict[str, Any]:
     return plain(config)
 
 
+@functools.lru_cache(maxsize=None)
 def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
 def from_dict(cls, data: dict[str, Any]):
     """Rebuild a config from ``to_dict`` output; unknown keys raise with close matches."""
+    data = upgrade(cls, data)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -69,6 +131,7 @@ def override(config, overrides: dict[str, Any] | None = None, **kwargs):
     if not changes:
         return config
     cls = type(config)
+    changes = upgrade(cls, changes, config)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     hints = _hints(cls)
     checked = {}

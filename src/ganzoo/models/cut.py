@@ -46,12 +46,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import config as cfg
 from ..layers.common import init_weights, make_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
 from ..losses.patchnce import nonfinite_flag, patchnce_loss
@@ -63,7 +64,23 @@ __all__ = ["CUTConfig", "ResnetGenerator", "PatchProjector", "CUT", "rgb_to_lab"
 
 # -- config ------------------------------------------------------------------------------------
 @dataclass
-class CUTConfig:
+class CUTConfig(cfg.Config):
+    # Field names of ganzoo 0.1 (saved config.json files still load, with a FutureWarning).
+    renamed: ClassVar[dict] = {
+        "d_layers": "disc_layers",
+        "d_norm": "disc_norm",
+        "d_num_scales": "disc_num_scales",
+        "d_spectral_norm": "disc_spectral_norm",
+        "lambda_adv": "adv_weight",
+        "lambda_nce": "nce_weight",
+        "lambda_identity_warm": "identity_warm_weight",
+        "lambda_identity_final": "identity_final_weight",
+        "lambda_r1": "r1_gamma",
+        "lambda_feature_matching": "feature_matching_weight",
+        "lambda_palette": "palette_weight",
+        "beta1": ("betas", 0),
+        "beta2": ("betas", 1),
+    }
     resolution: int = 256  # training image side (the generator is fully convolutional)
     in_channels: int = 3
     out_channels: int = 3
@@ -80,10 +97,10 @@ class CUTConfig:
     adain_gates: bool = False  # residual branch scaled/shifted per channel from input stats
     # Discriminator: the shared PatchGAN (70x70 receptive field with 3 layers).
     ndf: int = 64
-    d_layers: int = 3
-    d_norm: Literal["instance", "batch", "none"] = "instance"
-    d_num_scales: int = 1  # ablation: multi-scale discriminator
-    d_spectral_norm: bool = False  # ablation
+    disc_layers: int = 3
+    disc_norm: Literal["instance", "batch", "none"] = "instance"
+    disc_num_scales: int = 1  # ablation: multi-scale discriminator
+    disc_spectral_norm: bool = False  # ablation
     # PatchNCE.
     nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)  # indices in the generator's layer list
     nce_temperature: float = 0.07
@@ -96,24 +113,24 @@ class CUTConfig:
     nce_logit_clamp: float = 50.0
     # Loss weights.
     adv_loss: Literal["hinge", "nonsaturating"] = "hinge"  # shared ganzoo losses
-    lambda_adv: float = 1.0
-    lambda_nce: float = 1.0
-    lambda_identity_warm: float = 0.1  # L1 identity on domain-B images during the warm-up
-    lambda_identity_final: float = 0.0  # ... and after it
+    adv_weight: float = 1.0
+    nce_weight: float = 1.0
+    identity_warm_weight: float = 0.1  # L1 identity on domain-B images during the warm-up
+    identity_final_weight: float = 0.0  # ... and after it
     identity_warmup_steps: int = 1000
-    lambda_r1: float = 0.0  # R1 penalty weight (gamma); 0 disables
-    lambda_feature_matching: float = 0.0  # ablation: L1 between D features of real b and G(a)
-    lambda_palette: float = 0.0  # ablation: Lab mean/std of G(a) vs b
+    r1_gamma: float = 0.0  # R1 penalty weight (gamma); 0 disables
+    feature_matching_weight: float = 0.0  # ablation: L1 between D features of real b and G(a)
+    palette_weight: float = 0.0  # ablation: Lab mean/std of G(a) vs b
     diffaugment: str = "color,translation,cutout"  # policy for D inputs; "" disables
     # Optimisation.
     lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    betas: tuple[float, float] = (0.5, 0.999)
     clip_grad_norm: float | None = 10.0
 
     def __post_init__(self):
-        for name in ("resolution", "in_channels", "out_channels", "ngf", "ndf", "d_layers",
-                     "d_num_scales", "num_patches", "projector_channels"):
+        super().__post_init__()
+        for name in ("resolution", "in_channels", "out_channels", "ngf", "ndf", "disc_layers",
+                     "disc_num_scales", "num_patches", "projector_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CUTConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.resolution % 4:
@@ -140,8 +157,8 @@ class CUTConfig:
                              f"got {self.nce_temperature}")
         if self.nce_eps <= 0 or self.nce_logit_clamp <= 0:
             raise ValueError("CUTConfig.nce_eps and nce_logit_clamp must be positive")
-        for name in ("lambda_adv", "lambda_nce", "lambda_identity_warm", "lambda_identity_final",
-                     "lambda_r1", "lambda_feature_matching", "lambda_palette"):
+        for name in ("adv_weight", "nce_weight", "identity_warm_weight", "identity_final_weight",
+                     "r1_gamma", "feature_matching_weight", "palette_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"CUTConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.identity_warmup_steps < 0:
@@ -149,9 +166,8 @@ class CUTConfig:
                              f"got {self.identity_warmup_steps}")
         if self.lr <= 0:
             raise ValueError(f"CUTConfig.lr must be positive, got {self.lr}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"CUTConfig.beta1/beta2 must be in [0, 1), "
-                             f"got {self.beta1}, {self.beta2}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"CUTConfig.betas must lie in [0, 1), got {self.betas}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ValueError(f"CUTConfig.clip_grad_norm must be positive or None, "
                              f"got {self.clip_grad_norm}")
@@ -407,9 +423,9 @@ class MultiScaleDiscriminator(nn.Module):
 
         c = config
         self.scales = nn.ModuleList(
-            PatchGANDiscriminator(c.out_channels, c.ndf, c.d_layers, norm=c.d_norm,
-                                  spectral_norm=c.d_spectral_norm)
-            for _ in range(c.d_num_scales))
+            PatchGANDiscriminator(c.out_channels, c.ndf, c.disc_layers, norm=c.disc_norm,
+                                  spectral_norm=c.disc_spectral_norm)
+            for _ in range(c.disc_num_scales))
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
         logits, feats = [], []
@@ -468,7 +484,7 @@ class CUT(GenerativeModel):
     # -- optimisation ---------------------------------------------------------------------------
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
-        common = dict(optimizer="adam", lr=c.lr, betas=(c.beta1, c.beta2),
+        common = dict(optimizer="adam", lr=c.lr, betas=c.betas,
                       clip_grad_norm=c.clip_grad_norm)
         return {"discriminator": OptimizerSpec(("discriminator",), **common),
                 "generator": OptimizerSpec(("generator", "projector"), **common)}
@@ -476,7 +492,7 @@ class CUT(GenerativeModel):
     def identity_weight(self, step: int) -> float:
         """Weight of the L1 identity loss at ``step``: warm value during the warm-up, then final."""
         c = self.config
-        return c.lambda_identity_warm if step < c.identity_warmup_steps else c.lambda_identity_final
+        return c.identity_warm_weight if step < c.identity_warmup_steps else c.identity_final_weight
 
     def _flip(self) -> bool:
         return self.config.flip_equivariance and bool(torch.rand(()) < 0.5)
@@ -492,20 +508,20 @@ class CUT(GenerativeModel):
         with torch.no_grad():
             x = real_a.flip(3) if self._flip() else real_a
             fake = self.generator(x)
-        if c.lambda_r1 > 0:
+        if c.r1_gamma > 0:
             real_b = real_b.detach().requires_grad_(True)
         real_logits = self.discriminator(self.augment(real_b))
         fake_logits = self.discriminator(self.augment(fake))
         adv = sum(self._adv.d_loss(r, f) for r, f in zip(real_logits, fake_logits))
-        total = c.lambda_adv * adv
+        total = c.adv_weight * adv
         logs = {"d_adv": adv.detach(),
                 "d_real": torch.stack([r.detach().mean() for r in real_logits]).mean(),
                 "d_fake": torch.stack([f.detach().mean() for f in fake_logits]).mean()}
-        if c.lambda_r1 > 0:
+        if c.r1_gamma > 0:
             from ..losses.adversarial import r1_penalty
 
             r1 = sum(r1_penalty(r, real_b) for r in real_logits)
-            total = total + c.lambda_r1 * r1
+            total = total + c.r1_gamma * r1
             logs["r1"] = r1.detach()
         logs["d_loss"] = total.detach()
         return total, logs
@@ -542,7 +558,7 @@ class CUT(GenerativeModel):
             x = x.flip(3)
         # Reuse the encoder features of the main pass as NCE keys where they equal a separate
         # encoder pass on the unflipped source (per-image norm, no flip).
-        share = c.lambda_nce > 0 and not flipped and c.norm != "batch"
+        share = c.nce_weight > 0 and not flipped and c.norm != "batch"
         if share:
             out, feats = self.generator(x, c.nce_layers)
         else:
@@ -550,22 +566,22 @@ class CUT(GenerativeModel):
         fake_b = out[:n]
         logs: dict[str, Any] = {}
         total = torch.zeros((), device=real_a.device)
-        if c.lambda_adv > 0 or c.lambda_feature_matching > 0:
-            if c.lambda_feature_matching > 0:
+        if c.adv_weight > 0 or c.feature_matching_weight > 0:
+            if c.feature_matching_weight > 0:
                 fake_logits, fake_feats = self.discriminator(self.augment(fake_b), True)
                 with torch.no_grad():
                     _, real_feats = self.discriminator(self.augment(real_b), True)
                 from ..losses.adversarial import feature_matching_loss
 
                 fm = feature_matching_loss(real_feats, fake_feats, mode="mean")
-                total = total + c.lambda_feature_matching * fm
+                total = total + c.feature_matching_weight * fm
                 logs["feature_matching"] = fm.detach()
             else:
                 fake_logits = self.discriminator(self.augment(fake_b))
             adv = sum(self._adv.g_loss(f) for f in fake_logits)
-            total = total + c.lambda_adv * adv
+            total = total + c.adv_weight * adv
             logs["g_adv"] = adv.detach()
-        if c.lambda_nce > 0:
+        if c.nce_weight > 0:
             nce = self._nce(real_a, fake_b, flipped, [f[:n] for f in feats] if share else None)
             logs["nce"] = nce.detach()
             if c.nce_idt:
@@ -574,7 +590,7 @@ class CUT(GenerativeModel):
                 logs["nce_idt"] = nce_y.detach()
                 nce = (nce + nce_y) / 2
             logs["nce_nonfinite"] = nonfinite_flag(nce)
-            total = total + c.lambda_nce * nce
+            total = total + c.nce_weight * nce
         if w_idt > 0:
             idt_b = out[n:]
             if flipped:
@@ -583,9 +599,9 @@ class CUT(GenerativeModel):
             total = total + w_idt * idt
             logs["identity"] = idt.detach()
         logs["identity_weight"] = w_idt
-        if c.lambda_palette > 0:
+        if c.palette_weight > 0:
             pal = palette_loss(fake_b, real_b)
-            total = total + c.lambda_palette * pal
+            total = total + c.palette_weight * pal
             logs["palette"] = pal.detach()
         logs["g_loss"] = total.detach()
         return total, logs
@@ -636,14 +652,14 @@ def cut(**kwargs) -> CUT:
 @register_model
 def fastcut(**kwargs) -> CUT:
     """FastCUT at 256 px: lambda_NCE = 10, flip-equivariance, no identity loss."""
-    return CUT.from_config(CUTConfig(lambda_nce=10.0, flip_equivariance=True,
-                                     lambda_identity_warm=0.0), preset="fastcut", **kwargs)
+    return CUT.from_config(CUTConfig(nce_weight=10.0, flip_equivariance=True,
+                                     identity_warm_weight=0.0), preset="fastcut", **kwargs)
 
 
 @register_model
 def cut_nce_idt(**kwargs) -> CUT:
     """CUT with identity NCE on domain-B images (the reference's default CUT mode)."""
-    return CUT.from_config(CUTConfig(nce_idt=True, lambda_identity_warm=0.0),
+    return CUT.from_config(CUTConfig(nce_idt=True, identity_warm_weight=0.0),
                            preset="cut_nce_idt", **kwargs)
 
 
@@ -656,6 +672,6 @@ def test_cut(**kwargs) -> CUT:
 @register_model
 def test_fastcut(**kwargs) -> CUT:
     """Tiny FastCUT for tests: 32 px, ngf 8, 2 residual blocks."""
-    return CUT.from_config(CUTConfig(**{**_TEST, "lambda_nce": 10.0, "flip_equivariance": True,
-                                        "lambda_identity_warm": 0.0}),
+    return CUT.from_config(CUTConfig(**{**_TEST, "nce_weight": 10.0, "flip_equivariance": True,
+                                        "identity_warm_weight": 0.0}),
                            preset="test_fastcut", **kwargs)

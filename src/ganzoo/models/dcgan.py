@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from .. import config as cfg
 from ..layers.attention import SelfAttention2d
 from ..layers.common import Norm, check_resolution, init_weights, make_norm
 from ..layers.common import spectral_norm as apply_spectral_norm
@@ -56,7 +57,11 @@ __all__ = ["DCGANConfig", "DCGAN", "LatentGAN", "DCGANGenerator", "DCGANDiscrimi
 
 
 @dataclass
-class DCGANConfig:
+class DCGANConfig(cfg.Config):
+    # Field names of ganzoo 0.1 (saved config.json files still load, with a FutureWarning).
+    renamed: ClassVar[dict] = {
+        "d_dropout": "disc_dropout",
+    }
     resolution: int = 64
     channels: int = 3
     latent_dim: int = 100
@@ -64,7 +69,7 @@ class DCGANConfig:
     ndf: int = 64
     arch: Literal["convtranspose", "upsample"] = "convtranspose"
     bn_momentum: float = 0.1  # PyTorch convention; dcgan_upsample uses 0.8
-    d_dropout: float = 0.0  # Dropout2d after each D block; dcgan_upsample uses 0.25
+    disc_dropout: float = 0.0  # Dropout2d after each D block; dcgan_upsample uses 0.25
     loss: Literal["bce", "nonsaturating", "hinge"] = "bce"
     real_label: float = 1.0  # bce label smoothing (dcgan_upsample: 0.9)
     fake_label: float = 0.0  # (dcgan_upsample: 0.1)
@@ -74,14 +79,15 @@ class DCGANConfig:
     init_std: float = 0.02
 
     def __post_init__(self):
+        super().__post_init__()
         check_resolution(self.resolution)
         for field in ("channels", "latent_dim", "ngf", "ndf"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
         if not 0.0 < self.bn_momentum <= 1.0:
             raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
-        if not 0.0 <= self.d_dropout < 1.0:
-            raise ValueError(f"d_dropout must be in [0, 1), got {self.d_dropout}")
+        if not 0.0 <= self.disc_dropout < 1.0:
+            raise ValueError(f"disc_dropout must be in [0, 1), got {self.disc_dropout}")
         for field in ("real_label", "fake_label"):
             if not 0.0 <= getattr(self, field) <= 1.0:
                 raise ValueError(f"{field} must be in [0, 1], got {getattr(self, field)}")
@@ -327,13 +333,13 @@ class DCGAN(LatentGAN):
                                             norm="batch", bn_momentum=c.bn_momentum)
             self.discriminator = DCGANDiscriminator(c.ndf, c.channels, c.resolution,
                                                     norm="batch", bn_momentum=c.bn_momentum,
-                                                    dropout=c.d_dropout)
+                                                    dropout=c.disc_dropout)
         else:
             self.generator = UpsampleGenerator(c.latent_dim, c.ngf, c.channels, c.resolution,
                                                bn_momentum=c.bn_momentum)
             self.discriminator = UpsampleDiscriminator(c.ndf, c.channels, c.resolution,
                                                        bn_momentum=c.bn_momentum,
-                                                       dropout=c.d_dropout)
+                                                       dropout=c.disc_dropout)
         # The DCGAN paper: N(0, 0.02) convs, N(1, 0.02) BatchNorm scales; the upsample
         # generator's Linear keeps PyTorch's default, as in the DCGAN experiments log.
         init_weights(self.generator, "normal", c.init_std, linear=False)
@@ -356,7 +362,7 @@ class DCGAN(LatentGAN):
 
 
 # -- presets -----------------------------------------------------------------------------------
-_UPSAMPLE = dict(arch="upsample", bn_momentum=0.8, d_dropout=0.25, real_label=0.9,
+_UPSAMPLE = dict(arch="upsample", bn_momentum=0.8, disc_dropout=0.25, real_label=0.9,
                  fake_label=0.1)
 
 

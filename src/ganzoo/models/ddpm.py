@@ -41,12 +41,13 @@ import os
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import config as cfg
 from ..registry import register_model
 from .base import Batch, GenerativeModel, OptimizerSpec
 
@@ -65,8 +66,12 @@ MAX_BETA = 0.999
 
 
 @dataclass
-class DDPMConfig:
+class DDPMConfig(cfg.Config):
     """Hyperparameters of a DDPM: U-Net, diffusion process, sampler and optimiser."""
+    # Field names of ganzoo 0.1 (saved config.json files still load, with a FutureWarning).
+    renamed: ClassVar[dict] = {
+        "adam_betas": "betas",
+    }
 
     # -- U-Net (diffusers UNet2DModel) --
     resolution: int = 64
@@ -99,11 +104,12 @@ class DDPMConfig:
     ddpm_variance: Literal["fixed_small", "fixed_large"] = "fixed_small"
     # -- optimiser --
     lr: float = 2e-4
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     clip_grad_norm: float | None = 1.0
 
     def __post_init__(self):
+        super().__post_init__()
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
             if typing.get_origin(hints[f.name]) is Literal:
@@ -117,7 +123,7 @@ class DDPMConfig:
                 raise ValueError(f"DDPMConfig.{name} must be >= 1, got {getattr(self, name)}")
         self.channel_mult = tuple(self.channel_mult)
         self.attention_resolutions = tuple(self.attention_resolutions)
-        self.adam_betas = tuple(self.adam_betas)
+        self.betas = tuple(self.betas)
         if not self.channel_mult or any(m < 1 for m in self.channel_mult):
             raise ValueError(f"DDPMConfig.channel_mult must be positive integers, "
                              f"got {self.channel_mult}")
@@ -382,7 +388,7 @@ class DDPM(GenerativeModel):
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
         return {"unet": OptimizerSpec(networks=("unet",), optimizer="adamw", lr=c.lr,
-                                      betas=c.adam_betas, weight_decay=c.weight_decay,
+                                      betas=c.betas, weight_decay=c.weight_decay,
                                       clip_grad_norm=c.clip_grad_norm)}
 
     def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:

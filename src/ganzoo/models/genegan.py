@@ -81,13 +81,13 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import config as cfg
 from ..layers.common import init_weights, is_pow2
 from ..losses.adversarial import WGANLoss, clip_weights
 from ..registry import register_model
@@ -100,12 +100,17 @@ __all__ = [
 
 
 @dataclass
-class GeneGANConfig:
+class GeneGANConfig(cfg.Config):
     """Hyperparameters of every GeneGAN preset. Loss weights use the official units (above)."""
+    # Field names of ganzoo 0.1 (saved config.json files still load, with a FutureWarning).
+    renamed: ClassVar[dict] = {
+        "image_channels": "channels",
+        "critic_steps": "n_critic",
+    }
 
     arch: Literal["genegan", "multires"] = "genegan"
     resolutions: tuple[int, ...] = (64,)  # training / output resolutions, ascending
-    image_channels: int = 3
+    channels: int = 3
     base_channels: int = 128  # widths: b, 2b, 4b (the official 128, 256, 512)
     object_ratio: float = 0.25  # share of the bottleneck channels that is the object code
     norm: Literal["switchable_bn", "group_norm"] = "switchable_bn"  # EXP04, in G and D
@@ -140,12 +145,13 @@ class GeneGANConfig:
     # optimisation
     lr: float = 5e-5
     rmsprop_alpha: float = 0.8
-    critic_steps: int = 1
+    n_critic: int = 1
     critic_burst_steps: int = 100  # critic steps on every critic_burst_every-th iteration
     critic_burst_every: int = 500  # 0 disables the bursts
     clip_value: float = 0.01
 
     def __post_init__(self):
+        super().__post_init__()
         res = tuple(self.resolutions)
         if not res:
             raise ValueError("resolutions must name at least one resolution")
@@ -168,8 +174,8 @@ class GeneGANConfig:
                              "is always the largest resolution)")
         if self.multiscale_critics and not self.multiscale_outputs:
             raise ValueError("multiscale_critics needs multiscale_outputs=True")
-        if self.image_channels < 1:
-            raise ValueError(f"image_channels must be >= 1, got {self.image_channels}")
+        if self.channels < 1:
+            raise ValueError(f"channels must be >= 1, got {self.channels}")
         if self.base_channels < 1:
             raise ValueError(f"base_channels must be >= 1, got {self.base_channels}")
         if not 0.0 < self.object_ratio < 1.0:
@@ -205,8 +211,8 @@ class GeneGANConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.rmsprop_alpha < 1.0:
             raise ValueError(f"rmsprop_alpha must be in [0, 1), got {self.rmsprop_alpha}")
-        if self.critic_steps < 1 or self.critic_burst_steps < 1 or self.critic_burst_every < 0:
-            raise ValueError("critic_steps and critic_burst_steps must be >= 1 and "
+        if self.n_critic < 1 or self.critic_burst_steps < 1 or self.critic_burst_every < 0:
+            raise ValueError("n_critic and critic_burst_steps must be >= 1 and "
                              "critic_burst_every >= 0")
         if self.clip_value <= 0:
             raise ValueError(f"clip_value must be positive, got {self.clip_value}")
@@ -363,7 +369,7 @@ class GeneGANSplitter(nn.Module):
         self.config = config
         res = config.input_resolutions
         widths = config.encoder_widths
-        blocks, c_in = [], config.image_channels
+        blocks, c_in = [], config.channels
         for i, c_out in enumerate(widths):
             if config.arch == "multires" and i == 2:
                 conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)  # keeps the size
@@ -423,7 +429,7 @@ class GeneGANJoiner(nn.Module):
                 blocks.append(_ConvBlock(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
                                          _norm(config, c_out, res), nn.ReLU()))
                 c_in = c_out
-            self.to_rgb = nn.ConvTranspose2d(c_in, config.image_channels, 4, 2, 1, bias=True)
+            self.to_rgb = nn.ConvTranspose2d(c_in, config.channels, 4, 2, 1, bias=True)
         else:
             # Multires: a shared trunk 4b -> 2b -> 2b (-> 2b) and a shared 3x3 to_rgb.
             b2 = 2 * config.base_channels
@@ -434,13 +440,13 @@ class GeneGANJoiner(nn.Module):
                 blocks.append(_ConvBlock(nn.ConvTranspose2d(c_in, b2, 4, 2, 1, bias=False),
                                          _norm(config, b2, used_at), nn.ReLU()))
                 c_in = b2
-            self.to_rgb = nn.Conv2d(b2, config.image_channels, 3, 1, 1, bias=True)
+            self.to_rgb = nn.Conv2d(b2, config.channels, 3, 1, 1, bias=True)
         self.blocks = nn.ModuleList(blocks)
         # EXP02: light 1x1 heads on the largest output resized to each smaller scale.
         self.heads = nn.ModuleDict()
         if config.multiscale_outputs:
             for s in config.resolutions[:-1]:
-                head = nn.Conv2d(config.image_channels, config.image_channels, 1)
+                head = nn.Conv2d(config.channels, config.channels, 1)
                 self.heads[str(s)] = head
 
     def logits(self, bg: torch.Tensor, obj: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -481,7 +487,7 @@ class GeneGANCritic(nn.Module):
         super().__init__()
         self.resolutions = tuple(resolutions)
         b = config.base_channels
-        blocks, c_in = [], config.image_channels
+        blocks, c_in = [], config.channels
         for i in range(config.critic_depth):
             c_out = min(b * 2 ** i, 4 * b)
             norm = None if i == 0 else _norm(config, c_out, self.resolutions)
@@ -577,7 +583,7 @@ class GeneGAN(GenerativeModel):
 
     @property
     def channels(self) -> int:
-        return self.config.image_channels
+        return self.config.channels
 
     # -- training contract ------------------------------------------------------------------
     @property
@@ -589,15 +595,15 @@ class GeneGAN(GenerativeModel):
         c = self.config
         rms = dict(optimizer="rmsprop", lr=c.lr, alpha=c.rmsprop_alpha)
         return {
-            "critic": OptimizerSpec(self.critic_networks, steps=c.critic_steps, **rms),
+            "critic": OptimizerSpec(self.critic_networks, steps=c.n_critic, **rms),
             "generator": OptimizerSpec(("splitter", "joiner"), **rms),
         }
 
     def schedule(self, step: int) -> list[str]:
-        """Official schedule: 100 critic steps every 500th iteration, else ``critic_steps``."""
+        """Official schedule: 100 critic steps every 500th iteration, else ``n_critic``."""
         c = self.config
         burst = c.critic_burst_every > 0 and step % c.critic_burst_every == 0
-        return ["critic"] * (c.critic_burst_steps if burst else c.critic_steps) + ["generator"]
+        return ["critic"] * (c.critic_burst_steps if burst else c.n_critic) + ["generator"]
 
     def scale_weights(self) -> dict[int, float]:
         """EXP05: the weight of each resolution's loss (sums to 1)."""

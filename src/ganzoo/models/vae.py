@@ -32,7 +32,8 @@ Logs report the KL in nats per image.
 Departures, all deliberate:
 
 - VQGAN scales the adversarial term by an adaptive weight (ratio of gradient norms at the last
-  decoder layer) times 0.8-1.0; here it is the fixed lambda_adv = 0.1 of the issue.
+  decoder layer) times 0.8-1.0; here it is a fixed adversarial_weight (0.1 in vae_patchgan, the generator plan's
+  value).
 - VQGAN/LDM reconstruct with L1 + LPIPS; the track uses MSE + VGG feature MSE (LPIPS's learned
   layer weights need a download of their own).
 - The discriminator sees the sampled-latent reconstruction (as in VQGAN), not the posterior
@@ -55,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import config as cfg
 from ..layers.common import make_norm
 
 from ..registry import register_model
@@ -66,13 +68,17 @@ Norm = Literal["group", "batch", "none"]
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(cfg.Config):
+    # Field names of ganzoo 0.1 (saved config.json files still load, with a FutureWarning).
+    renamed: ClassVar[dict] = {
+        "beta": "kl_weight",
+    }
     resolution: int = 64
     channels: int = 3  # image channels
     latent_dim: int = 256
     widths: tuple[int, ...] = (64, 128, 256, 512)  # one stride-2 stage each; decoder mirrors
     norm: Norm = "group"
-    beta: float = 1.0  # KL weight
+    kl_weight: float = 1.0  # beta of the beta-VAE (Higgins et al. 2017)
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     # perceptual term (0 = off; no VGG is built)
@@ -92,6 +98,7 @@ class VAEConfig:
     ema: bool = False
 
     def __post_init__(self):
+        super().__post_init__()
         r = self.resolution
         if not isinstance(r, int) or r < 8 or r & (r - 1):
             raise ValueError(f"resolution must be a power of two >= 8, got {r!r}")
@@ -106,7 +113,7 @@ class VAEConfig:
                              f"at resolution {r}; use at most {int(math.log2(r)) - 1}")
         if self.norm not in ("group", "batch", "none"):
             raise ValueError(f"norm must be 'group', 'batch' or 'none', got {self.norm!r}")
-        for field in ("beta", "perceptual_weight", "adversarial_weight"):
+        for field in ("kl_weight", "perceptual_weight", "adversarial_weight"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
         for field in ("lr", "disc_lr"):
@@ -289,7 +296,7 @@ class VAE(GenerativeModel):
             recon, mu, logvar = self._reconstruct_train(x)
             mse = F.mse_loss(recon, x)
             kl = kl_normal(mu, logvar, "batchmean")  # nats per image
-            loss = mse + c.beta * kl / x[0].numel()
+            loss = mse + c.kl_weight * kl / x[0].numel()
             logs: dict[str, Any] = {"mse": mse.detach(), "kl": kl.detach()}
             if self.perceptual is not None:
                 perc = self.perceptual(recon, x.detach())
@@ -383,7 +390,7 @@ class VAE(GenerativeModel):
 # -- presets -----------------------------------------------------------------------------------
 _128 = dict(resolution=128, widths=(64, 128, 256, 512, 512))
 _PERCEPTUAL = dict(perceptual_weight=0.1)
-_PATCHGAN = dict(perceptual_weight=0.1, adversarial_weight=0.1, beta=1e-4, disc_start=1000)
+_PATCHGAN = dict(perceptual_weight=0.1, adversarial_weight=0.1, kl_weight=1e-4, disc_start=1000)
 _TEST = dict(resolution=32, widths=(16, 32, 64), latent_dim=32)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .. import config as cfg
 from ..layers.common import check_resolution
 from ..layers.diffaugment import parse_policy
 from ..losses.adversarial import WGANGPLoss
@@ -39,7 +40,7 @@ __all__ = ["WGANGPConfig", "WGANGP"]
 
 
 @dataclass
-class WGANGPConfig:
+class WGANGPConfig(cfg.Config):
     resolution: int = 64
     channels: int = 3
     latent_dim: int = 128
@@ -56,6 +57,7 @@ class WGANGPConfig:
     diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"
 
     def __post_init__(self):
+        super().__post_init__()
         check_resolution(self.resolution, tuple(self.attention_resolutions))
         for field in ("channels", "latent_dim", "ngf", "ndf", "n_critic"):
             if getattr(self, field) < 1:

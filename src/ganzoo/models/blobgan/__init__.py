@@ -34,11 +34,12 @@ Departures (every one deliberate):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
+from ... import config as cfg
 from ...layers.common import is_pow2
 from ...registry import register_model
 from ..base import GenerativeModel, OptimizerSpec
@@ -51,13 +52,19 @@ __all__ = ["BlobGAN", "BlobGANConfig", "BlobGANEncoder", "BlobGANEncoderConfig",
 
 
 @dataclass
-class BlobGANConfig:
+class BlobGANConfig(cfg.Config):
     """BlobGAN hyperparameters (defaults: the reference's 256 px LSUN model)."""
+    # Field names of ganzoo 0.1 (saved config.json files still load, with a FutureWarning).
+    renamed: ClassVar[dict] = {
+        "noise_dim": "latent_dim",
+        "d_channel_base": "disc_channel_base",
+        "d_channel_max": "disc_channel_max",
+    }
 
     resolution: int = 256  # output height
     aspect_ratio: float = 1.0  # width / height (2.0 for 256x512)
     n_blobs: int = 10  # K
-    noise_dim: int = 512
+    latent_dim: int = 512
     feature_dim: int = 768  # layout feature dim = generator input channels
     style_dim: int = 512  # spatial style dim
     mlp_hidden_dim: int = 1024
@@ -68,8 +75,8 @@ class BlobGANConfig:
     size_in: int = 16  # feature grid height
     c_model: int = 96  # generator width: 8*c_model channels up to 64 px, halving above
     override_c_in: int | None = None  # generator input channels (= feature_dim) if not the table's
-    d_channel_base: int = 16384  # discriminator channels: min(d_channel_max, base / res)
-    d_channel_max: int = 512
+    disc_channel_base: int = 16384  # discriminator channels: min(disc_channel_max, base / res)
+    disc_channel_max: int = 512
     lr: float = 0.002
     betas: tuple[float, float] = (0.0, 0.99)
     eps: float = 1e-5
@@ -78,6 +85,7 @@ class BlobGANConfig:
     mlp_idx: int = -1  # layout-MLP layer the encoder predicts the input of
 
     def __post_init__(self):
+        super().__post_init__()
         if not is_pow2(self.resolution) or self.resolution < 8:
             raise ValueError(f"resolution must be a power of two >= 8, got {self.resolution}")
         if not is_pow2(self.size_in) or not 4 <= self.size_in <= self.resolution:
@@ -88,7 +96,7 @@ class BlobGANConfig:
                              f"got {self.aspect_ratio}")
         if self.n_blobs < 1:
             raise ValueError(f"n_blobs must be >= 1, got {self.n_blobs}")
-        for name in ("noise_dim", "feature_dim", "style_dim", "mlp_hidden_dim", "c_model"):
+        for name in ("latent_dim", "feature_dim", "style_dim", "mlp_hidden_dim", "c_model"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.mlp_n_layers < 1:
@@ -132,13 +140,13 @@ class BlobGAN(GenerativeModel):
     def __init__(self, config: BlobGANConfig):
         super().__init__(config)
         c = config
-        self.layout_net = LayoutMLP(c.n_blobs, c.noise_dim, c.feature_dim, c.style_dim,
+        self.layout_net = LayoutMLP(c.n_blobs, c.latent_dim, c.feature_dim, c.style_dim,
                                     c.mlp_hidden_dim, c.mlp_n_layers, c.mlp_lr_mul,
                                     c.norm_features)
         self.generator = LayoutStyleGANGenerator(c.resolution, c.size_in, c.style_dim, c.c_model,
                                                  c_in=c.override_c_in, aspect_ratio=c.aspect_ratio)
         self.discriminator = StyleGAN2Discriminator(c.resolution, c.aspect_ratio,
-                                                    c.d_channel_base, c.d_channel_max)
+                                                    c.disc_channel_base, c.disc_channel_max)
         self._mean_latent: tuple | None = None  # (cache key, mean latent)
 
     @property
@@ -163,7 +171,7 @@ class BlobGAN(GenerativeModel):
         }
 
     def _noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.randn(n, self.config.noise_dim, generator=generator)
+        return self.randn(n, self.config.latent_dim, generator=generator)
 
     def check_images(self, images: torch.Tensor) -> None:
         """Raise a clear error when real images do not have the model's (H, W)."""
@@ -214,7 +222,7 @@ class BlobGAN(GenerativeModel):
         key = (id(net), n, seed, self.device, tuple(p._version for p in net.parameters()))
         if self._mean_latent is None or self._mean_latent[0] != key:
             g = torch.Generator().manual_seed(seed)
-            z = torch.randn(n, self.config.noise_dim, generator=g).to(self.device)
+            z = torch.randn(n, self.config.latent_dim, generator=g).to(self.device)
             self._mean_latent = (key, net.latent(z, self.config.mlp_idx).mean(0))
         return self._mean_latent[1]
 
@@ -304,8 +312,8 @@ def blobgan_256x512(**kwargs) -> BlobGAN:
                                preset="blobgan_256x512", **kwargs)
 
 
-_TINY = dict(n_blobs=4, noise_dim=32, feature_dim=32, style_dim=32, mlp_hidden_dim=64,
-             mlp_n_layers=3, c_model=4, d_channel_base=512, d_channel_max=32, r1_every=4)
+_TINY = dict(n_blobs=4, latent_dim=32, feature_dim=32, style_dim=32, mlp_hidden_dim=64,
+             mlp_n_layers=3, c_model=4, disc_channel_base=512, disc_channel_max=32, r1_every=4)
 
 
 @register_model

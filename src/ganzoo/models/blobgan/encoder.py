@@ -21,10 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ... import config as cfg
 from ...registry import MODELS, register_model
 from ..base import GenerativeModel, OptimizerSpec
 from .layout import LAYOUT_KEYS
@@ -34,7 +37,15 @@ __all__ = ["BlobGANEncoder", "BlobGANEncoderConfig", "LatentEncoder", "blobgan_e
 
 
 @dataclass
-class BlobGANEncoderConfig:
+class BlobGANEncoderConfig(cfg.Config):
+    # Field names of ganzoo 0.1 (saved config.json files still load, with a FutureWarning).
+    renamed: ClassVar[dict] = {
+        "lambda_mse_fake": "mse_fake_weight",
+        "lambda_perceptual_fake": "perceptual_fake_weight",
+        "lambda_latent": "latent_weight",
+        "lambda_mse_real": "mse_real_weight",
+        "lambda_perceptual_real": "perceptual_real_weight",
+    }
     blobgan: str = "blobgan_256"  # BlobGAN preset the encoder inverts
     blobgan_weights: str | None = None  # saved BlobGAN folder / Hub id, loaded at build
     resolution: int = 256  # image height: must match the BlobGAN's (sizes the dataset)
@@ -45,15 +56,16 @@ class BlobGANEncoderConfig:
     lr: float = 0.002
     eps: float = 1e-5
     real_from_step: int = 10_000  # generated images only before this step, then real + generated
-    lambda_mse_fake: float = 1.0
-    lambda_perceptual_fake: float = 1.0
-    lambda_latent: float = 1.0  # MSE on the blob parameters of generated images
-    lambda_mse_real: float = 1.0
-    lambda_perceptual_real: float = 1.0
+    mse_fake_weight: float = 1.0
+    perceptual_fake_weight: float = 1.0
+    latent_weight: float = 1.0  # MSE on the blob parameters of generated images
+    mse_real_weight: float = 1.0
+    perceptual_real_weight: float = 1.0
     perceptual_weights: str = "imagenet"  # VGG-16 weights: "imagenet", a path, "random", "none"
     truncation: float = 0.0  # truncation of the generated training layouts
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.blobgan:
             raise ValueError("blobgan must name a BlobGAN preset")
         if not self.backbone:
@@ -62,8 +74,8 @@ class BlobGANEncoderConfig:
             raise ValueError(f"real_from_step must be >= 0, got {self.real_from_step}")
         if not 0.0 <= self.truncation <= 1.0:
             raise ValueError(f"truncation must be in [0, 1], got {self.truncation}")
-        for name in ("lambda_mse_fake", "lambda_perceptual_fake", "lambda_latent",
-                     "lambda_mse_real", "lambda_perceptual_real", "lr"):
+        for name in ("mse_fake_weight", "perceptual_fake_weight", "latent_weight",
+                     "mse_real_weight", "perceptual_real_weight", "lr"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -187,16 +199,16 @@ class BlobGANEncoder(GenerativeModel):
             true_layout = bg.sample_layout(real.shape[0], truncation=c.truncation)
             fake = bg.render(true_layout)
         pred_layout = self.invert(fake)
-        loss = self._image_loss(bg.render(pred_layout), fake, c.lambda_mse_fake,
-                                c.lambda_perceptual_fake, "fake", logs)
-        if c.lambda_latent > 0:
+        loss = self._image_loss(bg.render(pred_layout), fake, c.mse_fake_weight,
+                                c.perceptual_fake_weight, "fake", logs)
+        if c.latent_weight > 0:
             latent = sum(F.mse_loss(pred_layout[k], true_layout[k]) for k in LAYOUT_KEYS) \
                 / len(LAYOUT_KEYS)
-            loss = loss + c.lambda_latent * latent
+            loss = loss + c.latent_weight * latent
             logs["fake_latent_mse"] = latent.detach()
         if step >= c.real_from_step:
-            loss = loss + self._image_loss(bg.render(self.invert(real)), real, c.lambda_mse_real,
-                                           c.lambda_perceptual_real, "real", logs)
+            loss = loss + self._image_loss(bg.render(self.invert(real)), real, c.mse_real_weight,
+                                           c.perceptual_real_weight, "real", logs)
         return loss, logs
 
     # -- task -------------------------------------------------------------------------------
@@ -227,11 +239,11 @@ def blobgan_encoder_256(**kwargs) -> BlobGANEncoder:
 
 @register_model
 def blobgan_encoder_256x512(**kwargs) -> BlobGANEncoder:
-    """ResNet-34 encoder of ``blobgan_256x512`` (OCTET's inverter weights: lambda_mse_real=0.1,
-    lambda_latent=10)."""
+    """ResNet-34 encoder of ``blobgan_256x512`` (OCTET's inverter weights: mse_real_weight=0.1,
+    latent_weight=10)."""
     return BlobGANEncoder.from_config(
-        BlobGANEncoderConfig(blobgan="blobgan_256x512", aspect_ratio=2.0, lambda_mse_real=0.1,
-                             lambda_latent=10.0),
+        BlobGANEncoderConfig(blobgan="blobgan_256x512", aspect_ratio=2.0, mse_real_weight=0.1,
+                             latent_weight=10.0),
         preset="blobgan_encoder_256x512", **kwargs)
 
 
