@@ -87,8 +87,6 @@ class _Runner:
         g = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + i)
         batch = self._batch(start, stop) if self.source is not None else None
         outs = self.model.generate(batch, stop - start, generator=g)
-        if torch.is_tensor(outs):
-            outs = {"sample": outs}
         missing = [k for k in self.outputs if k not in outs]
         if missing:
             raise KeyError(f"{type(self.model).__name__}.generate returned {sorted(outs)}, "

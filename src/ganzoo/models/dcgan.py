@@ -28,8 +28,8 @@ Departures, all deliberate:
   sample does not depend on the other samples drawn with it and does not change the running
   statistics. The EMA copy takes the live network's BatchNorm buffers.
 - ``dcgan_upsample``: in the PyTorch-GAN reference the "0.8" of ``BatchNorm2d(c, 0.8)`` is the
-  positional ``eps``; the issue asks for momentum 0.8, which we take in PyTorch's convention
-  (``bn_momentum``; Keras's momentum 0.8 is PyTorch's 0.2). Linear layers keep PyTorch's
+  positional ``eps``; the DCGAN experiments log asks for momentum 0.8, which we take in
+  PyTorch's convention (``bn_momentum``; Keras's momentum 0.8 is PyTorch's 0.2). Linear layers keep PyTorch's
   default init; a BatchNorm follows the projection as in that reference.
 
 :class:`LatentGAN` is the shared unconditional GAN: WGAN-GP (``wgan_gp.py``) reuses it and the

@@ -26,7 +26,8 @@ Departures from the reference implementation:
   64 px (1, 2, 3, 4) and 128 px (1, 1, 2, 3, 4) follow Improved DDPM / ADM (the DDPM paper has
   no 64 or 128 px models). Attention is at 16x16 and 8x8 (the plan; the CIFAR-10 model had 16x16
   only), plus the middle block, single-head as in the paper (``attention_head_dim=None``).
-- The optimiser is AdamW (lr 2e-4, no weight decay, gradient clipping at 1.0) per the plan; the
+- The optimiser is AdamW (lr 2e-4, no weight decay, gradient clipping at 1.0), the generator
+  plan's phase 4 settings; the
   paper's 5000-step learning-rate warm-up is left to the trainer.
 - The time embedding, GroupNorm epsilon and downsampling padding follow the reference
   (sin-then-cos, frequency shift 1, eps 1e-6, "SAME" padding of the stride-2 conv), which is

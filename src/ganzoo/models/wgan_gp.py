@@ -17,7 +17,7 @@ Presets:
   normalisation; SAGAN self-attention (γ initialised to 0) at 16×16 in both networks, and also
   at 32×32 in the 128 px preset. Same loss (WGAN-GP) and optimiser.
 
-Departures: n_critic = 2 (the reference uses 5) as the issue asks; PyTorch default
+Departures: n_critic = 2 (the reference uses 5), the generator plan's setting; PyTorch default
 initialisation. Everything else is a config field (``critic_norm``, ``generator_norm``,
 ``spectral_norm``, ``attention_resolutions``, ``gp_weight``, ``n_critic``, ``diffaugment``).
 The critic's optimizer group is named ``"critic"``.

@@ -7,7 +7,7 @@ iterations at lr 0.08 for the blob sizes (so that blobs can appear or vanish) an
 other parameters, cross-entropy of the decision towards the target, and an L1 proximity loss
 weighted by ``lambda_prox``.
 
-Additions described in the issue and documented in ``docs/blobgan.md``:
+Additions to the BlobGAN notes' procedure, documented in ``docs/blobgan.md``:
 
 - *Blob targeting*: only the blobs in ``blobs`` (indices 0..K-1) change; the background entry
   changes only with ``include_background=True``.
