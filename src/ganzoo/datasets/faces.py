@@ -253,8 +253,11 @@ def _write_list(path: Path, names: set[str]) -> None:
     if not names:
         path.unlink(missing_ok=True)
         return
+    text = "".join(f"{n}\n" for n in sorted(names))
+    if path.is_file() and path.read_text() == text:
+        return  # unchanged: a run with nothing new touches nothing
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("".join(f"{n}\n" for n in sorted(names)))
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
