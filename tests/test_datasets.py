@@ -296,3 +296,44 @@ def test_unpaired_folders(tmp_path, layout):
     assert len(b) == 5 and set(b[0]) == {"image"}
     with pytest.raises(FileNotFoundError, match="layouts"):
         ganzoo.build_dataset("unpaired", root=str(tmp_path / layout[0]))
+
+
+# -- the generator plan's phase 1 -------------------------------------------------------------
+
+def test_phase1_queue_file_and_documented_commands_are_the_same_runs():
+    import dataclasses
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from ganzoo.train import _cli_layer, build_parser
+    from ganzoo.training.config import resolve_run_config
+    from ganzoo.training.data import check_dataset_options
+
+    repo = Path(__file__).resolve().parents[1]
+    queue = yaml.safe_load((repo / "src/ganzoo/queues/generator_plan_phase1.yaml").read_text())
+    defaults = {k: v for k, v in queue["defaults"].items() if k != "eval"}
+    from_queue = {}
+    for exp in queue["experiments"]:
+        exp = {k: v for k, v in exp.items() if k not in ("name", "eval")} | {
+            "output_dir": f"{queue['output_root']}/{exp['name']}"}
+        from_queue[exp["output_dir"]] = resolve_run_config(defaults, exp)
+    from_docs = {}
+    for line in (repo / "docs/data.md").read_text().splitlines():
+        if line.startswith("ganzoo train") and "outputs/phase1/" in line:
+            run = resolve_run_config(_cli_layer(build_parser().parse_args(shlex.split(line)[2:])))
+            from_docs[run.output_dir] = run
+    assert sorted(from_docs) == sorted(from_queue) and len(from_queue) == 5
+
+    def parsed(options):  # flags arrive as text; configs parse text as YAML
+        return {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in options.items()}
+
+    for out, run in from_queue.items():
+        doc = from_docs[out]
+        assert check_dataset_options(run.dataset, run.dataset_args) == \
+            check_dataset_options(doc.dataset, doc.dataset_args), out
+        assert parsed(run.model_args) == parsed(doc.model_args), out
+        assert run.model in ganzoo.list_models(), out
+        blank = {"dataset_args": {}, "model_args": {}}
+        assert dataclasses.replace(run, **blank) == dataclasses.replace(doc, **blank), out
