@@ -10,7 +10,6 @@ so they run everywhere.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest

@@ -144,9 +144,10 @@ class CelebADataset(Dataset):
     aligned set) and resized. ``aligned_root`` reads the images from another folder with the
     same file names instead, e.g. the output of ``ganzoo prepare faces
     ROOT/img_align_celeba ALIGNED``; its square crops are resized without the 178 crop, and
-    names missing there (no face found) drop out, so the lists still apply. ``subset="pairs"`` yields ``image_with`` / ``image_without`` (a
-    with-attribute face and an unrelated without-attribute face); ``"with"``, ``"without"`` and
-    ``"all"`` yield ``image``. Every item also has ``attrs`` (the 40 attributes as 0/1).
+    names missing there (no face found) drop out, so the lists still apply.
+    ``subset="pairs"`` yields ``image_with`` / ``image_without`` (a with-attribute face and an
+    unrelated without-attribute face); ``"with"``, ``"without"`` and ``"all"`` yield
+    ``image``. Every item also has ``attrs`` (the 40 attributes as 0/1).
     """
 
     SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -159,8 +160,8 @@ class CelebADataset(Dataset):
                  aligned_root: str | os.PathLike | None = None):
         root = Path(root).expanduser()
         attr_file, part_file = root / "list_attr_celeba.txt", root / "list_eval_partition.txt"
-        for p in (attr_file, part_file) if aligned_root else (root / "img_align_celeba",
-                                                               attr_file, part_file):
+        required = [attr_file, part_file] + ([] if aligned_root else [root / "img_align_celeba"])
+        for p in required:
             if not p.exists():
                 raise FileNotFoundError(f"CelebA file {p} does not exist (expected "
                                         f"img_align_celeba/, list_attr_celeba.txt and "
