@@ -144,8 +144,9 @@ class PrepareSummary:
     def line(self) -> str:
         rate = f", {self.seconds / self.detected:.2f} s/image" if self.detected else ""
         return (f"prepare faces: {self.found} images in {self.src}: {self.aligned} aligned, "
-                f"{self.done_before} already aligned, {self.no_face} without a face "
-                f"({self.dst / 'skipped.txt'}), {self.unreadable} unreadable"
+                f"{self.done_before} already aligned, {self.no_face} without a face"
+                + (f" ({self.dst / 'skipped.txt'})" if self.no_face else "")
+                + f", {self.unreadable} unreadable"
                 + (f" ({self.dst / 'unreadable.txt'})" if self.unreadable else "")
                 + f"; {self.seconds:.1f} s{rate}")
 
