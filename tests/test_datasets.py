@@ -177,6 +177,114 @@ def test_celeba_split_by_attribute(tmp_path):
         ganzoo.build_dataset("celeba", root=str(tmp_path / "nope"))
 
 
+def test_celeba_aligned_root_keeps_the_lists(tmp_path):
+    from PIL import Image
+
+    _fake_celeba(tmp_path)
+    aligned = tmp_path / "aligned"  # as `ganzoo prepare faces` writes it: same names, square
+    aligned.mkdir()
+    for i in range(8):
+        if i != 2:  # no face found in 000002.jpg: not written
+            Image.new("RGB", (128, 128), (250, 10, 10)).save(aligned / f"{i:06d}.jpg")
+    ds = ganzoo.build_dataset("celeba", root=str(tmp_path), aligned_root=str(aligned),
+                              split="all", subset="all", resolution=16)
+    assert len(ds) == 7 and ds.rows[2][0] == "000003.jpg"
+    raw = ganzoo.build_dataset("celeba", root=str(tmp_path), split="all", subset="all",
+                               resolution=16)
+    assert torch.equal(ds[3]["attrs"], raw[4]["attrs"])  # the lists follow the names
+    image = ds[0]["image"]
+    assert image.shape == (3, 16, 16)
+    # The whole square crop, not the 178 x 178 centre of CelebA's 178 x 218 (which would pad
+    # a 128 px crop with black borders).
+    assert image[0].min() > 0.9 and image[1].max() < -0.8
+    pairs = ganzoo.build_dataset("celeba", root=str(tmp_path), aligned_root=str(aligned),
+                                 resolution=16)
+    assert len(pairs) == 3 - 1  # smiling train images 0, 2, 4: 2 has no aligned face
+    # An aligned folder is also a plain image folder.
+    assert len(ganzoo.build_dataset("image_folder", root=str(aligned), resolution=16)) == 7
+    with pytest.raises(FileNotFoundError, match="aligned_root"):
+        ganzoo.build_dataset("celeba", root=str(tmp_path), aligned_root=str(tmp_path / "x"))
+
+
+# -- mix -----------------------------------------------------------------------------------
+
+def _mix_roots(tmp_path):
+    from PIL import Image
+
+    for name, n, colour in (("aligned", 3, (250, 10, 10)), ("raw", 5, (10, 10, 250))):
+        (tmp_path / name).mkdir()
+        for i in range(n):
+            Image.new("RGB", (40, 30), colour).save(tmp_path / name / f"{i}.png")
+    return str(tmp_path / "aligned"), str(tmp_path / "raw")
+
+
+def test_mix_follows_the_ratio_and_the_seed(tmp_path):
+    from ganzoo.training.data import build_dataset, check_dataset_options
+
+    a, b = _mix_roots(tmp_path)
+    # As `--set data.sources=[...] --set data.ratio=[3,1]` gives them; the trainer adds the
+    # model's resolution.
+    ds = build_dataset("mix", check_dataset_options("mix", {"sources": f"[{a}, {b}]",
+                                                            "ratio": "[3, 1]"}))
+    # Every raw image once per epoch at a quarter of the items: 20 items, 15 aligned.
+    assert len(ds) == 20 and ds.counts == [15, 5] and ds.keys == ("image",)
+    assert torch.bincount(ds.source_index).tolist() == [15, 5]
+    assert sorted(ds.local_index[ds.source_index == 1].tolist()) == [0, 1, 2, 3, 4]
+    assert sorted(ds.local_index[ds.source_index == 0].tolist()) == [0] * 5 + [1] * 5 + [2] * 5
+    red = [bool(ds[i]["image"][0].mean() > 0) for i in range(20)]
+    assert red == (ds.source_index == 0).tolist()  # items are the sources' items
+    assert ds[0]["image"].shape == (3, 64, 64)
+    again = ganzoo.build_dataset("mix", sources=[a, b], ratio=[3, 1])
+    other = ganzoo.build_dataset("mix", sources=[a, b], ratio=[3, 1], seed=1)
+    assert torch.equal(again.source_index, ds.source_index)
+    assert torch.equal(again.local_index, ds.local_index)
+    assert not torch.equal(other.source_index, ds.source_index)
+    assert torch.bincount(other.source_index).tolist() == [15, 5]
+    # A fixed length keeps the ratio to one item (largest remainder: 5.25 + 1.75 = 7).
+    assert ganzoo.build_dataset("mix", sources=[a, b], ratio=[3, 1], size=7).counts == [5, 2]
+    assert ganzoo.build_dataset("mix", sources=[a, b]).counts == [5, 5]  # equal shares
+
+
+def test_mix_sources_take_options_and_must_match(tmp_path):
+    a, b = _mix_roots(tmp_path)
+    ds = ganzoo.build_dataset("mix", resolution=16, augment="structure", sources=[
+        {"dataset": "image_folder", "root": a, "augment": "none"}, b])
+
+    def twice(source):  # the first item under two torch seeds
+        torch.manual_seed(0)
+        first = source[0]["image"]
+        torch.manual_seed(1)
+        return first, source[0]["image"]
+
+    assert torch.equal(*twice(ds.sources[0]))  # its own augment="none" wins
+    assert not torch.equal(*twice(ds.sources[1]))  # the mix's augment reached the other
+    assert ds.sources[1].resolution == 16 and ds[0]["image"].shape == (3, 16, 16)
+    with pytest.raises(ValueError, match="keys and shapes must match"):
+        ganzoo.build_dataset("mix", resolution=16, sources=[
+            {"dataset": "image_folder", "root": a, "resolution": 32}, b])
+    with pytest.raises(KeyError, match=r"mix sources\[1\]: .* did you mean root"):
+        ganzoo.build_dataset("mix", sources=[a, {"dataset": "image_folder", "rot": b}])
+    with pytest.raises(ValueError, match="2 entries for 1 sources"):
+        ganzoo.build_dataset("mix", sources=[a], ratio=[1, 1])
+    with pytest.raises(ValueError, match="positive"):
+        ganzoo.build_dataset("mix", sources=[a, b], ratio=[1, 0])
+    with pytest.raises(ValueError, match="'dataset' key"):
+        ganzoo.build_dataset("mix", sources=[a, {"root": b}])
+
+
+@pytest.mark.slow
+def test_mix_trains(tmp_path):
+    from ganzoo.train import main
+
+    a, b = _mix_roots(tmp_path)
+    out = tmp_path / "run"
+    code = main(["--model", "test_dcgan", "--dataset", "mix", "-o", str(out), "--no-progress",
+                 "--set", f"data.sources=[{a}, {b}]", "--set", "data.ratio=[0.7, 0.3]",
+                 "--max-steps", "2", "--batch-size", "4", "--sample-every", "0",
+                 "--save-every", "0"])
+    assert code == 0 and (out / "final" / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("layout", [("trainA", "trainB"), ("photo_jpg", "monet_jpg")])
 def test_unpaired_folders(tmp_path, layout):
     _write_images(tmp_path / layout[0], 3)
@@ -188,3 +296,44 @@ def test_unpaired_folders(tmp_path, layout):
     assert len(b) == 5 and set(b[0]) == {"image"}
     with pytest.raises(FileNotFoundError, match="layouts"):
         ganzoo.build_dataset("unpaired", root=str(tmp_path / layout[0]))
+
+
+# -- the generator plan's phase 1 -------------------------------------------------------------
+
+def test_phase1_queue_file_and_documented_commands_are_the_same_runs():
+    import dataclasses
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from ganzoo.train import _cli_layer, build_parser
+    from ganzoo.training.config import resolve_run_config
+    from ganzoo.training.data import check_dataset_options
+
+    repo = Path(__file__).resolve().parents[1]
+    queue = yaml.safe_load((repo / "src/ganzoo/queues/generator_plan_phase1.yaml").read_text())
+    defaults = {k: v for k, v in queue["defaults"].items() if k != "eval"}
+    from_queue = {}
+    for exp in queue["experiments"]:
+        exp = {k: v for k, v in exp.items() if k not in ("name", "eval")} | {
+            "output_dir": f"{queue['output_root']}/{exp['name']}"}
+        from_queue[exp["output_dir"]] = resolve_run_config(defaults, exp)
+    from_docs = {}
+    for line in (repo / "docs/data.md").read_text().splitlines():
+        if line.startswith("ganzoo train") and "outputs/phase1/" in line:
+            run = resolve_run_config(_cli_layer(build_parser().parse_args(shlex.split(line)[2:])))
+            from_docs[run.output_dir] = run
+    assert sorted(from_docs) == sorted(from_queue) and len(from_queue) == 5
+
+    def parsed(options):  # flags arrive as text; configs parse text as YAML
+        return {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in options.items()}
+
+    for out, run in from_queue.items():
+        doc = from_docs[out]
+        assert check_dataset_options(run.dataset, run.dataset_args) == \
+            check_dataset_options(doc.dataset, doc.dataset_args), out
+        assert parsed(run.model_args) == parsed(doc.model_args), out
+        assert run.model in ganzoo.list_models(), out
+        blank = {"dataset_args": {}, "model_args": {}}
+        assert dataclasses.replace(run, **blank) == dataclasses.replace(doc, **blank), out

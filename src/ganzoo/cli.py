@@ -1,4 +1,4 @@
-"""The ``ganzoo`` command: list, info, sample, train, eval.
+"""The ``ganzoo`` command: list, info, sample, prepare, train, eval.
 
 ``ganzoo train ...`` is ``python -m ganzoo.train ...`` and ``ganzoo eval ...`` is the metrics
 module's command line; both are dispatched here so that there is one console script.
@@ -129,6 +129,19 @@ def _sample(args) -> int:
     return 0
 
 
+def _prepare_faces(args) -> int:
+    from .datasets.faces import prepare_faces
+
+    try:
+        summary = prepare_faces(args.src, args.dst, size=args.size, workers=args.workers,
+                                device=args.device, progress=args.progress)
+    except ImportError as e:  # the optional faces extra: one line saying what to install
+        print(f"ganzoo prepare: error: {e}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return 0
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (argparse turns the ValueError into one usage line)."""
     try:
@@ -183,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow a bare preset (random weights)")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(fn=_sample)
+
+    q = sub.add_parser("prepare", help="one-time preprocessing of an image folder")
+    what = q.add_subparsers(dest="what", required=True)
+    q = what.add_parser("faces", help="MTCNN-align the faces under SRC into DST (docs/data.md)")
+    q.add_argument("src", help="folder of photographs, searched recursively")
+    q.add_argument("dst", help="output folder: aligned crops at the same relative paths")
+    q.add_argument("--size", type=positive_int, default=128, help="crop size (default 128)")
+    q.add_argument("--workers", type=positive_int, default=1, help="processes (default 1)")
+    q.add_argument("--device", default="cpu", help="detector device (default cpu)")
+    q.add_argument("--no-progress", action="store_const", const=False, default=None,
+                   dest="progress", help="no progress bar (default: shown on a terminal)")
+    q.set_defaults(fn=_prepare_faces)
 
     sub.add_parser("train", help="train a model (same as python -m ganzoo.train)",
                    add_help=False)

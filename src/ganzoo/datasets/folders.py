@@ -141,9 +141,13 @@ class CelebADataset(Dataset):
 
     ``root`` holds ``img_align_celeba/``, ``list_attr_celeba.txt`` and
     ``list_eval_partition.txt``. Images are centre-cropped to 178x178 (the face region of the
-    aligned set) and resized. ``subset="pairs"`` yields ``image_with`` / ``image_without`` (a
-    with-attribute face and an unrelated without-attribute face); ``"with"``, ``"without"`` and
-    ``"all"`` yield ``image``. Every item also has ``attrs`` (the 40 attributes as 0/1).
+    aligned set) and resized. ``aligned_root`` reads the images from another folder with the
+    same file names instead, e.g. the output of ``ganzoo prepare faces
+    ROOT/img_align_celeba ALIGNED``; its square crops are resized without the 178 crop, and
+    names missing there (no face found) drop out, so the lists still apply.
+    ``subset="pairs"`` yields ``image_with`` / ``image_without`` (a with-attribute face and an
+    unrelated without-attribute face); ``"with"``, ``"without"`` and ``"all"`` yield
+    ``image``. Every item also has ``attrs`` (the 40 attributes as 0/1).
     """
 
     SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -152,15 +156,19 @@ class CelebADataset(Dataset):
                  split: Literal["train", "val", "test", "all"] = "train",
                  subset: Literal["pairs", "with", "without", "all"] = "pairs",
                  resolution: int = 64, augment: Literal["none", "structure"] = "none",
-                 seed: int = 0, size: int | None = None, on_error: OnError = "skip"):
+                 seed: int = 0, size: int | None = None, on_error: OnError = "skip",
+                 aligned_root: str | os.PathLike | None = None):
         root = Path(root).expanduser()
-        images = root / "img_align_celeba"
         attr_file, part_file = root / "list_attr_celeba.txt", root / "list_eval_partition.txt"
-        for p in (images, attr_file, part_file):
+        required = [attr_file, part_file] + ([] if aligned_root else [root / "img_align_celeba"])
+        for p in required:
             if not p.exists():
                 raise FileNotFoundError(f"CelebA file {p} does not exist (expected "
                                         f"img_align_celeba/, list_attr_celeba.txt and "
                                         f"list_eval_partition.txt under {root})")
+        images = Path(aligned_root).expanduser() if aligned_root else root / "img_align_celeba"
+        if aligned_root and not images.is_dir():
+            raise FileNotFoundError(f"CelebA aligned_root {images} is not a folder")
         if split not in (*self.SPLITS, "all"):
             raise ValueError(f"split must be train, val, test or all, got {split!r}")
         if subset not in ("pairs", "with", "without", "all"):
@@ -193,11 +201,12 @@ class CelebADataset(Dataset):
         self.rows = {"with": self.with_attr, "without": self.without_attr, "all": rows,
                      "pairs": self.with_attr}[subset]
         if not self.rows or (subset == "pairs" and not self.without_attr):
-            raise ValueError(f"CelebA split '{split}' under {root} has no images for "
-                             f"subset '{subset}' of attribute '{attribute}'")
+            raise ValueError(f"CelebA split '{split}' under {root} has no images in {images} "
+                             f"for subset '{subset}' of attribute '{attribute}'")
         g = torch.Generator().manual_seed(seed)
         self._partner = torch.randperm(max(len(self.without_attr), 1), generator=g).tolist()
         self.images, self.subset, self.attribute = images, subset, attribute
+        self.aligned = aligned_root is not None
         self.resolution = int(resolution)
         self.keys = ("image_with", "image_without", "attrs") if subset == "pairs" \
             else ("image", "attrs")
@@ -216,7 +225,10 @@ class CelebADataset(Dataset):
                 t = F.pil_to_tensor(im.convert("RGB"))
         except OSError as e:
             raise ValueError(f"cannot decode CelebA image {path}: {e}") from e
-        t = F.center_crop(t, [178, 178])
+        # The official aligned set is 178x218 with the face in the central 178x178; crops of
+        # `prepare faces` are square already and are only resized.
+        side = min(t.shape[-2:]) if self.aligned else 178
+        t = F.center_crop(t, [side, side])
         t = F.resize(t, [self.resolution, self.resolution], antialias=True)
         t = t.float().div(127.5).sub(1.0).clamp(-1, 1)
         return self._aug(t) if self._aug is not None else t
@@ -239,9 +251,12 @@ def celeba(root: str, attribute: str = "Smiling",
            split: Literal["train", "val", "test", "all"] = "train",
            subset: Literal["pairs", "with", "without", "all"] = "pairs",
            resolution: int = 64, augment: Literal["none", "structure"] = "none",
-           seed: int = 0, size: int | None = None) -> CelebADataset:
-    """CelebA split by an attribute (Smiling by default) into with/without."""
-    return CelebADataset(root, attribute, split, subset, resolution, augment, seed, size)
+           seed: int = 0, size: int | None = None,
+           aligned_root: str | None = None) -> CelebADataset:
+    """CelebA split by an attribute (Smiling by default) into with/without; ``aligned_root``
+    takes the images from a ``ganzoo prepare faces`` folder."""
+    return CelebADataset(root, attribute, split, subset, resolution, augment, seed, size,
+                         aligned_root=aligned_root)
 
 
 class UnpairedFolderDataset(Dataset):
