@@ -182,7 +182,7 @@ def test_folder_rules_with_a_stand_in_detector(tmp_path):
     assert det.calls[3:] == [(80, 120)]
     with pytest.raises(ValueError, match="aligned at 32 px; pass --size 32"):
         prepare_faces(src, dst, size=64, progress=False, detector=det)
-    assert not list(dst.rglob("*.partial"))
+    assert not list(dst.rglob("*.tmp"))
 
 
 def test_destination_inside_the_source_is_not_read_back(tmp_path):

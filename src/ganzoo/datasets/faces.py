@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_path, atomic_write_text
+
 __all__ = ["REFERENCE_LANDMARKS", "INSTALL", "reference_landmarks", "fit_alignment",
            "align_face", "FaceDetector", "PrepareSummary", "prepare_faces"]
 
@@ -164,11 +166,9 @@ def _load_rgb(path: Path):
 def _write(pixels: np.ndarray, out: Path) -> None:
     from PIL import Image
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     fmt = Image.registered_extensions()[out.suffix.lower()]
-    tmp = out.with_name(f".{out.name}.partial")  # not an image suffix: folders ignore it
-    Image.fromarray(pixels).save(tmp, format=fmt, **(_JPEG if fmt == "JPEG" else {}))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:  # ".name.<pid>.tmp": not an image suffix, folders ignore it
+        Image.fromarray(pixels).save(tmp, format=fmt, **(_JPEG if fmt == "JPEG" else {}))
 
 
 def _align_file(path: Path, out: Path, detector, size: int) -> tuple[str, str]:
@@ -257,9 +257,7 @@ def _write_list(path: Path, names: set[str]) -> None:
     text = "".join(f"{n}\n" for n in sorted(names))
     if path.is_file() and path.read_text() == text:
         return  # unchanged: a run with nothing new touches nothing
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _check_settings(dst: Path, size: int) -> None:
