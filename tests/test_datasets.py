@@ -104,6 +104,19 @@ def test_augmentation_preset_keeps_shape_and_range():
         ganzoo.build_dataset("shapes", augment="heavy")
 
 
+def test_flip_preset_only_mirrors():
+    """The generator plan's 1C baseline: each image is itself or its mirror, and both occur."""
+    plain = ganzoo.build_dataset("shapes", resolution=16, size=32)
+    flipped = ganzoo.build_dataset("shapes", resolution=16, size=32, augment="flip")
+    torch.manual_seed(0)
+    same = mirrored = 0
+    for i in range(32):
+        x, y = plain[i]["image"], flipped[i]["image"]
+        same += torch.equal(x, y)
+        mirrored += torch.equal(x.flip(-1), y) and not torch.equal(x, y)
+    assert same + mirrored == 32 and same > 0 and mirrored > 0
+
+
 # -- folders -------------------------------------------------------------------------------
 
 def _write_images(folder, n, size=(40, 30), start=0):
@@ -324,7 +337,7 @@ def test_phase1_queue_file_and_documented_commands_are_the_same_runs():
         if line.startswith("ganzoo train") and "outputs/phase1/" in line:
             run = resolve_run_config(_cli_layer(build_parser().parse_args(shlex.split(line)[2:])))
             from_docs[run.output_dir] = run
-    assert sorted(from_docs) == sorted(from_queue) and len(from_queue) == 5
+    assert sorted(from_docs) == sorted(from_queue) and len(from_queue) == 6
 
     def parsed(options):  # flags arrive as text; configs parse text as YAML
         return {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in options.items()}

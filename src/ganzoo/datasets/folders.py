@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..registry import register_dataset
-from .transforms import load_transform
+from .transforms import Augment, load_transform
 
 __all__ = ["ImageFolderDataset", "CelebADataset", "UnpairedFolderDataset", "list_images"]
 
@@ -103,7 +103,7 @@ class ImageFolderDataset(Dataset):
     keys = ("image",)
 
     def __init__(self, root, resolution: int = 64, aspect_ratio: float = 1.0,
-                 augment: Literal["none", "structure"] = "none", on_error: OnError = "skip",
+                 augment: Augment = "none", on_error: OnError = "skip",
                  size: int | None = None):
         self.height, self.width = _check_size(resolution, aspect_ratio)
         self.resolution = self.height
@@ -122,7 +122,7 @@ class ImageFolderDataset(Dataset):
 
 @register_dataset
 def image_folder(root: str, resolution: int = 64, aspect_ratio: float = 1.0,
-                 augment: Literal["none", "structure"] = "none", on_error: OnError = "skip",
+                 augment: Augment = "none", on_error: OnError = "skip",
                  size: int | None = None, seed: int = 0) -> ImageFolderDataset:
     """Any folder of images (e.g. anime faces), recursive."""
     return ImageFolderDataset(root, resolution, aspect_ratio, augment, on_error, size)
@@ -130,7 +130,7 @@ def image_folder(root: str, resolution: int = 64, aspect_ratio: float = 1.0,
 
 @register_dataset
 def street_scenes(root: str, resolution: int = 256, aspect_ratio: float = 2.0,
-                  augment: Literal["none", "structure"] = "none", on_error: OnError = "skip",
+                  augment: Augment = "none", on_error: OnError = "skip",
                   size: int | None = None, seed: int = 0) -> ImageFolderDataset:
     """Rectangular street scenes in the style of BDD100K (default 256x512, aspect kept)."""
     return ImageFolderDataset(root, resolution, aspect_ratio, augment, on_error, size)
@@ -155,7 +155,7 @@ class CelebADataset(Dataset):
     def __init__(self, root, attribute: str = "Smiling",
                  split: Literal["train", "val", "test", "all"] = "train",
                  subset: Literal["pairs", "with", "without", "all"] = "pairs",
-                 resolution: int = 64, augment: Literal["none", "structure"] = "none",
+                 resolution: int = 64, augment: Augment = "none",
                  seed: int = 0, size: int | None = None, on_error: OnError = "skip",
                  aligned_root: str | os.PathLike | None = None):
         root = Path(root).expanduser()
@@ -250,7 +250,7 @@ class CelebADataset(Dataset):
 def celeba(root: str, attribute: str = "Smiling",
            split: Literal["train", "val", "test", "all"] = "train",
            subset: Literal["pairs", "with", "without", "all"] = "pairs",
-           resolution: int = 64, augment: Literal["none", "structure"] = "none",
+           resolution: int = 64, augment: Augment = "none",
            seed: int = 0, size: int | None = None,
            aligned_root: str | None = None) -> CelebADataset:
     """CelebA split by an attribute (Smiling by default) into with/without; ``aligned_root``
@@ -272,7 +272,7 @@ class UnpairedFolderDataset(Dataset):
 
     def __init__(self, root=None, root_a=None, root_b=None, resolution: int = 256,
                  domain: Literal["both", "a", "b"] = "both",
-                 augment: Literal["none", "structure"] = "none", seed: int = 0,
+                 augment: Augment = "none", seed: int = 0,
                  on_error: OnError = "skip", size: int | None = None):
         if root_a is None or root_b is None:
             if root is None:
@@ -320,7 +320,7 @@ class UnpairedFolderDataset(Dataset):
 @register_dataset
 def unpaired(root: str | None = None, root_a: str | None = None, root_b: str | None = None,
              resolution: int = 256, domain: Literal["both", "a", "b"] = "both",
-             augment: Literal["none", "structure"] = "none", seed: int = 0,
+             augment: Augment = "none", seed: int = 0,
              on_error: OnError = "skip", size: int | None = None) -> UnpairedFolderDataset:
     """Two folders of unpaired images (photo/monet, trainA/trainB), for translation."""
     return UnpairedFolderDataset(root, root_a, root_b, resolution, domain, augment, seed,

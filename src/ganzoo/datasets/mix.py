@@ -21,11 +21,12 @@ that does not set its own. All sources must yield the same keys and image shapes
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from .transforms import Augment
 from ..registry import register_dataset
 
 __all__ = ["MixDataset", "mix"]
@@ -112,7 +113,7 @@ class MixDataset(Dataset):
 @register_dataset
 def mix(sources: list[str | dict], ratio: list[float] | None = None, resolution: int | None = None,
         aspect_ratio: float | None = None,
-        augment: Literal["none", "structure"] | None = None, size: int | None = None,
+        augment: Augment | None = None, size: int | None = None,
         seed: int = 0) -> MixDataset:
     """Registered datasets mixed in a ratio: ``sources=[aligned/, raw/]``, ``ratio=[1, 1]``."""
     import ganzoo

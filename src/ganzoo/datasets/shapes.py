@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..registry import register_dataset
-from .transforms import augment_fn
+from .transforms import Augment, augment_fn
 
 __all__ = ["ShapesDataset", "ShapesAttrDataset", "ShapesUnpairedDataset", "ShapesScenesDataset"]
 
@@ -92,7 +92,7 @@ class _Synthetic(Dataset):
     keys: tuple[str, ...] = ("image",)
 
     def __init__(self, resolution: int = 64, size: int = 10_000, seed: int = 0,
-                 augment: Literal["none", "structure"] = "none", aspect_ratio: float = 1.0):
+                 augment: Augment = "none", aspect_ratio: float = 1.0):
         if not 8 <= int(resolution) <= 1024:
             raise ValueError(f"resolution must be in [8, 1024], got {resolution}")
         if size < 1:
@@ -200,7 +200,7 @@ def _brush(img, sdf, alpha, u, ys, xs, h):
 
 @register_dataset
 def shapes(resolution: int = 64, size: int = 10_000, seed: int = 0,
-           augment: Literal["none", "structure"] = "none") -> ShapesDataset:
+           augment: Augment = "none") -> ShapesDataset:
     """Coloured shapes on gradients, unconditional (``image``)."""
     return ShapesDataset(resolution=resolution, size=size, seed=seed, augment=augment)
 
@@ -215,7 +215,7 @@ class ShapesAttrDataset(_Synthetic):
 
     def __init__(self, resolution: int = 64, size: int = 10_000, seed: int = 0,
                  subset: Literal["pairs", "with", "without"] = "pairs",
-                 augment: Literal["none", "structure"] = "none"):
+                 augment: Augment = "none"):
         super().__init__(resolution, size, seed, augment)
         if subset not in ("pairs", "with", "without"):
             raise ValueError(f"subset must be 'pairs', 'with' or 'without', got {subset!r}")
@@ -259,7 +259,7 @@ class ShapesAttrDataset(_Synthetic):
 @register_dataset
 def shapes_attr(resolution: int = 64, size: int = 10_000, seed: int = 0,
                 subset: Literal["pairs", "with", "without"] = "pairs",
-                augment: Literal["none", "structure"] = "none") -> ShapesAttrDataset:
+                augment: Augment = "none") -> ShapesAttrDataset:
     """Shapes with and without a binary attribute, for attribute transfer (GeneGAN)."""
     return ShapesAttrDataset(resolution=resolution, size=size, seed=seed, subset=subset,
                              augment=augment)
@@ -274,7 +274,7 @@ class ShapesUnpairedDataset(ShapesDataset):
 
     def __init__(self, resolution: int = 64, size: int = 10_000, seed: int = 0,
                  domain: Literal["both", "a", "b"] = "both",
-                 augment: Literal["none", "structure"] = "none"):
+                 augment: Augment = "none"):
         super().__init__(resolution, size, seed, augment)
         if domain not in ("both", "a", "b"):
             raise ValueError(f"domain must be 'both', 'a' or 'b', got {domain!r}")
@@ -293,7 +293,7 @@ class ShapesUnpairedDataset(ShapesDataset):
 @register_dataset
 def shapes_unpaired(resolution: int = 64, size: int = 10_000, seed: int = 0,
                     domain: Literal["both", "a", "b"] = "both",
-                    augment: Literal["none", "structure"] = "none") -> ShapesUnpairedDataset:
+                    augment: Augment = "none") -> ShapesUnpairedDataset:
     """Unpaired "photo" and "painting" shapes, for unpaired translation (CUT)."""
     return ShapesUnpairedDataset(resolution=resolution, size=size, seed=seed, domain=domain,
                                  augment=augment)
@@ -347,7 +347,7 @@ class ShapesScenesDataset(_Synthetic):
 @register_dataset
 def shapes_scenes(resolution: int = 64, size: int = 10_000, seed: int = 0,
                   aspect_ratio: float = 1.0,
-                  augment: Literal["none", "structure"] = "none") -> ShapesScenesDataset:
+                  augment: Augment = "none") -> ShapesScenesDataset:
     """Multi-object scene layouts, square or rectangular, for layout GANs (BlobGAN)."""
     return ShapesScenesDataset(resolution=resolution, size=size, seed=seed, augment=augment,
                                aspect_ratio=aspect_ratio)

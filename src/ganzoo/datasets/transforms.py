@@ -1,8 +1,9 @@
 """Image transforms shared by the datasets: resize-and-crop to (H, W), augmentation presets.
 
-``structure`` is the generator plan's structure-preserving augmentation: horizontal flip with
-p = 0.5, rotation within ±5°, mild colour jitter (brightness ±0.1, contrast ±0.1, saturation
-±0.05); no translation and no vertical flip, which would change layouts a model should learn.
+``flip`` is a horizontal flip with p = 0.5 alone: the generator plan's phase 1C baseline.
+``structure`` is the plan's structure-preserving augmentation: horizontal flip with p = 0.5,
+rotation within ±5°, mild colour jitter (brightness ±0.1, contrast ±0.1, saturation ±0.05); no
+translation and no vertical flip, which would change layouts a model should learn.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from typing import Callable, Literal
 
 import torch
 
-__all__ = ["augment_fn", "load_transform", "AUGMENTATIONS"]
+__all__ = ["augment_fn", "load_transform", "AUGMENTATIONS", "Augment"]
 
-AUGMENTATIONS = ("none", "structure")
+# The augmentation presets every dataset takes (one definition for all their signatures).
+Augment = Literal["none", "flip", "structure"]
+AUGMENTATIONS = ("none", "flip", "structure")
 
 
-def augment_fn(name: Literal["none", "structure"] | None) -> Callable | None:
+def augment_fn(name: Augment | None) -> Callable | None:
     """An augmentation for images in [-1, 1], (C, H, W); ``None`` for ``"none"``."""
     if name in (None, "none"):
         return None
-    if name != "structure":
+    if name not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {name!r}")
     from torchvision.transforms import v2
 
+    if name == "flip":  # flipping commutes with the [-1, 1] scaling
+        return v2.RandomHorizontalFlip(p=0.5)
     aug = v2.Compose([
         v2.RandomHorizontalFlip(p=0.5),
         v2.RandomRotation(5, interpolation=v2.InterpolationMode.BILINEAR),
@@ -38,7 +43,7 @@ def augment_fn(name: Literal["none", "structure"] | None) -> Callable | None:
 
 
 def load_transform(height: int, width: int | None = None,
-                   augment: Literal["none", "structure"] = "none") -> Callable:
+                   augment: Augment = "none") -> Callable:
     """PIL image -> float tensor in [-1, 1] of shape (3, H, W).
 
     The image is resized (bicubic, antialiased) so that it covers H x W with its aspect ratio
