@@ -1,5 +1,6 @@
-"""File helpers every part of ganzoo shares: atomic writes, the one safe ``.pt`` reader, the
-one safetensors state-dict reader, and the one "[-1, 1] images to a PNG grid" writer."""
+"""File helpers every part of ganzoo shares: atomic writes (files and folders), the one safe
+``.pt`` reader, the one safetensors state-dict reader, and the one "[-1, 1] images to a PNG
+grid" writer."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "load_tensors",
-           "load_state_dict", "save_grid"]
+__all__ = ["atomic_path", "atomic_dir", "atomic_write_text", "atomic_write_json", "load_json",
+           "load_tensors", "load_state_dict", "save_grid"]
 
 
 @contextlib.contextmanager
@@ -37,6 +38,41 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to fill; renamed onto ``path`` on success.
+
+    A failure removes the temporary folder and leaves ``path`` as it was. An existing
+    ``path`` is refused (FileExistsError) unless ``overwrite``, and then replaced only once the
+    new folder is complete.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() and not overwrite and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to "
+                              f"replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
+    try:
+        yield tmp
+        if path.exists():
+            os.replace(path, old)  # kept until the new folder is in place
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old.exists():
+                os.replace(old, path)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
     with atomic_path(path, fsync) as tmp:
         tmp.write_text(text)
@@ -45,6 +81,17 @@ def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, fsync: bool = False) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n", fsync)
+
+
+def load_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """The JSON in ``path``; one-line errors for a missing or invalid file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
 
 
 def load_tensors(path: str | os.PathLike, what: str = "file") -> Any:
