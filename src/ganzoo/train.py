@@ -157,6 +157,7 @@ def parse_run_config(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``python -m ganzoo.train`` with ``argv``; returns the exit code."""
+    from .hub import HubError
     from .training.checkpoint import CheckpointError
     from .training.trainer import Trainer, TrainingError
 
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         run = parse_run_config(argv)
         trainer = Trainer(run)
     except (KeyError, ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError,
-            CheckpointError) as e:
+            CheckpointError, HubError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"ganzoo.train: error: {msg}", file=sys.stderr)
         return 2
