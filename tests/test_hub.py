@@ -192,3 +192,68 @@ def test_hub_failures_are_one_ganzoo_error_each(tmp_path):
     assert "is not in the Hugging Face cache" in proc.stdout
     assert "cannot upload 'me/x': offline mode is on" in proc.stdout
     assert proc.stdout.count("HubError:") == 2, proc.stdout
+
+
+# -- model cards, ModelHubMixin signatures, resolvers -------------------------------------------
+EVAL = {"metrics": {"fid": 41.5, "kid_mean": 0.021, "note": "text is not a score"},
+        "protocol": {"step": 6, "n_fake": 500, "n_real": 1797, "feature_extractor":
+                     "inception_v3", "resizer": "torch", "split": None,
+                     "reference": "dataset:hf(path=org/faces, resolution=8)",
+                     "dataset_kwargs": {"path": "org/faces", "resolution": 8}}}
+
+
+def _grid(path):
+    from PIL import Image
+
+    Image.new("RGB", (10, 10), (200, 10, 10)).save(path)
+    return path
+
+
+def test_card_metadata_parses_with_the_hubs_own_loader(toy_plugin, tmp_path):
+    from huggingface_hub import ModelCard
+
+    model = ganzoo.build("toy_gan", hidden=8)
+    older = {"metrics": {"fid": 80.0}, "protocol": {**EVAL["protocol"], "step": 3}}
+    model.save_pretrained(tmp_path / "m", dataset="hf (path=org/faces)", datasets=["org/faces"],
+                          steps=6, evaluations=[older, EVAL], license="mit", tags=["faces"],
+                          sample_grid=_grid(tmp_path / "grid.png"), sample_grid_step=6)
+    assert (tmp_path / "m" / "samples.png").read_bytes() == (tmp_path / "grid.png").read_bytes()
+    card = ModelCard.load(tmp_path / "m" / "README.md")
+    data = card.data
+    assert (data.library_name, data.pipeline_tag, data.license) == \
+        ("ganzoo", "unconditional-image-generation", "mit")
+    assert data.datasets == ["org/faces"] and {"ganzoo", "faces"} <= set(data.tags)
+    results = [(r.metric_type, r.metric_value, r.metric_args["step"]) for r in data.eval_results]
+    assert results == [("fid", 41.5, 6), ("kid_mean", 0.021, 6), ("fid", 80.0, 3)]  # newest first
+    first = data.eval_results[0]
+    assert first.metric_args["n_fake"] == 500 and first.metric_args["n_real"] == 1797
+    assert first.metric_config == "inception_v3" and first.dataset_type == "org/faces"
+    assert first.dataset_name == EVAL["protocol"]["reference"]
+    assert "![samples](samples.png)" in card.text and "at step 6" in card.text
+    assert "| 6 | fid | 41.5 | 500 / 1797 | inception_v3 |" in card.text
+    # Task families are image-to-image on the Hub.
+    ae = ganzoo.build("test_vae")
+    ae.save_pretrained(tmp_path / "ae")
+    assert ModelCard.load(tmp_path / "ae" / "README.md").data.pipeline_tag == "image-to-image"
+
+
+def test_mixin_signatures_and_run_folders(toy_plugin, tmp_path):
+    model = _trained(ganzoo.build("toy_gan", hidden=8))
+    model.save_pretrained(tmp_path / "run" / "final", model_card_kwargs={"steps": 4})
+    (tmp_path / "run" / "config.json").write_text('{"model": "toy_gan"}')  # the run config
+    with pytest.raises(TypeError, match="branch: push options need push_to_hub=True"):
+        model.save_pretrained(tmp_path / "x", branch="dev")
+    # A trainer run folder means its final/, for every resolver.
+    run = tmp_path / "run"
+    for loaded in (ganzoo.from_pretrained(run), ganzoo.build(f"local-dir:{run}"),
+                   type(model).from_pretrained(run, local_files_only=True)):
+        assert torch.equal(loaded.generator[0].weight, model.generator[0].weight)
+    assert json.loads((run / "final" / "config.json").read_text())["card"]["steps"] == 4
+    with pytest.raises(TypeError, match="not a DCGAN"):
+        type(ganzoo.build("test_dcgan")).from_pretrained(run)
+    with pytest.raises(ValueError, match="cannot replace them"):
+        ganzoo.build(f"local-dir:{run}", pretrained=str(run))
+    from ganzoo.hub import split_revision
+
+    assert split_revision("org/name@v1") == ("org/name", "v1")
+    assert split_revision("org/name", "main") == ("org/name", "main")

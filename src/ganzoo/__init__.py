@@ -62,13 +62,21 @@ def build(name: str, pretrained: bool | str = False, **overrides):
 
     ``overrides`` replace config fields (type-checked; ``None`` values are dropped, as in timm).
     ``pretrained`` is ``True`` (the preset's default tag, or the tag in ``name.tag``), a Hub
-    repo id (``org/repo`` or ``hf-hub:org/repo``) or a local folder.
+    repo id (``org/repo`` or ``hf-hub:org/repo[@revision]``) or a local folder.
+
+    As timm's ``create_model``, ``name`` may itself be ``hf-hub:org/name[@revision]`` or
+    ``local-dir:PATH``: the saved model's preset and config, with its weights.
     """
-    from .hub import load_weights, resolve_folder
+    from .hub import load_weights, resolve_folder, resolve_model
     from .registry import MODELS
 
-    name, tag = _split_tag(name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if name.startswith(("hf-hub:", "local-dir:")):
+        if pretrained not in (False, True):
+            raise ValueError(f"build('{name}') loads that model's own weights; pretrained="
+                             f"{pretrained!r} cannot replace them")
+        return resolve_model(name, **overrides)[0]
+    name, tag = _split_tag(name)
     model = MODELS.build(name, **overrides)
     _check_model(model, name, MODELS.entry(name))
     if tag is not None and pretrained is False:
@@ -139,11 +147,13 @@ def model_info(name: str) -> dict:
     }
 
 
-def from_pretrained(source, revision: str | None = None, **overrides):
-    """Load a saved model from a local folder or a Hub repo id (``org/name``)."""
+def from_pretrained(source, revision: str | None = None, **kwargs):
+    """Load a saved model from a folder, a trainer run folder or a Hub repo id (``org/name``,
+    ``hf-hub:org/name@rev``); ``token``, ``cache_dir``, ``force_download`` and
+    ``local_files_only`` go to the download, other keywords override config fields."""
     from .hub import from_pretrained as _from_pretrained
 
-    return _from_pretrained(source, revision=revision, **overrides)
+    return _from_pretrained(source, revision, **kwargs)
 
 
 def evaluate(*args, **kwargs):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,9 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 
-__all__ = ["save_pretrained", "from_pretrained", "load_weights", "push_to_hub",
-           "resolve_folder", "HubError", "WEIGHTS_NAME", "CONFIG_NAME"]
+__all__ = ["save_pretrained", "from_pretrained", "load_weights", "push_to_hub", "push_folder",
+           "resolve_folder", "resolve_model", "split_revision", "HubError", "WEIGHTS_NAME",
+           "CONFIG_NAME"]
 
 
 class HubError(RuntimeError):
@@ -82,22 +84,52 @@ def _is_transfer_error(e: Exception) -> bool:
                                                  "urllib3")
 
 
-def save_pretrained(model, save_directory, **card: Any) -> Path:
+# Keyword arguments of ``push_to_hub`` that ``save_pretrained(..., push_to_hub=True)`` passes
+# on, as huggingface_hub's ModelHubMixin does; every other keyword is a card fact.
+PUSH_KWARGS = ("private", "token", "branch", "revision", "create_pr", "commit_message",
+               "allow_patterns", "ignore_patterns", "delete_patterns")
+SAMPLES_NAME = "samples.png"
+
+
+def save_pretrained(model, save_directory, *, push_to_hub: bool = False,
+                    repo_id: str | None = None, model_card_kwargs: dict | None = None,
+                    **kwargs: Any) -> Path | str:
     """Write weights, config and model card into ``save_directory`` (created if needed).
 
-    ``card`` adds known facts to the model card: ``dataset``, ``metrics`` (a dict),
-    ``eval_protocol``, ``steps``. Each file is written under a temporary name and renamed,
-    so an interrupted save never leaves a half-written file under the final name.
+    Keywords other than push options are card facts (``ganzoo.modelcard``): ``dataset``,
+    ``datasets``, ``steps``, ``evaluations``, ``license``, ``tags``, ``sample_grid`` (a PNG,
+    copied in as ``samples.png``); ``model_card_kwargs`` is the same as a dict, the name
+    ModelHubMixin uses. ``push_to_hub=True`` then uploads the folder to ``repo_id`` (default:
+    the folder's name) with the push options of :func:`push_to_hub`, and returns the commit
+    URL; otherwise the folder is returned. Each file is written under a temporary name and
+    renamed, so an interrupted save never leaves a half-written file under the final name.
     """
     from safetensors.torch import save_model
 
     from . import __version__, config as cfg
+    from .modelcard import model_card
 
+    push = {k: kwargs.pop(k) for k in PUSH_KWARGS if k in kwargs}
+    if push and not push_to_hub:
+        raise TypeError(f"{', '.join(push)}: push options need push_to_hub=True")
+    card = {**(model_card_kwargs or {}), **kwargs}
     folder = Path(save_directory)
+    if push_to_hub and repo_id is None:
+        repo_id = folder.resolve().name
     folder.mkdir(parents=True, exist_ok=True)
     for name, p in model.state_dict().items():
         if p.is_floating_point() and not torch.isfinite(p).all():
             raise ValueError(f"refusing to save non-finite weights: '{name}' has NaN or inf")
+    if card.get("sample_grid"):
+        grid = Path(card["sample_grid"])
+        if not grid.is_file() and (folder / grid.name).is_file():
+            grid = folder / grid.name  # the facts of a saved folder name its own copy
+        if not grid.is_file():
+            raise FileNotFoundError(f"sample_grid {grid} does not exist")
+        if grid.resolve() != (folder / SAMPLES_NAME).resolve():
+            with atomic_path(folder / SAMPLES_NAME) as tmp:
+                shutil.copyfile(grid, tmp)
+        card["sample_grid"] = SAMPLES_NAME
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_model(model, str(tmp), metadata={"format": "pt", "ganzoo_version": __version__,
                                               "preset": str(model.preset)})
@@ -111,81 +143,69 @@ def save_pretrained(model, save_directory, **card: Any) -> Path:
     if card:
         config["card"] = json.loads(json.dumps(card, default=str))
     atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(folder / CARD_NAME, _model_card(model, config, card))
+    atomic_write_text(folder / CARD_NAME, model_card(model, config, config.get("card", {}),
+                                                     repo_id))
+    if push_to_hub:
+        return _upload(folder, repo_id, **push)
     return folder
 
 
-def _model_card(model, config: dict, card: dict) -> str:
-    n_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("ema."))
-    lines = [
-        "---",
-        "library_name: ganzoo",
-        "tags: [ganzoo, image-generation, " + (model.family or "generative") + "]",
-        "---",
-        "",
-        f"# {model.preset or type(model).__name__}",
-        "",
-        f"A `{type(model).__name__}` ({model.family}) saved by ganzoo {config['ganzoo_version']}.",
-        "",
-        f"- **Paper**: {model.paper or 'n/a'}",
-        f"- **Task**: `{model.task}`",
-        f"- **Parameters**: {n_params / 1e6:.2f} M (EMA copies not counted)",
-        f"- **Training data**: {card.get('dataset', 'unknown')}",
-    ]
-    if "steps" in card:
-        lines.append(f"- **Training steps**: {card['steps']}")
-    if card.get("metrics"):
-        lines += ["", "## Evaluation", ""]
-        if card.get("eval_protocol"):
-            lines += [f"Protocol: `{json.dumps(card['eval_protocol'])}`", ""]
-        lines += ["| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v} |" for k, v in card["metrics"].items()]
-    lines += [
-        "",
-        "## Use",
-        "",
-        "```python",
-        "import ganzoo",
-        "model = ganzoo.from_pretrained(\"PATH_OR_REPO_ID\")",
-        "```",
-        "",
-        "## Config",
-        "",
-        "```json",
-        json.dumps(config["config"], indent=2),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+def _model_folder(folder: Path) -> Path:
+    """A saved-model folder, or a trainer run folder (``OUT``, whose own config.json is the run
+    config and whose weights are in ``final/``), which means its ``final/``."""
+    if not (folder / WEIGHTS_NAME).is_file() and (folder / "final" / WEIGHTS_NAME).is_file():
+        return folder / "final"
+    return folder
 
 
-def resolve_folder(source: str | os.PathLike, revision: str | None = None) -> Path:
-    """A local folder for ``source``: a folder path, ``local-dir:PATH``, or a Hub repo id
-    (``org/name`` or ``hf-hub:org/name``) downloaded through the Hugging Face cache."""
+def split_revision(repo: str, revision: str | None = None) -> tuple[str, str | None]:
+    """``org/name@rev`` -> ``("org/name", "rev")`` (timm's ``hf-hub:`` syntax); an explicit
+    ``revision`` loses to one in the string. Repo ids cannot hold ``@``."""
+    repo, at, rev = repo.partition("@")
+    return repo, (rev if at and rev else revision)
+
+
+def resolve_folder(source: str | os.PathLike, revision: str | None = None, *,
+                   token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
+                   force_download: bool = False, local_files_only: bool = False) -> Path:
+    """A local folder for ``source``: a saved-model folder, a trainer run folder (its
+    ``final/``), ``local-dir:PATH``, or a Hub repo id (``org/name``, ``hf-hub:org/name``, with
+    an optional ``@revision``) downloaded through the Hugging Face cache; the keywords are
+    ``snapshot_download``'s."""
     source = os.fspath(source)
     if source.startswith("local-dir:"):
         source = source[len("local-dir:"):]
         if not os.path.isdir(source):
             raise FileNotFoundError(f"no such folder: {source}")
-        return Path(source)
+        return _model_folder(Path(source))
     if source.startswith("hf-hub:"):
         source = source[len("hf-hub:"):]
     elif os.path.isdir(source):
-        return Path(source)
-    elif os.path.exists(source) or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        return _model_folder(Path(source))
+    source, revision = split_revision(source, revision)
+    if os.path.exists(source) or source.startswith((".", "/", "~")) or source.count("/") != 1:
         raise FileNotFoundError(
             f"'{source}' is neither a folder with {WEIGHTS_NAME} and {CONFIG_NAME} "
             f"nor a Hub repo id of the form 'org/name'")
     from huggingface_hub import snapshot_download
 
     try:
-        path = snapshot_download(repo_id=source, revision=revision,
-                                 allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME])
+        path = snapshot_download(repo_id=source, revision=revision, token=token,
+                                 cache_dir=cache_dir, force_download=force_download,
+                                 local_files_only=local_files_only,
+                                 allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
+                                 library_name="ganzoo", library_version=_version())
     except Exception as e:  # noqa: BLE001 - filtered: only transfer errors are translated
         if not _is_transfer_error(e):
             raise
         raise _hub_error(e, "download", source, revision) from e
     return Path(path)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def _read_config(folder: Path) -> dict:
@@ -231,11 +251,17 @@ def _short(items: list[str], n: int = 10) -> str:
     return ", ".join(items[:n]) + more
 
 
-def from_pretrained(source: str | os.PathLike, revision: str | None = None, **overrides):
-    """Rebuild a saved model from a folder or Hub repo id and load its weights strictly."""
+def from_pretrained(source: str | os.PathLike, revision: str | None = None, *,
+                    token: str | bool | None = None,
+                    cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+                    local_files_only: bool = False, **overrides):
+    """Rebuild a saved model from a folder, a run folder or a Hub repo id and load its weights
+    strictly. The download keywords are ModelHubMixin's (``snapshot_download``'s); the rest
+    override config fields."""
     from .registry import MODELS
 
-    folder = resolve_folder(source, revision)
+    folder = resolve_folder(source, revision, token=token, cache_dir=cache_dir,
+                            force_download=force_download, local_files_only=local_files_only)
     data = _read_config(folder)
     preset = data["preset"]
     if preset not in MODELS:
@@ -250,14 +276,16 @@ def from_pretrained(source: str | os.PathLike, revision: str | None = None, **ov
     return model
 
 
-def resolve_model(spec, revision: str | None = None):
+def resolve_model(spec, revision: str | None = None, **overrides):
     """The one resolver of "which model": returns ``(model, kind)``.
 
     ``spec`` is a model object (``kind="object"``), ``model:NAME`` or a registered preset
     name, with an optional ``.tag`` (``"preset"``: built fresh, so untrained unless the tag
-    names pretrained weights), a saved folder or ``local-dir:PATH`` (``"folder"``), or a Hub
-    repo id, ``org/name`` or ``hf-hub:org/name[@revision]`` (``"hub"``). The CLI, evaluate,
-    ``generate_folder`` and ``ganzoo sample`` all go through here.
+    names pretrained weights), a saved folder, a trainer run folder (its ``final/``) or
+    ``local-dir:PATH`` (``"folder"``), or a Hub repo id, ``org/name`` or
+    ``hf-hub:org/name[@revision]`` (``"hub"``). ``overrides`` replace config fields. The CLI,
+    ``ganzoo.build("hf-hub:...")``, evaluate, ``generate_folder`` and ``ganzoo sample`` all go
+    through here.
     """
     from . import build
     from .models.base import GenerativeModel
@@ -267,16 +295,15 @@ def resolve_model(spec, revision: str | None = None):
         return spec, "object"
     s = os.fspath(spec)
     if s.startswith("model:"):
-        return build(s[len("model:"):]), "preset"
+        return build(s[len("model:"):], **overrides), "preset"
     if s.startswith("hf-hub:"):
-        repo, _, rev = s.partition("@")
-        return from_pretrained(repo, revision=rev or revision), "hub"
+        return from_pretrained(s, revision, **overrides), "hub"
     if s.startswith("local-dir:") or os.path.isdir(s):
-        return from_pretrained(s), "folder"
+        return from_pretrained(s, **overrides), "folder"
     if s.partition(".")[0] in MODELS:
-        return build(s), "preset"
-    if s.count("/") == 1 and not s.startswith((".", "/", "~")):
-        return from_pretrained(s, revision=revision), "hub"
+        return build(s, **overrides), "preset"
+    if split_revision(s)[0].count("/") == 1 and not s.startswith((".", "/", "~")):
+        return from_pretrained(s, revision, **overrides), "hub"
     from .config import close_matches
 
     near = close_matches(s, MODELS.names())
@@ -285,21 +312,96 @@ def resolve_model(spec, revision: str | None = None):
                             f"id (org/name).{hint}")
 
 
-def push_to_hub(model, repo_id: str, *, private: bool | None = None, token: str | None = None,
-                revision: str | None = None, commit_message: str = "Upload ganzoo model",
+def push_to_hub(model, repo_id: str, *, commit_message: str = "Upload ganzoo model",
+                private: bool | None = None, token: str | None = None,
+                branch: str | None = None, create_pr: bool | None = None,
+                allow_patterns: list[str] | str | None = None,
+                ignore_patterns: list[str] | str | None = None,
+                delete_patterns: list[str] | str | None = None,
+                model_card_kwargs: dict | None = None, revision: str | None = None,
                 **card: Any) -> str:
-    """Create ``repo_id`` if needed and upload the saved folder; returns the commit URL."""
+    """Save ``model`` (card facts: ``card``, ``model_card_kwargs``) with ``repo_id`` in its
+    card, create the repo if needed and upload it in one commit; returns the commit URL, or
+    the pull request's with ``create_pr``. The keywords are ModelHubMixin's; ``revision`` is
+    ganzoo 0.1's name for ``branch``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(model, tmp, repo_id=repo_id,
+                        model_card_kwargs={**(model_card_kwargs or {}), **card})
+        return _upload(Path(tmp), repo_id, commit_message=commit_message, private=private,
+                       token=token, branch=branch or revision, create_pr=create_pr,
+                       allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+                       delete_patterns=delete_patterns)
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, *,
+                evaluations: list[dict] | None = None, **kwargs: Any) -> str:
+    """Upload a saved-model folder, or a run folder's ``final/``, as it is: same weights and
+    files, with the card rewritten for ``repo_id`` (and ``evaluations``, results of
+    ``ganzoo.evaluate``, added to it). ``kwargs``: push options of :func:`push_to_hub` and
+    card facts (``license``, ``tags``, ...). The folder is loaded first, so a folder that does
+    not load is never published."""
+    from .modelcard import model_card
+
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{os.fspath(folder)} is not a folder: pass a saved-model folder "
+                                f"or a trainer run folder (OUT, holding final/)")
+    folder = _model_folder(Path(folder))
+    push = {k: kwargs.pop(k) for k in PUSH_KWARGS if k in kwargs}
+    model = from_pretrained(folder)
+    config = _read_config(folder)
+    facts = {**config.get("card", {}), **json.loads(json.dumps(kwargs, default=str))}
+    for e in evaluations or []:
+        if not isinstance(e, dict) or not isinstance(e.get("metrics"), dict):
+            raise ValueError("an evaluation must be a result of ganzoo.evaluate / `ganzoo eval "
+                             "--out` ({\"metrics\": ..., \"protocol\": ...})")
+    if evaluations:
+        facts["evaluations"] = list(facts.get("evaluations") or []) + list(evaluations)
+    config["card"] = facts
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp)
+        for path in folder.iterdir():
+            if path.is_file() and not path.name.startswith(".") and \
+                    path.name not in (CONFIG_NAME, CARD_NAME):
+                _link_or_copy(path, stage / path.name)
+        atomic_write_text(stage / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+        atomic_write_text(stage / CARD_NAME, model_card(model, config, facts, repo_id))
+        return _upload(stage, repo_id, **push)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows (no copy of a large weights file), else a
+    copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _upload(folder: Path, repo_id: str, *, commit_message: str = "Upload ganzoo model",
+            private: bool | None = None, token: str | None = None, branch: str | None = None,
+            revision: str | None = None, create_pr: bool | None = None,
+            allow_patterns=None, ignore_patterns=None, delete_patterns=None) -> str:
+    """Create ``repo_id`` (and ``branch``) if needed, then upload ``folder`` in one commit."""
     from huggingface_hub import HfApi
 
+    branch = branch or revision
+    if create_pr and branch not in (None, "main"):
+        raise ValueError(f"create_pr opens a pull request against main; it cannot be combined "
+                         f"with branch '{branch}' (drop one of them)")
     api = HfApi(token=token)
-    with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(model, tmp, **card)
-        try:
-            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=revision,
-                                     commit_message=commit_message, repo_type="model")
-        except Exception as e:  # noqa: BLE001 - filtered: only transfer errors are translated
-            if not _is_transfer_error(e):
-                raise
-            raise _hub_error(e, "upload", repo_id, revision) from e
-    return str(getattr(info, "commit_url", info))
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True,
+                                  repo_type="model").repo_id
+        if branch and branch != "main" and not create_pr:
+            # ModelHubMixin expects the branch to exist; a new branch named on the command
+            # line is what a user means, so it is made from main.
+            api.create_branch(repo_id, branch=branch, exist_ok=True, repo_type="model")
+        info = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=branch,
+                                 create_pr=create_pr, commit_message=commit_message,
+                                 allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+                                 delete_patterns=delete_patterns, repo_type="model")
+    except Exception as e:  # noqa: BLE001 - filtered: only transfer errors are translated
+        if not _is_transfer_error(e):
+            raise
+        raise _hub_error(e, "upload", repo_id, branch) from e
+    return str(getattr(info, "pr_url", None) or getattr(info, "commit_url", info))

@@ -280,18 +280,38 @@ class GenerativeModel(nn.Module):
         return self.sample(n, generator=generator)
 
     # -- weights ----------------------------------------------------------------------------
-    def save_pretrained(self, save_directory, **card) -> None:
+    def save_pretrained(self, save_directory, *, push_to_hub: bool = False,
+                        repo_id: str | None = None, **kwargs):
+        """Weights, config and card into ``save_directory`` (see :func:`ganzoo.hub.save_pretrained`,
+        whose keywords match huggingface_hub's ModelHubMixin)."""
         from ..hub import save_pretrained
 
-        save_pretrained(self, save_directory, **card)
+        return save_pretrained(self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id,
+                               **kwargs)
 
-    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
-                    revision: str | None = None, commit_message: str = "Upload ganzoo model",
-                    **card) -> str:
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload to the Hub in one commit (see :func:`ganzoo.hub.push_to_hub`: ``private``,
+        ``token``, ``branch``, ``create_pr``, ``allow_patterns``, ... and card facts)."""
         from ..hub import push_to_hub
 
-        return push_to_hub(self, repo_id, private=private, token=token, revision=revision,
-                           commit_message=commit_message, **card)
+        return push_to_hub(self, repo_id, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir=None,
+                        force_download: bool = False, local_files_only: bool = False,
+                        **overrides):
+        """``Family.from_pretrained(folder_or_repo_id)``, as on a ModelHubMixin class: loads
+        through :func:`ganzoo.hub.from_pretrained` and checks the saved model is a ``cls``."""
+        from ..hub import from_pretrained
+
+        model = from_pretrained(pretrained_model_name_or_path, revision, token=token,
+                                cache_dir=cache_dir, force_download=force_download,
+                                local_files_only=local_files_only, **overrides)
+        if not isinstance(model, cls):
+            raise TypeError(f"{pretrained_model_name_or_path} holds a {type(model).__name__} "
+                            f"(preset {model.preset!r}), not a {cls.__name__}")
+        return model
 
     def extra_repr(self) -> str:
         return f"preset={self.preset!r}"
