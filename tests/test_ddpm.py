@@ -3,6 +3,7 @@ diffusers interoperability. Everything runs on the tiny ``test_ddpm*`` presets (
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import subprocess
@@ -230,12 +231,19 @@ def _perturbed(name):
 
 @pytest.mark.parametrize("name,pipeline", [("test_ddpm", "ddim"), ("test_ddpm_vpred", "ddpm")])
 def test_export_to_diffusers_identical_outputs(tmp_path, name, pipeline):
-    from diffusers import DDIMPipeline, DDPMPipeline
+    """``ganzoo export RUN --to diffusers OUT`` on a trainer run's layout (weights in final/);
+    diffusers' generic loader picks the pipeline class from the folder."""
+    from diffusers import DDIMPipeline, DDPMPipeline, DiffusionPipeline
+
+    from ganzoo.cli import main
 
     model = _perturbed(name)
-    model.to_diffusers(tmp_path, pipeline=pipeline)
-    cls = DDIMPipeline if pipeline == "ddim" else DDPMPipeline
-    pipe = cls.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path / "run" / "final")
+    out = tmp_path / "diffusers"
+    assert main(["export", str(tmp_path / "run"), "--to", "diffusers", str(out),
+                 "--pipeline", pipeline]) == 0
+    pipe = DiffusionPipeline.from_pretrained(out)
+    assert type(pipe) is (DDIMPipeline if pipeline == "ddim" else DDPMPipeline)
     pipe.set_progress_bar_config(disable=True)
     for k, v in model.ema["unet"].state_dict().items():
         assert torch.equal(pipe.unet.state_dict()[k], v), k
@@ -249,6 +257,40 @@ def test_export_to_diffusers_identical_outputs(tmp_path, name, pipeline):
     live.use_ema = False
     assert not torch.allclose(live.sample(2, torch.Generator().manual_seed(5), sampler=pipeline,
                                           **kw) * 0.5 + 0.5, theirs, atol=1e-3)
+
+
+def test_export_refusals_and_the_trainer_flag(tmp_path, capsys):
+    from diffusers import DiffusionPipeline
+
+    from ganzoo.cli import main
+    from ganzoo.train import main as train
+
+    run = tmp_path / "run"
+    assert train(["--model", "test_ddpm", "--max-steps", "1", "--batch-size", "2",
+                  "--sample-every", "0", "--export", "diffusers", "--no-progress",
+                  "-o", str(run)]) == 0
+    pipe = DiffusionPipeline.from_pretrained(run / "final-diffusers")
+    final = ganzoo.from_pretrained(run)
+    for k, v in final.ema["unet"].state_dict().items():  # the EMA weights of final/
+        assert torch.equal(pipe.unet.state_dict()[k], v), k
+    capsys.readouterr()
+    out = str(tmp_path / "out")
+    for argv, needle in [([str(run), "--to", "diffusers", str(run / "final-diffusers")],
+                          "already exists; pass overwrite"),
+                         (["test_ddpm", "--to", "diffusers", out], "bare preset"),
+                         (["test_dcgan.x", "--to", "diffusers", out], "no pretrained"),
+                         ([str(run), "--to", "onnx", out], "invalid choice")]:
+        with pytest.raises(SystemExit) if "onnx" in argv else contextlib.nullcontext():
+            assert main(["export", *argv]) == 2
+        assert needle in capsys.readouterr().err
+    ganzoo.build("test_dcgan").save_pretrained(tmp_path / "gan")
+    assert main(["export", str(tmp_path / "gan"), "--to", "diffusers", out]) == 2
+    assert "needs a DDPM-family model (a diffusers UNet2DModel); 'test_dcgan' is a dcgan " \
+        "model" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert train(["--model", "test_dcgan", "--max-steps", "1", "--export", "diffusers",
+                  "--no-progress", "-o", str(tmp_path / "gan_run")]) == 2
+    assert "needs a DDPM-family model" in capsys.readouterr().err
 
 
 def test_import_from_diffusers(tmp_path):

@@ -111,7 +111,8 @@ def test_trainer_fills_the_resolution_and_trains(saved, tmp_path, layout):
                  "--batch-size", "4", "--sample-every", "0", "--no-progress",
                  "-o", str(out)]) == 0
     config = json.loads((out / "final" / "config.json").read_text())
-    assert config["card"]["dataset"] == "hf" and config["card"]["steps"] == 2
+    assert config["card"]["dataset"].startswith("hf (") and config["card"]["steps"] == 2
+    assert "datasets" not in config["card"]  # a local folder is no Hub dataset id
 
 
 @pytest.mark.slow

@@ -257,3 +257,62 @@ def test_mixin_signatures_and_run_folders(toy_plugin, tmp_path):
 
     assert split_revision("org/name@v1") == ("org/name", "v1")
     assert split_revision("org/name", "main") == ("org/name", "main")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_train_push_pull_round_trip_with_card(tmp_path):
+    """The trainer's --push-to-hub, then `ganzoo push` to a branch and as a pull request, and
+    pulls of each revision, against the loopback Hub; the card is read back by the Hub
+    library's own ModelCard.load."""
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": "hf_test_token",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1"}
+    run = tmp_path / "run"
+    (tmp_path / "extra.json").write_text(json.dumps(EVAL))
+    script = f"""
+        import json, torch, ganzoo
+        from huggingface_hub import ModelCard, hf_hub_download
+        from ganzoo.cli import main as cli
+        from ganzoo.train import main as train
+
+        run = r"{run}"
+        assert train(["--model", "test_dcgan", "--max-steps", "2", "--batch-size", "4",
+                      "--num-samples", "4", "--eval-every", "2", "--eval-metric", "psnr",
+                      "--eval-n", "4", "--no-progress", "--push-to-hub", "ganzoo-test/dc",
+                      "-o", run]) == 0
+        card = ModelCard.load("ganzoo-test/dc")
+        d = card.data
+        assert (d.library_name, d.pipeline_tag, d.license) == (
+            "ganzoo", "unconditional-image-generation", "apache-2.0"), d
+        [r] = d.eval_results  # the --eval-every result, with its protocol
+        assert r.metric_type == "psnr" and r.metric_args["n_fake"] == 4, r
+        assert r.metric_args["step"] == 2 and "shapes" in r.dataset_name, r
+        assert 'ganzoo.from_pretrained("ganzoo-test/dc")' in card.text
+        assert "![samples](samples.png)" in card.text
+        local = ganzoo.from_pretrained(run)
+        pulled = ganzoo.from_pretrained("ganzoo-test/dc")
+        for k, v in local.state_dict().items():
+            assert torch.equal(v, pulled.state_dict()[k]), k
+
+        assert cli(["push", run, "ganzoo-test/dc", "--branch", "dev", "--license", "mit",
+                    "--eval", r"{tmp_path / 'extra.json'}"]) == 0
+        dev = ModelCard.load(hf_hub_download("ganzoo-test/dc", "README.md", revision="dev"))
+        assert dev.data.license == "mit" and len(dev.data.eval_results) == 3, dev.data
+        built = ganzoo.build("hf-hub:ganzoo-test/dc@dev")
+        assert all(torch.equal(v, built.state_dict()[k]) for k, v in local.state_dict().items())
+        assert cli(["push", run, "ganzoo-test/dc", "--create-pr"]) == 0
+        assert ganzoo.from_pretrained("ganzoo-test/dc", revision="refs/pr/1").preset == \\
+            "test_dcgan"
+        assert cli(["push", run, "ganzoo-test/dc", "--create-pr", "--branch", "dev"]) == 2
+        print("round-trip-ok")
+    """
+    with FakeHub() as hub:
+        proc = run_python(script, env={**env, "HF_ENDPOINT": hub.url}, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "round-trip-ok" in proc.stdout
+        repo = hub.repos["ganzoo-test/dc"]
+        assert set(repo.files) == {"model.safetensors", "config.json", "README.md",
+                                   "samples.png"}
+        assert set(repo.refs) == {"main", "dev", "refs/pr/1"}
+        assert repo.refs["dev"]["samples.png"] == (run / "final" / "samples.png").read_bytes()
+    assert "pushed" in proc.stdout and "cannot be combined with branch 'dev'" in proc.stderr

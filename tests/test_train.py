@@ -103,16 +103,55 @@ def test_bad_input(toys, tmp_path, capsys, extra, model, dataset, needle):
     assert not (out / "checkpoints").exists()
 
 
-def test_missing_wandb_names_the_install(toys, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("tracker,needle", [
+    ("wandb", "needs the wandb package: pip install 'ganzoo[wandb]'"),
+    ("mlflow", "needs the mlflow package: pip install 'ganzoo[mlflow]'"),
+    ("aim", "needs the aim package: pip install aim"),
+    ("comet_ml", "needs the comet_ml package: pip install comet_ml"),
+    ("dvclive", "needs the dvclive package: pip install dvclive"),
+    ("all", "--log-with all found no tracker installed")])
+def test_missing_tracker_names_the_install(toys, tmp_path, capsys, monkeypatch, tracker,
+                                           needle):
     import importlib.util
 
+    from ganzoo.training.outputs import TRACKERS
+
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",  # as if wandb were not installed
-                        lambda name, *a: None if name == "wandb" else find_spec(name, *a))
+    gone = {tracker} if tracker != "all" else {m for m, _ in TRACKERS.values()}
+    monkeypatch.setattr(importlib.util, "find_spec",  # as if the tracker were not installed
+                        lambda name, *a: None if name in gone else find_spec(name, *a))
     out = tmp_path / "run"
-    assert main(_args(out, "--max-steps", "1", "--log-with", "wandb")) == 2
-    assert "pip install 'ganzoo[wandb]'" in capsys.readouterr().err
+    assert main(_args(out, "--max-steps", "1", "--log-with", tracker)) == 2
+    assert needle in capsys.readouterr().err
     assert not (out / "checkpoints").exists()
+
+
+def test_mlflow_tracker_logs_to_a_local_store(toys, tmp_path, monkeypatch):
+    """A real offline tracker other than TensorBoard: MLflow's file store."""
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 wants opting in to files
+    out = tmp_path / "run"
+    assert main(_args(out, "--max-steps", "3", "--log-with", "mlflow", "--sample-every",
+                      "0")) == 0
+    client = mlflow.tracking.MlflowClient()
+    [experiment] = [e for e in client.search_experiments() if e.name == "run"]
+    [logged] = client.search_runs([experiment.experiment_id])
+    history = client.get_metric_history(logged.info.run_id, "generator/loss")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert logged.data.params["model"] == "toytrain_gan" and logged.info.status == "FINISHED"
+
+
+def test_push_to_hub_is_refused_before_training(toys, tmp_path, capsys, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    out = tmp_path / "run"
+    assert main(_args(out, "--max-steps", "1", "--push-to-hub", "me/x")) == 2
+    assert "--push-to-hub me/x needs a Hub token" in capsys.readouterr().err
+    assert main(_args(out, "--max-steps", "1", "--push-to-hub", "not-a-repo")) == 2
+    assert "must be a Hub repo id 'org/name'" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_refuses_output_of_another_run(toys, tmp_path, capsys):

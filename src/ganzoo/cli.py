@@ -1,4 +1,4 @@
-"""The ``ganzoo`` command: list, info, sample, prepare, train, eval.
+"""The ``ganzoo`` command: list, info, sample, export, push, prepare, train, eval.
 
 ``ganzoo train ...`` is ``python -m ganzoo.train ...`` and ``ganzoo eval ...`` is the metrics
 module's command line; both are dispatched here so that there is one console script.
@@ -129,6 +129,28 @@ def _sample(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .export import export
+
+    out = export(args.model, args.out, args.to, pipeline=args.pipeline, ema=not args.live,
+                 overwrite=args.overwrite)
+    print(f"wrote {out} ({args.to}; {'live' if args.live else 'EMA'} weights of {args.model})")
+    return 0
+
+
+def _push(args) -> int:
+    from ._io import load_json
+    from .hub import push_folder
+
+    card = {k: v for k, v in (("license", args.license), ("tags", args.tags)) if v}
+    url = push_folder(args.folder, args.repo_id, private=args.private, branch=args.branch,
+                      create_pr=args.create_pr, commit_message=args.commit_message,
+                      evaluations=[load_json(path, "evaluation") for path in args.eval or []],
+                      **card)
+    print(f"pushed {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
 def _prepare_faces(args) -> int:
     from .datasets.faces import prepare_faces
 
@@ -197,6 +219,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(fn=_sample)
 
+    q = sub.add_parser("export", help="write a saved model in another library's format")
+    q.add_argument("model", help="saved-model folder, trainer run folder (its final/) or Hub id")
+    q.add_argument("--to", required=True, choices=("diffusers",), help="the format")
+    q.add_argument("out", help="output folder")
+    q.add_argument("--pipeline", choices=("ddim", "ddpm"), default=None,
+                   help="diffusers pipeline class (default: the model's sampler)")
+    q.add_argument("--live", action="store_true", help="the live weights, not the EMA copies")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    q.set_defaults(fn=_export)
+
+    q = sub.add_parser("push", help="upload a saved model, or a run's final/, to the Hub")
+    q.add_argument("folder", help="saved-model folder or trainer run folder (its final/)")
+    q.add_argument("repo_id", help="org/name")
+    q.add_argument("--private", action="store_const", const=True, default=None,
+                   help="create the repo private (an existing repo keeps its visibility)")
+    q.add_argument("--branch", "--revision", dest="branch", default=None,
+                   help="commit to this branch (created from main if missing)")
+    q.add_argument("--create-pr", action="store_true", help="open a pull request instead")
+    q.add_argument("--license", default=None, help="card licence (default apache-2.0)")
+    q.add_argument("--tag", action="append", dest="tags", help="card tag; repeatable")
+    q.add_argument("--eval", action="append", metavar="JSON",
+                   help="a `ganzoo eval --out` result to add to the card; repeatable")
+    q.add_argument("--commit-message", default="Upload ganzoo model")
+    q.set_defaults(fn=_push)
+
     q = sub.add_parser("prepare", help="one-time preprocessing of an image folder")
     what = q.add_subparsers(dest="what", required=True)
     q = what.add_parser("faces", help="MTCNN-align the faces under SRC into DST (docs/data.md)")
@@ -231,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args)
-    except (KeyError, ValueError, FileNotFoundError, HubError) as e:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, HubError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ganzoo {args.command}: error: {msg}", file=sys.stderr)
         return 2

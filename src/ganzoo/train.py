@@ -93,8 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--eval-n", type=int, help="generated images per evaluation")
     a.add_argument("--eval-batch-size", type=int)
     a.add_argument("--log-every", type=int, help="metrics.jsonl period in steps")
-    a.add_argument("--log-with", choices=["tensorboard", "wandb", "none"])
+    a.add_argument("--log-with", choices=["none", "tensorboard", "wandb", "mlflow", "aim",
+                                          "comet_ml", "clearml", "dvclive", "swanlab",
+                                          "trackio", "all"],
+                   help="an Accelerate tracker, logging into OUT/logs where it writes files")
     a.add_argument("--wandb-mode", choices=["online", "offline"])
+    a.add_argument("--export", choices=["none", "diffusers"],
+                   help="diffusers: also write OUT/final-diffusers/ (DDPM families)")
+    a.add_argument("--push-to-hub", metavar="ORG/NAME",
+                   help="push OUT/final/ to this Hub repo at the end (main process)")
     a.add_argument("--num-workers", type=int)
     a.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     a.add_argument("--no-progress", action="store_false", dest="progress")

@@ -55,12 +55,16 @@ class RunConfig:
     keep: int = 3  # checkpoints kept; 0 keeps all
     resume: str | None = None  # "latest" or a checkpoint folder
     overwrite: bool = False
-    log_with: Literal["tensorboard", "wandb", "none"] = "none"
+    # Accelerate's trackers ("all": every one installed); see outputs.TRACKERS
+    log_with: Literal["none", "tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml",
+                      "dvclive", "swanlab", "trackio", "all"] = "none"
     wandb_mode: Literal["online", "offline"] | None = None
     num_workers: int = 0
     cpu: bool = False  # train on CPU even when an accelerator is present
     max_nonfinite: int = 20  # consecutive skipped steps before the run stops; 0: no guard
     progress: bool = True
+    export: Literal["none", "diffusers"] = "none"  # also write OUT/final-diffusers/ (DDPM)
+    push_to_hub: str | None = None  # a Hub repo id: OUT/final/ is pushed there at the end
 
     def __post_init__(self):
         positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum,
@@ -96,6 +100,10 @@ class RunConfig:
                              f"{self.ema_warmup_power}")
         if self.eval_batch_size is not None and self.eval_batch_size < 1:
             raise ValueError(f"RunConfig.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.push_to_hub is not None and (self.push_to_hub.count("/") != 1 or
+                                             not all(self.push_to_hub.split("/"))):
+            raise ValueError(f"RunConfig.push_to_hub must be a Hub repo id 'org/name', got "
+                             f"{self.push_to_hub!r}")
 
     @property
     def duration_seconds(self) -> float | None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["MetricsWriter", "save_sample_grid", "check_tracker", "to_floats"]
+__all__ = ["MetricsWriter", "save_sample_grid", "check_tracker", "tracker_init_kwargs",
+           "TRACKERS", "to_floats"]
 
 
 def to_floats(values: dict[str, Any]) -> dict[str, float]:
@@ -64,11 +65,50 @@ def save_sample_grid(images: torch.Tensor, path: Path, n: int) -> torch.Tensor:
     return save_grid(images, path, nrow=grid_nrow(len(images), n), pad_value=1.0)
 
 
+# --log-with name -> (module to import, pip requirement). Accelerate finds each tracker by its
+# module; the requirement is what to install (ganzoo's extra where it has one).
+TRACKERS = {
+    "tensorboard": ("tensorboard", "'ganzoo[tensorboard]'"),
+    "wandb": ("wandb", "'ganzoo[wandb]'"),
+    "mlflow": ("mlflow", "'ganzoo[mlflow]' (or mlflow)"),
+    "aim": ("aim", "aim"),
+    "comet_ml": ("comet_ml", "comet_ml"),
+    "clearml": ("clearml", "clearml"),
+    "dvclive": ("dvclive", "dvclive"),
+    "swanlab": ("swanlab", "swanlab"),
+    "trackio": ("trackio", "trackio"),
+}
+
+
 def check_tracker(log_with: str) -> None:
-    """Fail early, with the install command, when the tracker's package is missing."""
-    if log_with == "wandb" and importlib.util.find_spec("wandb") is None:
-        raise ImportError("--log-with wandb needs the wandb package: pip install 'ganzoo[wandb]' "
-                          "(set --wandb-mode offline to log without an account or network)")
-    if log_with == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
-        raise ImportError("--log-with tensorboard needs the tensorboard package: "
-                          "pip install 'ganzoo[tensorboard]'")
+    """Fail early, with the install command, when the tracker's package is missing (or, for
+    ``all``, when no tracker is installed), or when this Accelerate does not know it."""
+    if log_with == "none":
+        return
+    if log_with == "all":
+        if not any(importlib.util.find_spec(m) is not None for m, _ in TRACKERS.values()):
+            raise ImportError("--log-with all found no tracker installed; install one, e.g. "
+                              "pip install 'ganzoo[tensorboard]'")
+        return
+    module, requirement = TRACKERS[log_with]
+    if importlib.util.find_spec(module) is None:
+        hint = " (set --wandb-mode offline to log without an account or network)" \
+            if log_with == "wandb" else ""
+        raise ImportError(f"--log-with {log_with} needs the {module} package: "
+                          f"pip install {requirement}{hint}")
+    from accelerate.utils import LoggerType
+
+    if log_with not in [t.value for t in LoggerType]:
+        import accelerate
+
+        raise ImportError(f"--log-with {log_with}: Accelerate {accelerate.__version__} has no "
+                          f"such tracker; upgrade it: pip install -U accelerate")
+
+
+def tracker_init_kwargs(out: Path) -> dict[str, dict[str, Any]]:
+    """Where file-writing trackers write: under ``OUT/logs``, not the working directory.
+    (TensorBoard and Aim get ``OUT/logs`` from Accelerate's logging_dir; MLflow follows
+    ``MLFLOW_TRACKING_URI``, its own convention.)"""
+    logs = str(out / "logs")
+    return {"wandb": {"dir": logs}, "dvclive": {"dir": str(out / "logs" / "dvclive")},
+            "swanlab": {"logdir": logs}}

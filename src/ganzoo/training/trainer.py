@@ -34,7 +34,8 @@ from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import ResumableSampler, SeededDataset, build_dataset, check_batch_keys, collate_items
 from .._io import atomic_write_text
-from .outputs import MetricsWriter, check_tracker, save_sample_grid, to_floats
+from .outputs import (MetricsWriter, check_tracker, save_sample_grid, to_floats,
+                      tracker_init_kwargs)
 from .schedules import ema_decay_at, lr_at
 
 __all__ = ["Trainer", "TrainingError", "RUN_ARTEFACTS"]
@@ -42,7 +43,8 @@ __all__ = ["Trainer", "TrainingError", "RUN_ARTEFACTS"]
 logger = logging.getLogger("ganzoo.train")
 
 # What a run writes into OUT; ``--overwrite`` removes exactly these.
-RUN_ARTEFACTS = ("config.json", "metrics.jsonl", "checkpoints", "samples", "final", "logs")
+RUN_ARTEFACTS = ("config.json", "metrics.jsonl", "checkpoints", "samples", "final", "logs",
+                 "final-diffusers")
 
 
 # Guarded optimizer steps whose on-device non-finite flags may wait before one host read.
@@ -130,6 +132,8 @@ class Trainer:
         if run.dataset:
             DATASETS.entry(run.dataset)
         check_tracker(run.log_with)
+        if run.push_to_hub:
+            _check_can_push(run.push_to_hub)
         if run.eval_every:
             self._check_metrics_available()
         self.resume_path = self._check_output_dir()
@@ -187,6 +191,10 @@ class Trainer:
                 raise ValueError(f"no dataset given and model '{run.model}' names no "
                                  f"default_dataset: pass --dataset NAME")
             DATASETS.entry(run.dataset)
+        if run.export != "none":
+            from ..export import check_exportable
+
+            check_exportable(self.model, run.export)
         self.dataset = build_dataset(run.dataset, dict(run.dataset_args), model=self.model)
         check_batch_keys(self.dataset, run.dataset, self.model, run.model)
 
@@ -301,7 +309,7 @@ class Trainer:
             # wandb writes its run folder into the working directory unless told otherwise.
             (self.out / "logs").mkdir(parents=True, exist_ok=True)
             acc.init_trackers(self.out.name or "ganzoo", config=_flat_config(run.to_dict()),
-                              init_kwargs={"wandb": {"dir": str(self.out / "logs")}})
+                              init_kwargs=tracker_init_kwargs(self.out))
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop records logged after the checkpoint we resume from: they are replayed."""
@@ -778,11 +786,11 @@ class Trainer:
         if run.sample_every and step % run.sample_every and stop_reason is None:
             self.save_samples(step)
         interrupted = stop_reason is not None and stop_reason.startswith(("signal", "another"))
+        saved = False
         if not interrupted and self.is_main:
             if self._weights_finite():
-                self.unwrapped.save_pretrained(self.out / "final", dataset=run.dataset,
-                                               steps=step)
-                logger.info("step %d: saved %s", step, self.out / "final")
+                self.save_final(step)
+                saved = True
             else:
                 logger.error("step %d: weights hold NaN or inf; %s NOT written", step,
                              self.out / "final")
@@ -791,7 +799,79 @@ class Trainer:
         acc.wait_for_everyone()
         acc.end_training()
         self._restore_signals()
+        if saved and run.push_to_hub:
+            self.push_final()
         return step
+
+    # -- the run's products -------------------------------------------------------------------
+    def card_facts(self, step: int) -> dict[str, Any]:
+        """What the model card of ``final/`` states (``ganzoo.modelcard``): the data, the
+        steps, every ``--eval-every`` result in metrics.jsonl (those before a resume too) and
+        the newest sample grid."""
+        run = self.run
+        options = ", ".join(f"{k}={v}" for k, v in sorted(run.dataset_args.items()))
+        facts: dict[str, Any] = {"dataset": f"{run.dataset} ({options})" if options
+                                 else run.dataset, "steps": step}
+        path = str(run.dataset_args.get("path", ""))
+        if run.dataset == "hf" and path.count("/") == 1 and not os.path.exists(path) and \
+                not path.startswith((".", "/", "~")):
+            facts["datasets"] = [path]  # a Hub dataset id, which the Hub links to
+        evaluations = []
+        metrics = self.out / "metrics.jsonl"
+        for line in metrics.read_text().splitlines() if metrics.is_file() else []:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+            if isinstance(record.get("eval"), dict):
+                evaluations.append(record["eval"])
+        if evaluations:
+            facts["evaluations"] = evaluations
+        grids = sorted((self.out / "samples").glob("step_*.png"))
+        if grids:
+            facts["sample_grid"] = str(grids[-1])
+            facts["sample_grid_step"] = int(grids[-1].stem.split("_")[-1])
+        return facts
+
+    def save_final(self, step: int) -> None:
+        """``OUT/final/`` (and ``OUT/final-diffusers/`` under ``--export diffusers``)."""
+        self.unwrapped.save_pretrained(self.out / "final", **self.card_facts(step))
+        logger.info("step %d: saved %s", step, self.out / "final")
+        if self.run.export == "diffusers":
+            from ..export import export
+
+            export(self.unwrapped, self.out / "final-diffusers", overwrite=True)
+            logger.info("step %d: saved %s", step, self.out / "final-diffusers")
+
+    def push_final(self) -> None:
+        """Push ``OUT/final/`` to ``--push-to-hub`` (main process). A failure leaves the run
+        intact and says how to push it later."""
+        from ..hub import HubError, push_folder
+
+        if not self.is_main:
+            return
+        repo = self.run.push_to_hub
+        try:
+            url = push_folder(self.out / "final", repo)
+        except HubError as e:
+            raise TrainingError(f"{self.out / 'final'} is saved, but pushing it to {repo} "
+                                f"failed: {e}. Push it later with `ganzoo push {self.out} "
+                                f"{repo}`") from e
+        logger.info("pushed %s to %s: %s", self.out / "final", repo, url)
+
+
+def _check_can_push(repo_id: str) -> None:
+    """Refuse ``--push-to-hub`` before training when the push at the end cannot work: offline
+    mode, or no token. Hours of training should not end in "not logged in"."""
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError(f"--push-to-hub {repo_id}: offline mode is on (HF_HUB_OFFLINE=1); "
+                         f"unset it, or train without the flag and `ganzoo push OUT {repo_id}` "
+                         f"later")
+    if not get_token():
+        raise ValueError(f"--push-to-hub {repo_id} needs a Hub token: log in with "
+                         f"`hf auth login` or set HF_TOKEN")
 
 
 @contextlib.contextmanager
