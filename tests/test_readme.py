@@ -1,6 +1,8 @@
 """The README runs as written: every shell command and Python block, in order, in one folder.
 
-Commands that train get ``--max-steps 2`` and evaluations ``n = 8`` (the only rewrites); the
+Commands that train get ``--max-steps 2``, evaluations ``n = 8``, bulk samples (``-n`` of 1000
+or more) ``-n 8``, and a Hub dataset id in ``data.path=org/name`` becomes a ``save_to_disk``
+folder of 32 embedded ``shapes`` images written here (the only rewrites: no network). The
 Inception weights are seeded random ones (``GANZOO_FID_WEIGHTS``) and the Hub is the loopback
 server. Left out, each for a stated reason: ``pip install`` (CI has just run it), the README's
 own test command (this suite), ``accelerate config`` (interactive), placeholders (``...``),
@@ -52,9 +54,28 @@ def is_skeleton(body: str) -> bool:
     return "..." in "\n".join(line.split("#")[0] for line in body.splitlines())
 
 
-def cheap(command: str) -> str:
+def cheap(command: str, hf_dataset: str = "") -> str:
     command = re.sub(r"--max-steps \d+", "--max-steps 2", command)
+    command = re.sub(r"(^| )-n \d{4,}", r"\1-n 8", command)
+    if hf_dataset:
+        command = re.sub(r"data\.path=[\w.-]+/[\w.-]+", f"data.path={hf_dataset}", command)
     return re.sub(r"--n \d+", "--n 8", command)
+
+
+def write_hf_dataset(folder: Path) -> str:
+    """A ``datasets`` folder (save_to_disk) standing in for a Hub dataset id."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    import ganzoo
+
+    shapes = ganzoo.build_dataset("shapes", resolution=32, size=32)
+    images = [Image.fromarray(((shapes[i]["image"].permute(1, 2, 0).numpy() + 1) * 127.5)
+                              .round().astype(np.uint8)) for i in range(len(shapes))]
+    features = datasets.Features({"image": datasets.Image()})
+    datasets.Dataset.from_dict({"image": images}, features=features).save_to_disk(str(folder))
+    return str(folder)
 
 
 def test_readme_blocks_are_found():
@@ -76,15 +97,17 @@ def test_readme_runs_as_written(tmp_path):
            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1", "OMP_NUM_THREADS": "1"}
     bin_dir = str(Path(sys.executable).parent)  # ganzoo, torchrun, accelerate of this venv
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env["HF_DATASETS_OFFLINE"] = "1"
     work = tmp_path / "clone"
     work.mkdir()
+    hf_dataset = write_hf_dataset(tmp_path / "hf_dataset")
     ran = []
     with FakeHub() as hub:
         env["HF_ENDPOINT"] = hub.url
         for lang, body in blocks(README.read_text()):
             if lang == "bash":
                 for command in shell_commands(body):
-                    command = cheap(command)
+                    command = cheap(command, hf_dataset)
                     proc = subprocess.run(shlex.split(command), cwd=work, env=env, text=True,
                                           capture_output=True, timeout=300)
                     assert proc.returncode == 0, f"{command}\n{proc.stderr[-3000:]}"
@@ -95,7 +118,12 @@ def test_readme_runs_as_written(tmp_path):
                 assert proc.returncode == 0, f"{code}\n{proc.stderr[-3000:]}"
                 ran.append(["python", "block"])
         assert "me/my-dcgan" in hub.repos  # the quick start's push_to_hub went through
+        pushed = hub.repos["me/anime-ddpm"].files  # the diffusers-style workflow's last step
+        assert {"model.safetensors", "config.json", "README.md", "samples.png"} <= set(pushed)
+        assert b'ganzoo.from_pretrained("me/anime-ddpm")' in pushed["README.md"]
     assert (work / "runs" / "quickstart" / "final" / "model.safetensors").is_file()
     assert (work / "runs" / "grid.png").is_file() and (work / "runs" / "fid.json").is_file()
+    assert (work / "runs" / "anime-diffusers" / "model_index.json").is_file()
+    assert len(list((work / "runs" / "anime-samples").glob("*.png"))) == 8
     assert ["torchrun", "--standalone"] in ran and ["accelerate", "launch"] in ran
     assert not list(work.glob("*.png")) + list(work.glob("*.json"))  # nothing in the root
