@@ -148,7 +148,7 @@ class Trainer:
         run = self.run
         mp = run.mixed_precision or _env_mixed_precision()
         self.mixed_precision = mp
-        if run.log_with == "wandb" and run.wandb_mode:
+        if run.log_with in ("wandb", "all") and run.wandb_mode:
             os.environ["WANDB_MODE"] = run.wandb_mode
         # fp16 is handled here rather than by Accelerate: Accelerate keeps ONE GradScaler for
         # all optimizers and updates it after every optimizer step, so a discriminator
@@ -175,6 +175,11 @@ class Trainer:
             self._clear_output_dir()
         if self.is_main:
             logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+            # The root logger at INFO would also print every HTTP request of the Hub client
+            # (httpx, and httpx2 under huggingface_hub 2, log them at INFO): an hf dataset's
+            # download, --push-to-hub.
+            for name in ("httpx", "httpx2"):
+                logging.getLogger(name).setLevel(logging.WARNING)
 
     def _build_model_and_data(self) -> None:
         import ganzoo
