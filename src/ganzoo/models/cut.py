@@ -482,6 +482,10 @@ class CUT(GenerativeModel):
         return self.config.out_channels
 
     # -- optimisation ---------------------------------------------------------------------------
+    @property
+    def double_backward_networks(self) -> tuple[str, ...]:
+        return ("discriminator",) if self.config.r1_gamma > 0 else ()
+
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
         common = dict(optimizer="adam", lr=c.lr, betas=c.betas,

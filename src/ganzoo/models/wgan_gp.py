@@ -87,6 +87,10 @@ class WGANGP(LatentGAN):
                                          attention_resolutions=attn)
         self.adv_loss = WGANGPLoss(gp_weight=c.gp_weight)
 
+    @property
+    def double_backward_networks(self) -> tuple[str, ...]:
+        return ("critic",) if self.config.gp_weight > 0 else ()
+
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
         return {

@@ -57,7 +57,11 @@ class RunConfig:
     overwrite: bool = False
     log_with: Literal["tensorboard", "wandb", "none"] = "none"
     wandb_mode: Literal["online", "offline"] | None = None
-    num_workers: int = 0
+    num_workers: int | None = None  # None: 0 on CPU, else cores per process - 1 (max 8)
+    compile: bool = False  # torch.compile the networks (Module.compile: state-dict keys kept)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    compile_backend: str = "inductor"  # torch.compile backend ("aot_eager" to debug)
+    channels_last: bool = False
     cpu: bool = False  # train on CPU even when an accelerator is present
     max_nonfinite: int = 20  # consecutive skipped steps before the run stops; 0: no guard
     progress: bool = True
@@ -71,7 +75,8 @@ class RunConfig:
         non_negative = {"save_every": self.save_every, "sample_every": self.sample_every,
                         "eval_every": self.eval_every, "log_every": self.log_every,
                         "keep": self.keep, "warmup_steps": self.warmup_steps,
-                        "num_workers": self.num_workers, "max_nonfinite": self.max_nonfinite}
+                        "num_workers": self.num_workers or 0,
+                        "max_nonfinite": self.max_nonfinite}
         for name, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"RunConfig.{name} must be >= 0, got {value}")

@@ -158,6 +158,11 @@ class BlobGAN(GenerativeModel):
         return 3
 
     # -- training ---------------------------------------------------------------------------
+    @property
+    def double_backward_networks(self) -> tuple[str, ...]:
+        c = self.config
+        return ("discriminator",) if c.r1_every > 0 and c.r1_gamma > 0 else ()
+
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
         # StyleGAN2's lazy-regularisation correction of the D optimizer (c = k / (k + 1)).
