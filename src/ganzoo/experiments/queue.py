@@ -305,6 +305,12 @@ def _experiment(where: str, name: str, defaults: dict, item: dict, root: Path,
         raise QueueError(f"{at}: no budget: set max_steps and/or duration (e.g. duration: 3h)")
     if run.lr_schedule != "constant" and run.max_steps is None:
         raise QueueError(f"{at}: lr_schedule {run.lr_schedule} needs max_steps")
+    if check_paths:
+        import shutil
+
+        command = launcher_argv(exp.launcher)[0]
+        if shutil.which(command) is None:
+            raise QueueError(f"{at}: launcher: command '{command}' not found")
     exp.parameters = _check_model(at, run.model, run.model_args)
     if run.dataset:
         _check_dataset(at, run.dataset, run.dataset_args)
@@ -339,9 +345,19 @@ def _launcher(at: str, value) -> list[str]:
 
 
 def launcher_argv(launcher: list[str]) -> list[str]:
-    """The launcher with ``python`` meaning this interpreter (the queue's environment)."""
-    return [sys.executable if i == 0 and a in ("python", "python3") else a
-            for i, a in enumerate(launcher)]
+    """The launcher with ``python`` meaning this interpreter, and ``torchrun`` or
+    ``accelerate`` found next to it when they are not on PATH (a venv used without
+    activating it): the trainer runs in the queue's environment."""
+    import shutil
+
+    head, rest = launcher[0], list(launcher[1:])
+    if head in ("python", "python3"):
+        return [sys.executable, *rest]
+    if shutil.which(head) is None and os.sep not in head:
+        beside = Path(sys.executable).parent / head
+        if beside.is_file():
+            return [str(beside), *rest]
+    return [head, *rest]
 
 
 def _check_model(at: str, model: str, model_args: dict[str, Any]) -> int | None:

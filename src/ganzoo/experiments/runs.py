@@ -114,6 +114,8 @@ def metric_direction(key: str) -> str:
     """``"↓"``, ``"↑"`` or ``""`` for a metric key such as ``fid/bu`` or ``fd@dinov2``."""
     base = re.split(r"[@/]", key)[0]
     head = base.split("_")[0]
+    if base.endswith("_std"):  # a spread, not a score
+        return ""
     if base in ("mifid_distance",):
         return "↑"
     if head in _LOWER or base in _LOWER:
@@ -276,13 +278,18 @@ def protocol_summary(protocol: dict[str, Any], key: str | None = None) -> str:
     def pick(value):
         if isinstance(value, dict) and output in value:
             return value[output]
+        if isinstance(value, dict):  # per task output, no output named: all of them
+            return ", ".join(f"{k}: {v}" for k, v in value.items())
         return value
 
     parts = []
     extractor = protocol.get("feature_extractor")
     if extractor:
         wid = protocol.get("feature_extractor_weights_id")
-        parts.append(f"{extractor}" + (f" (weights {str(wid)[:12]})" if wid else ""))
+        wid = str(wid or "")
+        if re.fullmatch(r"[0-9a-f]{16,}", wid):  # a sha256: its head is enough to compare
+            wid = wid[:12]
+        parts.append(f"{extractor}" + (f" (weights {wid})" if wid else ""))
     parts.append(f"n_fake {protocol.get('n_fake')}, n_real {pick(protocol.get('n_real'))}")
     ref = pick(protocol.get("reference"))
     if ref:
