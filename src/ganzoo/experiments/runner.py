@@ -643,7 +643,10 @@ def queue_status(queue: Queue, say: Callable[[str], None] = print) -> int:
                                                                     status)
         elif state.failed:
             status = f"failed ({(state.record or {}).get('stage')})"
-        rows.append((exp.name, status, _progress(exp, info), _result(state, info)))
+        progress = _progress(exp, info)
+        if state.status == "interrupted" and status == "interrupted":
+            progress += f" (checkpoint at step {state.steps})"
+        rows.append((exp.name, status, progress, _result(state, info)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         say("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
