@@ -245,7 +245,7 @@ img.curve{image-rendering:auto} .note{color:#8a5a00;font-size:13px}
 """
 
 # Sorts by the cell's data-v (numbers numerically, blanks last), toggling on each click.
-JS = """
+JS = r"""
 document.querySelectorAll('table.sortable').forEach(function(t){
   t.querySelectorAll('th').forEach(function(th,i){
     th.addEventListener('click',function(){
@@ -264,6 +264,9 @@ document.querySelectorAll('table.sortable').forEach(function(t){
       rows.forEach(function(r){body.appendChild(r);});
     });
   });
+  // index.html#sort=6-desc opens sorted (by the 7th column, descending): a link to a view.
+  var m=location.hash.match(/^#sort=(\d+)(-desc)?$/), th=m&&t.querySelectorAll('th')[+m[1]];
+  if(th){th.click(); if(m[2]){th.click();}}
 });
 """
 
