@@ -153,7 +153,7 @@ def _remaining(exp: Experiment, resume_step: int | None) -> tuple[list[str], flo
     left = parse_duration(duration) - used
     if left <= 1.0:  # spent: finish at the checkpoint (the trainer then writes final/)
         return ["--max-steps", str(resume_step)], 0.0
-    return ["--duration", f"{left:.0f}"], left
+    return ["--duration", f"{left:.0f}s"], left
 
 
 def train_command(exp: Experiment, state: ExperimentState) -> list[str]:
@@ -575,8 +575,8 @@ def _train(exp: Experiment, state: ExperimentState, children: _Children,
     info = RunInfo.read(exp.dir, exp.name)
     _write_state(exp, status="trained", stage=None, error=None, steps=info.steps,
                  budget=exp.budget, train_time_s=info.train_time)
-    say(f"{exp.name}: trained {info.steps} steps in {format_duration(info.train_time)} "
-        f"({format_duration(time.monotonic() - t0)} with start-up)"
+    say(f"{exp.name}: trained to step {info.steps} ({format_duration(info.train_time)} of "
+        f"training in all; this attempt {format_duration(time.monotonic() - t0)} with start-up)"
         + (f"; pruned {len(removed)} checkpoint(s)" if removed else ""))
     return "trained"
 
@@ -616,8 +616,11 @@ def _dry_run(queue: Queue, selected: list[Experiment], say: Callable[[str], None
             launcher = _show(launcher_argv(exp.launcher)).replace(sys.executable, "python")
             extra, _ = _remaining(exp, state.steps if state.status == "interrupted" else None)
             resume = ["--resume", "latest"] if state.status == "interrupted" else []
+            train = dict(exp.train)
+            if extra:  # what is left of the budget replaces it in the printed command
+                train[extra[0][2:].replace("-", "_")] = extra[1]
             say(f"  train: {launcher} "
-                f"{_show(train_flags(exp.train) + ['--output-dir', str(exp.dir)] + resume + extra)}")
+                f"{_show(train_flags(train) + ['--output-dir', str(exp.dir)] + resume)}")
         if exp.eval is not None:
             say(f"  eval:  ganzoo eval "
                 f"{_show(eval_command(exp, state.steps, exp.dir / 'eval.json'))}")
