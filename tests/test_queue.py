@@ -131,6 +131,42 @@ def test_training_time_sums_the_attempts():
     assert training_time([{"step": 1, "eval": {}}]) is None
 
 
+def test_state_is_derived_from_the_folder(tmp_path):
+    """The resume table of docs/experiments.md, on folders laid out by hand."""
+    from ganzoo.experiments.runner import experiment_state
+
+    path = write_queue(tmp_path / "q.yaml", [{"name": "a", "max_steps": 4}])
+    exp = load_queue(path).experiments[0]
+    d = exp.dir
+
+    def state(**st):
+        (d / "state.json").write_text(json.dumps({"name": "a", **st}))
+        return experiment_state(exp).status
+
+    assert experiment_state(exp).status == "pending"
+    (d / "checkpoints" / "step_00000002").mkdir(parents=True)
+    (d / "checkpoints" / "step_00000002" / "trainer_state.json").write_text("{}")
+    (d / "checkpoints" / "latest").write_text("step_00000002\n")
+    assert experiment_state(exp).status == "interrupted" and experiment_state(exp).steps == 2
+    assert state(status="training", train_hash=exp.train_hash) == "interrupted"
+    (d / "final").mkdir()
+    (d / "final" / "model.safetensors").write_text("")
+    (d / "final" / "config.json").write_text(json.dumps({"card": {"steps": 4}}))
+    # Trained to this budget: evaluate only; a failed evaluation is tried again.
+    trained = dict(train_hash=exp.train_hash, budget=exp.budget)
+    assert state(status="trained", **trained) == "trained"
+    assert state(status="failed", stage="eval", **trained) == "trained"
+    assert state(status="done", eval_hash=exp.eval_hash, **trained) == "trained"  # no eval.json
+    (d / "eval.json").write_text(json.dumps({"metrics": {"fid": 1.0}, "protocol": {}}))
+    assert state(status="done", eval_hash=exp.eval_hash, **trained) == "done"
+    assert state(status="done", eval_hash="other", **trained) == "trained"  # eval changed
+    # A larger budget continues from the newest checkpoint; other changes are left alone.
+    assert state(status="done", eval_hash=exp.eval_hash, train_hash=exp.train_hash,
+                 budget={"max_steps": 2, "duration": None}) == "interrupted"
+    assert state(status="done", eval_hash=exp.eval_hash, train_hash="other",
+                 budget=exp.budget) == "changed"
+
+
 # -- the shipped queues ---------------------------------------------------------------------
 SHIPPED = sorted(shipped_queues())
 
