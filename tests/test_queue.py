@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from ganzoo.cli import main
-from ganzoo.experiments.queue import QueueError, load_queue, shipped_queues
+from ganzoo.experiments.queue import load_queue, shipped_queues
 from ganzoo.experiments.runner import eval_command, train_flags
 from ganzoo.experiments.runs import read_jsonl, training_time
 

@@ -216,7 +216,7 @@ def worst_samples(model, info: RunInfo, path: Path, k: int = 8, pool: int = 64,
     fake_f, real_f = _features(extractor, generated.cpu()), _features(extractor, real)
     distance = torch.cdist(fake_f.double(), real_f.double()).min(dim=1).values
     order = distance.argsort(descending=True)[:k]
-    save_grid(generated[order].cpu().clamp(-1, 1), path, nrow=min(k, 8))
+    save_grid(generated.cpu()[order].clamp(-1, 1), path, nrow=min(k, 8))
     return {"distances": [float(distance[i]) for i in order], "output": output,
             "extractor": extractor.name, "layer": extractor.layers["fid"],
             "pool": len(generated), "n_reference": len(real), "reference": real_src.description,

@@ -390,7 +390,7 @@ def _run_html(page: RunPage) -> str:
     out.append("<h3>Latent interpolation</h3>")
     out.append(_figure(page.images["interpolation"], "slerp between pairs of prior latents, "
                        "one pair a row") if "interpolation" in page.images else
-               f'<p class="note">{_e(page.notes.get("interpolation") or page.notes.get("model", ""))}</p>')
+               _note(page, "interpolation"))
     out.append("<h3>Worst samples</h3>")
     if page.worst:
         w = page.worst
@@ -401,8 +401,14 @@ def _run_html(page: RunPage) -> str:
                            f"{w['layer']} space (nearest-real distances {dist}; median of the "
                            f"pool {w['median_distance']:.3g})"))
     else:
-        out.append(f'<p class="note">{_e(page.notes.get("worst") or page.notes.get("model", ""))}</p>')
+        out.append(_note(page, "worst"))
     return "\n".join(out)
+
+
+def _note(page: RunPage, section: str) -> str:
+    """Why a section is empty: its own note, else why the weights did not load."""
+    text = page.notes.get(section) or page.notes.get("model", "")
+    return f'<p class="note">{_e(text)}</p>'
 
 
 def write_report(paths: list[str], output: str | Path, *, worst: int = 8, worst_pool: int = 64,

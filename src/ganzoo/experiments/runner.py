@@ -610,7 +610,7 @@ def _dry_run(queue: Queue, selected: list[Experiment], say: Callable[[str], None
         say(f"{exp.name}: {state.status}" + (f" at step {state.steps}" if state.steps else "")
             + (f" - {exp.description.splitlines()[0]}" if exp.description else ""))
         if state.status in ("done", "changed"):
-            say(f"  nothing to run" + (f": {state.note}" if state.note else ""))
+            say("  nothing to run" + (f": {state.note}" if state.note else ""))
             continue
         if state.status in ("pending", "interrupted"):
             launcher = _show(launcher_argv(exp.launcher)).replace(sys.executable, "python")
