@@ -316,17 +316,30 @@ def _experiment(where: str, name: str, defaults: dict, item: dict, root: Path,
         _check_dataset(at, run.dataset, run.dataset_args)
     if "eval" in merged and merged["eval"] is not None:
         exp.eval = _check_eval(at, merged["eval"])
-    for section, keys in PATH_OPTIONS.items():
-        values = exp.eval if section == "eval" else getattr(run, section)
-        for key in keys:
-            value = (values or {}).get(key)
-            if isinstance(value, str) and not Path(os.path.expanduser(value)).exists():
-                if check_paths:
-                    raise QueueError(f"{at}: {section}.{key}: {value} does not exist (change "
-                                     f"the path in the queue file)")
-                line = f"{where}: {section}.{key}: {value} does not exist"
-                warnings.setdefault(line, []).append(name)
+    for section, key, value in _paths(run, exp.eval):
+        if Path(os.path.expanduser(value)).exists():
+            continue
+        if check_paths:
+            raise QueueError(f"{at}: {section}.{key}: {value} does not exist (change the "
+                             f"path in the queue file)")
+        line = f"{where}: {section}.{key}: {value} does not exist"
+        warnings.setdefault(line, []).append(name)
     return exp
+
+
+def _paths(run, ev: dict[str, Any] | None):
+    """``(section, key, path)`` of every data file an experiment names (the ``mix``
+    dataset's ``sources`` are folders or dataset mappings that may hold a ``root``)."""
+    for section, keys in PATH_OPTIONS.items():
+        values = (ev if section == "eval" else getattr(run, section)) or {}
+        for key in keys:
+            if isinstance(values.get(key), str):
+                yield section, key, values[key]
+    for i, source in enumerate(run.dataset_args.get("sources") or []):
+        if isinstance(source, str):
+            yield "dataset_args", f"sources[{i}]", source
+        elif isinstance(source, dict) and isinstance(source.get("root"), str):
+            yield "dataset_args", f"sources[{i}].root", source["root"]
 
 
 def _msg(e: BaseException) -> str:

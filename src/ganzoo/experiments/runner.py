@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .._io import atomic_write_text
+from .._io import atomic_write_json, atomic_write_text
 from .queue import Experiment, Queue, QueueError, launcher_argv
 from .runs import (RunInfo, final_ok, format_duration, latest_checkpoint, read_json, read_jsonl,
                    training_time)
@@ -100,7 +100,8 @@ def _write_state(exp: Experiment, **changes) -> dict[str, Any]:
     st = st if isinstance(st, dict) else {"name": exp.name}
     st.update(changes, updated=_now())
     exp.dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(exp.dir / STATE, json.dumps(st, indent=2, default=str) + "\n")
+    # fsynced: after a power cut, the state must not be older than the trainer's checkpoints.
+    atomic_write_json(exp.dir / STATE, st, fsync=True)
     return st
 
 
@@ -547,8 +548,8 @@ def _run_one(queue: Queue, exp: Experiment, children: _Children,
 def _train(exp: Experiment, state: ExperimentState, children: _Children,
            say: Callable[[str], None]) -> str:
     exp.dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(exp.dir / "experiment.json", json.dumps(exp.record(), indent=2) + "\n")
-    atomic_write_text(exp.dir / "train_config.json", json.dumps(exp.train, indent=2) + "\n")
+    atomic_write_json(exp.dir / "experiment.json", exp.record(), fsync=True)
+    atomic_write_json(exp.dir / "train_config.json", exp.train, fsync=True)
     argv = train_command(exp, state)
     attempts = int((state.record or {}).get("attempts", 0)) + 1
     _write_state(exp, status="training", stage="train", error=None, attempts=attempts,
