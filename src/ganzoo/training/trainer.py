@@ -35,6 +35,7 @@ from .config import RunConfig
 from .data import (ResumableSampler, SeededDataset, build_dataset, check_batch_keys,
                    collate_items, default_num_workers)
 from .._io import atomic_write_text
+from ..losses.adversarial import penalty_grad_scaler
 from .outputs import MetricsWriter, check_tracker, save_sample_grid, to_floats
 from .schedules import ema_decay_at, lr_at
 
@@ -634,7 +635,9 @@ class Trainer:
                          for k, v in batch.items()}
             self.samples_seen += run.batch_size * acc.num_processes
             with acc.accumulate(self.ddp_model):
-                with autocast:
+                # penalty_grad_scaler: gradient and R1 penalties scale their input gradients
+                # by this group's loss scale (PyTorch's AMP gradient-penalty recipe).
+                with autocast, penalty_grad_scaler(scaler):
                     loss, logs = self.ddp_model(group, batch, step)
                 acc.backward(scaler.scale(loss) if scaler is not None else loss)
             losses.append(loss.detach())
