@@ -128,6 +128,12 @@ class Trainer:
             raise ValueError("give --max-steps and/or --duration, or the run never ends")
         if run.lr_schedule != "constant" and run.max_steps is None:
             raise ValueError(f"--lr-schedule {run.lr_schedule} needs --max-steps")
+        if run.lr_decay_start:
+            if run.lr_schedule == "constant":
+                raise ValueError("--lr-decay-start needs --lr-schedule cosine or linear")
+            if run.lr_decay_start >= run.max_steps:
+                raise ValueError(f"--lr-decay-start ({run.lr_decay_start}) must be below "
+                                 f"--max-steps ({run.max_steps})")
         MODELS.entry(run.model)  # unknown names raise with close matches
         if run.dataset:
             DATASETS.entry(run.dataset)
@@ -610,7 +616,7 @@ class Trainer:
         lrs = {}
         for g, opt in self.optimizers.items():
             lr = lr_at(self.base_lr[g], step, kind=run.lr_schedule, total=run.max_steps,
-                       end=run.lr_end, warmup=run.warmup_steps)
+                       end=run.lr_end, warmup=run.warmup_steps, decay_start=run.lr_decay_start)
             for pg in opt.param_groups:
                 pg["lr"] = lr
             lrs[g] = lr
