@@ -44,7 +44,6 @@ Departures from the reference, all on purpose:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -53,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import config as cfg
+from ..layers.blurpool import BlurDownsample, BlurUpsample
 from ..layers.common import init_weights, make_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
 from ..losses.patchnce import nonfinite_flag, patchnce_loss
@@ -180,42 +180,6 @@ def encoder_length(n_blocks: int, antialias: bool) -> int:
 
 
 # -- blocks ------------------------------------------------------------------------------------
-def _binomial_filter(taps: int, channels: int, gain: float = 1.0) -> torch.Tensor:
-    """``(channels, 1, taps, taps)`` normalised binomial blur, built from Python floats (no
-    tensor arithmetic, so building on the ``meta`` device stays cheap)."""
-    row = [math.comb(taps - 1, i) for i in range(taps)]
-    total = sum(row) ** 2
-    filt = [[gain * a * b / total for b in row] for a in row]
-    return torch.tensor([[filt]] * channels, dtype=torch.float32)
-
-
-class BlurDownsample(nn.Module):
-    """Anti-aliased stride-2 downsampling: reflect pad, fixed [1, 2, 1] blur, stride 2."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.channels = channels
-        self.register_buffer("filt", _binomial_filter(3, channels), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.filt.to(x.dtype), stride=2,
-                        groups=self.channels)
-
-
-class BlurUpsample(nn.Module):
-    """Anti-aliased 2x upsampling: replicate pad, transposed [1, 3, 3, 1] blur (x4 gain), crop."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.channels = channels
-        self.register_buffer("filt", _binomial_filter(4, channels, gain=4.0), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.filt.to(x.dtype),
-                               stride=2, padding=2, groups=self.channels)
-        return y[:, :, 1:-1, 1:-1]
-
-
 class ChannelAttention(nn.Module):
     """Squeeze-excitation channel attention (ablation; Hu et al. 2018)."""
 
