@@ -114,6 +114,17 @@ def test_dcgan_upsample_batchnorm_momentum_reads_the_log_in_keras_convention():
     assert bilinear.generator.net[0].mode == "bilinear"
 
 
+def test_critic_norm_instance_is_the_plans_reading_one_flag_away():
+    """The generator plan's step 2.3 ("Critic: InstanceNorm -> Spectral Normalization") implies
+    an InstanceNorm critic in 2.2; the preset keeps the WGAN-GP code's layer norm."""
+    with torch.device("meta"):
+        layer, inst = ganzoo.build("wgan_gp"), ganzoo.build("wgan_gp", critic_norm="instance")
+    assert all(m.num_groups == 1 for m in layer.critic.modules()
+               if isinstance(m, torch.nn.GroupNorm))
+    norms = [m for m in inst.critic.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    assert len(norms) == 3 and all(m.affine for m in norms)
+
+
 def test_wgan_critic_has_no_batchnorm():
     for name in ("wgan_gp", "wgan_gp_sn_attn_128"):
         with torch.device("meta"):

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from .. import config as cfg
-from ..layers.attention import SelfAttention2d
+from ..layers.attention import self_attention
 from ..layers.common import Norm, check_resolution, init_weights, make_norm
 from ..layers.common import spectral_norm as apply_spectral_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
@@ -114,12 +114,13 @@ class DCGANGenerator(nn.Module):
     """z (N, latent_dim) -> image (N, C, R, R) in [-1, 1] with ConvTranspose 4×4 blocks.
 
     4×4 map of ``ngf·2^(log2 R - 3)`` channels, halving the channels at each ×2 block, with
-    optional self-attention after the blocks whose output side is in ``attention_resolutions``.
+    optional self-attention (``attention``: ``"sagan"`` or the generator plan's ``"plan"``)
+    after the blocks whose output side is in ``attention_resolutions``.
     """
 
     def __init__(self, latent_dim: int = 100, ngf: int = 64, channels: int = 3,
                  resolution: int = 64, norm: Norm = "batch", bn_momentum: float = 0.1,
-                 attention_resolutions: tuple[int, ...] = ()):
+                 attention_resolutions: tuple[int, ...] = (), attention: str = "sagan"):
         super().__init__()
         n_up = check_resolution(resolution, attention_resolutions) - 3
         self.latent_dim = latent_dim
@@ -135,7 +136,7 @@ class DCGANGenerator(nn.Module):
                        make_norm(norm, ch // 2, bn_momentum=bn_momentum), nn.ReLU(True)]
             ch, size = ch // 2, size * 2
             if size in attention_resolutions:
-                layers.append(SelfAttention2d(ch))
+                layers.append(self_attention(attention, ch))
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
@@ -148,12 +149,14 @@ class DCGANDiscriminator(nn.Module):
 
     No normalisation on the input layer; ``norm`` on the others (BatchNorm for DCGAN,
     LayerNorm/InstanceNorm/none for WGAN critics); optional spectral norm on every conv and
-    self-attention where the feature side is in ``attention_resolutions``.
+    self-attention (``attention``, as in the generator) where the feature side is in
+    ``attention_resolutions``.
     """
 
     def __init__(self, ndf: int = 64, channels: int = 3, resolution: int = 64,
                  norm: Norm = "batch", bn_momentum: float = 0.1, spectral_norm: bool = False,
-                 attention_resolutions: tuple[int, ...] = (), dropout: float = 0.0):
+                 attention_resolutions: tuple[int, ...] = (), dropout: float = 0.0,
+                 attention: str = "sagan"):
         super().__init__()
         n_down = check_resolution(resolution, attention_resolutions) - 3
         bias = norm == "none"
@@ -164,7 +167,7 @@ class DCGANDiscriminator(nn.Module):
             layers.append(nn.Dropout2d(dropout))
         for _ in range(n_down):
             if size in attention_resolutions:
-                layers.append(SelfAttention2d(ch, spectral_norm=spectral_norm))
+                layers.append(self_attention(attention, ch, spectral_norm=spectral_norm))
             layers += [apply_spectral_norm(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=bias), spectral_norm),
                        # affine InstanceNorm: a learned per-channel scale, as the layer-norm
                        # option it stands in for has (wgan_gp critic_norm="instance")
