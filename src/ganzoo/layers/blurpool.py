@@ -18,9 +18,9 @@ __all__ = ["BlurDownsample", "BlurUpsample", "binomial_filter"]
 
 
 def binomial_filter(taps: int, channels: int, gain: float = 1.0) -> torch.Tensor:
-    """``(channels, 1, taps, taps)`` normalised binomial blur (3 taps: [1, 2, 1] ⊗ [1, 2, 1] / 16),
-    built from Python floats (no tensor arithmetic, so building on the ``meta`` device stays
-    cheap)."""
+    """``(channels, 1, taps, taps)`` normalised binomial blur (3 taps: [1, 2, 1] ⊗ [1, 2, 1] /
+    16), built from Python floats (no tensor arithmetic, so building on the ``meta`` device
+    stays cheap)."""
     row = [math.comb(taps - 1, i) for i in range(taps)]
     total = sum(row) ** 2
     filt = [[gain * a * b / total for b in row] for a in row]
