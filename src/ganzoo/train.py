@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--lr-schedule", choices=["constant", "cosine", "linear"])
     a.add_argument("--lr-end", type=float, help="final LR of cosine/linear (default 0)")
     a.add_argument("--warmup-steps", type=int)
+    a.add_argument("--lr-decay-start", type=int, metavar="N",
+                   help="cosine/linear keep the base LR until step N, then decay to --lr-end "
+                        "at --max-steps (CUT's n_epochs / n_epochs_decay)")
     a.add_argument("--clip-grad-norm", action="append", type=_group_value,
                    metavar="[GROUP=]NORM", help="max gradient norm per group or all; repeatable")
     a.add_argument("--optim", action="append", type=_kv, metavar="GROUP.FIELD=VALUE",

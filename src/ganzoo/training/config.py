@@ -37,6 +37,7 @@ class RunConfig:
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     lr_end: float = 0.0  # final learning rate of cosine / linear (capped at each group's base)
     warmup_steps: int = 0
+    lr_decay_start: int = 0  # cosine / linear hold the base rate until this step
     clip_grad_norm: dict[str, float] = field(default_factory=dict)  # group (or "*") -> max norm
     optim: dict[str, dict[str, Any]] = field(default_factory=dict)  # group -> OptimizerSpec fields
     mixed_precision: Literal["no", "fp16", "bf16"] | None = None  # None: Accelerate's setting
@@ -75,6 +76,7 @@ class RunConfig:
         non_negative = {"save_every": self.save_every, "sample_every": self.sample_every,
                         "eval_every": self.eval_every, "log_every": self.log_every,
                         "keep": self.keep, "warmup_steps": self.warmup_steps,
+                        "lr_decay_start": self.lr_decay_start,
                         "num_workers": self.num_workers or 0,
                         "max_nonfinite": self.max_nonfinite}
         for name, value in non_negative.items():

@@ -35,6 +35,7 @@ from .config import RunConfig
 from .data import (ResumableSampler, SeededDataset, build_dataset, check_batch_keys,
                    collate_items, default_num_workers)
 from .._io import atomic_write_text
+from ..losses.adversarial import penalty_grad_scaler
 from .outputs import MetricsWriter, check_tracker, save_sample_grid, to_floats
 from .schedules import ema_decay_at, lr_at
 
@@ -127,6 +128,12 @@ class Trainer:
             raise ValueError("give --max-steps and/or --duration, or the run never ends")
         if run.lr_schedule != "constant" and run.max_steps is None:
             raise ValueError(f"--lr-schedule {run.lr_schedule} needs --max-steps")
+        if run.lr_decay_start:
+            if run.lr_schedule == "constant":
+                raise ValueError("--lr-decay-start needs --lr-schedule cosine or linear")
+            if run.lr_decay_start >= run.max_steps:
+                raise ValueError(f"--lr-decay-start ({run.lr_decay_start}) must be below "
+                                 f"--max-steps ({run.max_steps})")
         MODELS.entry(run.model)  # unknown names raise with close matches
         if run.dataset:
             DATASETS.entry(run.dataset)
@@ -609,7 +616,7 @@ class Trainer:
         lrs = {}
         for g, opt in self.optimizers.items():
             lr = lr_at(self.base_lr[g], step, kind=run.lr_schedule, total=run.max_steps,
-                       end=run.lr_end, warmup=run.warmup_steps)
+                       end=run.lr_end, warmup=run.warmup_steps, decay_start=run.lr_decay_start)
             for pg in opt.param_groups:
                 pg["lr"] = lr
             lrs[g] = lr
@@ -634,7 +641,9 @@ class Trainer:
                          for k, v in batch.items()}
             self.samples_seen += run.batch_size * acc.num_processes
             with acc.accumulate(self.ddp_model):
-                with autocast:
+                # penalty_grad_scaler: gradient and R1 penalties scale their input gradients
+                # by this group's loss scale (PyTorch's AMP gradient-penalty recipe).
+                with autocast, penalty_grad_scaler(scaler):
                     loss, logs = self.ddp_model(group, batch, step)
                 acc.backward(scaler.scale(loss) if scaler is not None else loss)
             losses.append(loss.detach())
