@@ -406,3 +406,105 @@ def test_a_folder_reference_is_cropped_to_a_rectangular_model(tmp_path):
     res = ganzoo.evaluate(ganzoo.build("test_blobgan_rect"), str(tmp_path), metrics=["fid"],
                           n=4, batch_size=4, feature_extractor="test_random_cnn", cache=False)
     assert res["protocol"]["reference_resolution"] == [16, 32]
+
+
+# -- faithful to the reference configs ---------------------------------------------------------
+def test_discriminator_has_the_reference_width():
+    """BlobGAN/OCTET use StyleGAN2's discriminator with channel multiplier 2: 512/256/128
+    channels at 64/128/256 px, 28,864,129 parameters at 256x256 (ganzoo 0.1's half width,
+    disc_channel_base=16384: 24,001,089)."""
+    c = BlobGANConfig()  # blobgan_256 and blobgan_256x512 keep these defaults
+    assert (c.disc_channel_base, c.disc_channel_max) == (32768, 512)
+    with torch.device("meta"):
+        d = StyleGAN2Discriminator(256, 1.0, c.disc_channel_base, c.disc_channel_max)
+        half = StyleGAN2Discriminator(256, 1.0, 16384, 512)
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(d) == 28_864_129 and count(half) == 24_001_089
+    widths = [d.convs[0][0].weight.shape[0]] + [b.conv2[1].weight.shape[0] for b in d.convs[1:]]
+    assert widths == [128, 256, 512, 512, 512, 512, 512]  # 256, 128, 64, 32, 16, 8, 4 px
+
+
+def test_blobgan_256x512_follows_blobgan40_yaml():
+    """OCTET's blobgan40.yaml: dim 256 (style), feature_dim 256, 40 blobs, 8x16 grid, jitter
+    xy 0.04 / shift 0.5 / angle 0.1; the notes' blob space of about 40 * (256 + 256)."""
+    with torch.device("meta"):
+        model = ganzoo.build("blobgan_256x512")
+    c = model.config
+    assert (c.n_blobs, c.feature_dim, c.style_dim, c.size_in, c.aspect_ratio) == \
+        (40, 256, 256, 8, 2.0)
+    assert (c.feature_jitter_xy, c.feature_jitter_shift, c.feature_jitter_angle) == \
+        (0.04, 0.5, 0.1)
+    assert (c.c_model, c.lr, c.r1_every) == (96, 0.002, 16)
+    out = model.layout_net.mlp[-1].weight.shape[0]
+    # per blob xy (2) + covariance (4) + feature + style; sizes K + 1; background f + s
+    assert out == 40 * (2 + 4 + 256 + 256) + 41 + 256 + 256 == 21_273
+    assert 40 * (256 + 256) == 20_480  # the notes' rounded count leaves out xy/cov/sizes
+    assert model.generator.conv1.conv.modulation.weight.shape == (256, 256)
+
+
+def test_jitter_offsets_are_bounded_seeded_and_straight_through():
+    lay = one_blob(covs=(0.3, -0.2, 1.0, 0.5))
+    lay = {k: v.repeat(64, *[1] * (v.ndim - 1)) for k, v in lay.items()}
+    j = L.draw_jitter(lay, 0.04, 0.5, 0.1, generator=torch.Generator().manual_seed(3))
+    again = L.draw_jitter(lay, 0.04, 0.5, 0.1, generator=torch.Generator().manual_seed(3))
+    assert sorted(j) == ["dangle", "dsize", "dx", "dy"]
+    for key, bound in (("dx", 0.04), ("dy", 0.04), ("dsize", 0.5), ("dangle", 0.1)):
+        assert torch.equal(j[key], again[key])
+        assert j[key].abs().max() <= bound and j[key].abs().max() > bound / 2
+    assert L.draw_jitter(lay) is None
+    # a centre jitter moves the blob exactly like a move of the same size
+    one = {k: v[:1] for k, v in lay.items()}
+    shift = {"dx": torch.tensor([[0.25]]), "dy": torch.tensor([[0.0]])}
+    assert torch.allclose(L.blob_opacity(one, 40, 40, jitter=shift),
+                          L.blob_opacity(L.move_blob(one, 0, dx=0.25), 40, 40))
+    # the angle jitter rotates the ellipse: R(t) Sigma R(t)^T, with the unrotated gradient
+    covs = one["covs"].clone().requires_grad_(True)
+    t = torch.tensor([[0.1]])
+    turned = L.blob_covariance(covs, angle=t)[0, 0]
+    rot = torch.tensor([[math.cos(0.1), -math.sin(0.1)], [math.sin(0.1), math.cos(0.1)]])
+    base = L.blob_covariance(one["covs"])[0, 0]
+    eye = 1e-5 * torch.eye(2)
+    assert torch.allclose(turned - eye, rot @ (base - eye) @ rot.T, atol=1e-9)
+    (g,) = torch.autograd.grad(turned.sum(), covs)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_jitter_is_training_only():
+    """Jittered training renders; sample/render are those of the same weights without it."""
+    torch.manual_seed(0)
+    plain = ganzoo.build("test_blobgan")
+    jit = ganzoo.build("test_blobgan", feature_jitter_xy=0.04, feature_jitter_shift=0.5,
+                       feature_jitter_angle=0.1)
+    jit.load_state_dict(plain.state_dict())
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(jit.sample(2, g()), plain.sample(2, g()))
+    lay = plain.sample_layout(2, generator=g())
+    with torch.no_grad():
+        a = jit._render(lay, jit.generator, g(), jitter=True)
+        b = jit._render(lay, jit.generator, g(), jitter=True)
+        c = plain._render(lay, plain.generator, g(), jitter=True)  # jitter off: no offsets
+        d = plain._render(lay, plain.generator, g())
+    assert torch.equal(a, b) and torch.equal(c, d) and not torch.allclose(a, c, atol=1e-4)
+
+
+def test_encoder_latent_loss_compares_covariance_matrices():
+    """OCTET's fake_latents_MSE compares the layouts' 2x2 covariance matrices: raw directions
+    (u, v) and (3u, 3v) are one blob and cost nothing."""
+    from ganzoo.models.blobgan.encoder import layout_latent_loss
+
+    true = one_blob(covs=(0.5, -0.5, 1.0, 2.0))
+    same = {**true, "covs": torch.tensor([[[0.5, -0.5, 3.0, 6.0]]])}
+    assert layout_latent_loss(same, true).item() == 0.0
+    other = {**true, "covs": torch.tensor([[[-0.5, 0.5, 1.0, 2.0]]])}
+    expected = F.mse_loss(L.blob_covariance(other["covs"]), L.blob_covariance(true["covs"])) / 6
+    assert torch.allclose(layout_latent_loss(other, true), expected)
+    moved = {**true, "xs": true["xs"] + 0.3}
+    assert layout_latent_loss(moved, true).item() == pytest.approx(0.09 / 6)
+
+
+def test_encoder_blobgan_overrides_rebuild_the_inverted_model():
+    """An encoder of a BlobGAN whose config differs from its preset (e.g. a blobgan_256x512
+    saved with ganzoo 0.1's style_dim 512) names the difference."""
+    with torch.device("meta"):
+        enc = ganzoo.build("test_blobgan_encoder", blobgan_overrides={"style_dim": 16})
+    assert enc.blobgan.config.style_dim == 16

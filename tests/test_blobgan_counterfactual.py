@@ -85,10 +85,10 @@ def test_diverse_counterfactuals_follow_the_assignment(decision_model, scene):
 
 
 def test_metadata_round_trips(tmp_path):
-    meta = {"image_names": ["a.png", "b.png"], "initial_scores": torch.rand(2, 2),
-            "inverted_blobs": {"xs": torch.rand(2, 3), "sizes": torch.rand(2, 4)},
-            "target_1": {"final_scores": torch.rand(2, 2), "success": torch.tensor([True, False]),
-                         "blobs": {"xs": torch.rand(2, 3)}},
+    meta = {"image_names": ["a.png", "b.png"], "init_scores": torch.rand(2, 2),
+            "blob_optim": {"xs": torch.rand(2, 3), "sizes": torch.rand(2, 4)},
+            "att_1": {"final_scores": torch.rand(2, 2), "success": torch.tensor([True, False]),
+                      "blob_cf": {"xs": torch.rand(2, 3)}},
             "cf_kwargs": {"steps": 5, "params": ["xs", "ys"]}}
     st, js = save_metadata(meta, tmp_path / "metadata_0")
     assert st.suffix == ".safetensors" and js.suffix == ".json"
@@ -96,10 +96,22 @@ def test_metadata_round_trips(tmp_path):
     back = load_metadata(tmp_path / "metadata_0")
     assert back["image_names"] == meta["image_names"]
     assert back["cf_kwargs"] == meta["cf_kwargs"]
-    assert torch.equal(back["initial_scores"], meta["initial_scores"])
-    assert torch.equal(back["inverted_blobs"]["sizes"], meta["inverted_blobs"]["sizes"])
-    assert torch.equal(back["target_1"]["success"], meta["target_1"]["success"])
-    assert torch.equal(back["target_1"]["blobs"]["xs"], meta["target_1"]["blobs"]["xs"])
+    assert torch.equal(back["init_scores"], meta["init_scores"])
+    assert torch.equal(back["blob_optim"]["sizes"], meta["blob_optim"]["sizes"])
+    assert torch.equal(back["att_1"]["success"], meta["att_1"]["success"])
+    assert torch.equal(back["att_1"]["blob_cf"]["xs"], meta["att_1"]["blob_cf"]["xs"])
+
+
+def test_metadata_of_ganzoo_01_reads_back_with_the_notes_names(tmp_path):
+    """Files written with ganzoo 0.1's keys load under the BlobGAN notes' names."""
+    old = {"image_names": ["a.png"], "initial_scores": torch.rand(1, 2),
+           "inverted_blobs": {"xs": torch.rand(1, 3)},
+           "target_0": {"final_scores": torch.rand(1, 2), "blobs": {"xs": torch.rand(1, 3)}}}
+    save_metadata(old, tmp_path / "metadata_0")
+    back = load_metadata(tmp_path / "metadata_0")
+    assert sorted(back) == ["att_0", "blob_optim", "image_names", "init_scores"]
+    assert sorted(back["att_0"]) == ["blob_cf", "final_scores"]
+    assert torch.equal(back["att_0"]["blob_cf"]["xs"], old["target_0"]["blobs"]["xs"])
 
 
 def test_run_counterfactuals_writes_snapshot_and_metadata(tmp_path, decision_model, scene):
@@ -118,7 +130,10 @@ def test_run_counterfactuals_writes_snapshot_and_metadata(tmp_path, decision_mod
     assert grid.size == (2 * 34 + 2, 4 * 34 + 2)
     back = load_metadata(tmp_path / "metadata_1")
     assert back["image_names"] == ["s2"]
-    assert set(back) >= {"inverted_blobs", "initial_scores", "target_0", "target_1"}
-    assert back["target_1"]["blobs"]["xs"].shape == (1, model.config.n_blobs)
-    assert back["target_0"]["final_scores"].shape == (1, 2)
+    # the BlobGAN notes' metadata.pt keys
+    assert set(back) >= {"image_names", "blob_optim", "init_scores", "att_0", "att_1"}
+    assert back["att_1"]["blob_cf"]["xs"].shape == (1, model.config.n_blobs)
+    assert back["att_0"]["final_scores"].shape == (1, 2)
+    assert set(back["blob_optim"]) == {"xs", "ys", "covs", "sizes", "features",
+                                       "spatial_style"}
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))

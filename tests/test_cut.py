@@ -12,7 +12,7 @@ from ganzoo.models.cut import (CUT, CUTConfig, ResnetGenerator, encoder_length, 
 
 from conftest import group_backward
 
-PRESETS = ["test_cut", "test_fastcut"]
+PRESETS = ["test_cut", "test_fastcut", "test_cut_reference"]
 
 
 def _batch(n=2, size=32, seed=0):
@@ -124,6 +124,55 @@ def test_presets_match_the_issue():
         assert spec.betas == (0.5, 0.999) and spec.clip_grad_norm == 10.0
     assert set(model.optimizer_groups()) == {"discriminator", "generator"}
     assert model.ema_networks == ("generator",)
+
+
+def test_cut_stays_the_baseline_of_the_summary():
+    """The CUT baseline summary: hinge loss, single-scale 70x70 PatchGAN (3 layers, strided),
+    no spectral norm."""
+    with torch.device("meta"):
+        model = ganzoo.build("cut")
+    assert type(model._adv).__name__ == "HingeLoss" and model._adv.d_scale == 1.0
+    (d,) = model.discriminator.scales
+    assert d.receptive_field == 70 and not d.antialias and d.init == "normal"
+
+
+def test_reference_presets_reproduce_the_official_objective():
+    """taesungp/contrastive-unpaired-translation defaults: gan_mode lsgan, netD basic with
+    anti-aliased downsampling, init xavier 0.02, no augmentation/clipping/EMA; CUT mode
+    nce_idt with lambda_NCE 1, FastCUT lambda_NCE 10 with flip-equivariance. Parameter counts
+    are the reference's: G 11,378,179, F 560,384 (256-d MLPs on 3/128/256/256/256 channels),
+    D 2,764,737."""
+    with torch.device("meta"):
+        ref, fast = ganzoo.build("cut_reference"), ganzoo.build("fastcut_reference")
+    c = ref.config
+    assert (c.adv_loss, c.diffaugment, c.clip_grad_norm, c.ema) == ("lsgan", "", None, False)
+    assert c.nce_idt and c.nce_weight == 1.0 and c.identity_warm_weight == 0.0
+    assert (fast.config.nce_weight, fast.config.flip_equivariance) == (10.0, True)
+    assert not fast.config.nce_idt
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(ref.generator) == 11_378_179 and count(ref.projector) == 560_384
+    (d,) = ref.discriminator.scales
+    assert count(d) == 2_764_737 and d.antialias and d.receptive_field == 84
+    assert (d.init, d.init_gain) == ("xavier", 0.02)
+    assert not any(k.startswith("ema.") for k in ref.state_dict())
+    for spec in ref.optimizer_groups().values():
+        assert (spec.lr, spec.betas, spec.clip_grad_norm) == (2e-4, (0.5, 0.999), None)
+
+
+def test_reference_losses_on_fixed_inputs():
+    """D: (MSE(D(b), 1) + MSE(D(G(a)), 0)) * 0.5; G's adversarial term: MSE(D(G(a)), 1)."""
+    torch.manual_seed(0)
+    model = ganzoo.build("test_cut_reference")
+    batch = _batch()
+    d_loss, _ = model.loss("discriminator", batch, 0)
+    with torch.no_grad():
+        (real,) = model.discriminator(batch["image_b"])
+        (fake,) = model.discriminator(model.generator(batch["image_a"]))
+    expected = 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+    assert torch.allclose(d_loss, expected)
+    _, logs = model.loss("generator", batch, 0)
+    assert torch.allclose(logs["g_adv"], (fake - 1).pow(2).mean())
+    assert "nce_idt" in logs and logs["identity_weight"] == 0.0
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -256,6 +305,21 @@ def test_yaml_config_has_the_baseline_weights_and_builds():
         model = ganzoo.build(data["model"], **args)  # every key is a CUTConfig field
     defaults = CUTConfig()
     assert model.config == defaults  # the file spells out the preset's defaults
+
+
+def test_reference_yaml_builds_the_reference_preset_and_schedule():
+    from importlib import resources
+
+    import yaml
+
+    data = yaml.safe_load(resources.files("ganzoo").joinpath("configs/cut_reference.yaml")
+                          .read_text())
+    assert (data["lr_schedule"], data["batch_size"]) == ("linear", 1)
+    assert data["lr_decay_start"] * 2 == data["max_steps"]  # n_epochs = n_epochs_decay
+    with torch.device("meta"):
+        model = ganzoo.build(data["model"], **data["model_args"])
+        preset = ganzoo.build("cut_reference")
+    assert model.config == preset.config  # the file spells out the preset
 
 
 def test_yaml_config_loads_with_the_trainer(tmp_path):

@@ -70,6 +70,61 @@ def test_dcgan_matches_pytorch_examples_architecture():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.discriminator.net[:2])
 
 
+def test_dcgan_upsample_is_the_logs_network():
+    """The DCGAN experiments log, 64 px: G = Linear(100, 512·4·4); 3 x (Upsample, Conv3x3,
+    BN, LeakyReLU) 512 -> 256 -> 128 -> 64; Upsample, Conv(64 -> 3), Tanh. D = Conv3x3 s2 ->
+    BN (not first) -> LeakyReLU -> Dropout2d(0.25), 3 -> 64 -> 128 -> 256 -> 512, Linear(8192,
+    1). Parameter counts summed by hand from the log's layer list."""
+    from torch import nn
+
+    with torch.device("meta"):
+        model = ganzoo.build("dcgan_upsample")
+    g, d = model.generator, model.discriminator
+    assert (g.project.in_features, g.project.out_features) == (100, 512 * 4 * 4)
+    kinds = [type(m).__name__ for m in g.net]
+    assert kinds == ["Upsample", "Conv2d", "BatchNorm2d", "LeakyReLU"] * 3 + \
+        ["Upsample", "Conv2d", "Tanh"]
+    convs = [m for m in g.net if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == \
+        [(512, 256, (3, 3)), (256, 128, (3, 3)), (128, 64, (3, 3)), (64, 3, (3, 3))]
+    # 827,392 (Linear) + 1,179,904 + 295,040 + 73,792 + 1,731 (convs) + 896 (BN)
+    assert sum(p.numel() for p in g.parameters()) == 2_378_755
+    kinds = [type(m).__name__ for m in d.net]
+    assert kinds == ["Conv2d", "LeakyReLU", "Dropout2d"] + \
+        ["Conv2d", "BatchNorm2d", "LeakyReLU", "Dropout2d"] * 3
+    assert d.head.in_features == 8192 and d.net[2].p == 0.25
+    # 1,792 + 73,856 + 295,168 + 1,180,160 (convs) + 1,792 (BN) + 8,193 (Linear)
+    assert sum(p.numel() for p in d.parameters()) == 1_560_961
+
+
+def test_dcgan_upsample_batchnorm_momentum_reads_the_log_in_keras_convention():
+    """The log: BatchNorm2d(momentum=0.8) vs the default 0.9 -> the weight kept on the old
+    statistics; PyTorch's momentum is the weight of the new batch: 0.2 (default 0.1)."""
+    model = ganzoo.build("test_dcgan_upsample")
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == pytest.approx(0.2) for m in bns)
+    bn = bns[0]
+    bn.reset_running_stats()
+    bn.train()(torch.full((2, bn.num_features, 2, 2), 1.0))
+    assert bn.running_mean[0].item() == pytest.approx(0.2)  # 0.8 * 0 + 0.2 * 1
+    literal = ganzoo.build("test_dcgan_upsample", bn_momentum=0.8)
+    assert all(m.momentum == 0.8 for m in literal.modules()
+               if isinstance(m, torch.nn.BatchNorm2d))
+    bilinear = ganzoo.build("test_dcgan_upsample", upsample_mode="bilinear")
+    assert bilinear.generator.net[0].mode == "bilinear"
+
+
+def test_critic_norm_instance_is_the_plans_reading_one_flag_away():
+    """The generator plan's step 2.3 ("Critic: InstanceNorm -> Spectral Normalization") implies
+    an InstanceNorm critic in 2.2; the preset keeps the WGAN-GP code's layer norm."""
+    with torch.device("meta"):
+        layer, inst = ganzoo.build("wgan_gp"), ganzoo.build("wgan_gp", critic_norm="instance")
+    assert all(m.num_groups == 1 for m in layer.critic.modules()
+               if isinstance(m, torch.nn.GroupNorm))
+    norms = [m for m in inst.critic.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    assert len(norms) == 3 and all(m.affine for m in norms)
+
+
 def test_wgan_critic_has_no_batchnorm():
     for name in ("wgan_gp", "wgan_gp_sn_attn_128"):
         with torch.device("meta"):

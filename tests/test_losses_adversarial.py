@@ -7,11 +7,16 @@ import torch
 from torch import nn
 
 import ganzoo
+import torch.nn.functional as F
+
 from ganzoo.losses.adversarial import (
-    AdversarialLoss, clip_weights, feature_matching_loss, gradient_penalty, r1_penalty,
+    AdversarialLoss, clip_weights, feature_matching_loss, gradient_penalty, penalty_grad_scaler,
+    r1_penalty,
 )
 
-ADV_LOSSES = ["bce", "nonsaturating", "wgan", "wgan_gp", "hinge"]
+ADV_LOSSES = ["bce", "nonsaturating", "wgan", "wgan_gp", "hinge", "lsgan"]
+# Losses whose gradients have one sign everywhere (LSGAN pulls scores towards its targets).
+MONOTONE = [n for n in ADV_LOSSES if n != "lsgan"]
 
 
 def test_registered():
@@ -53,7 +58,7 @@ def test_d_step_raises_real_relative_to_fake(name):
     assert gap() > before + 1e-3
 
 
-@pytest.mark.parametrize("name", ADV_LOSSES)
+@pytest.mark.parametrize("name", MONOTONE)
 def test_g_loss_pushes_fake_scores_up(name):
     loss = ganzoo.build_loss(name)
     logits = torch.tensor([-2.0, -0.5, 0.3, 1.5], requires_grad=True)
@@ -62,7 +67,7 @@ def test_g_loss_pushes_fake_scores_up(name):
     assert (logits.grad < 0).all()
 
 
-@pytest.mark.parametrize("name", ADV_LOSSES)
+@pytest.mark.parametrize("name", MONOTONE)
 def test_d_loss_gradient_signs(name):
     loss = ganzoo.build_loss(name)
     real = torch.tensor([-0.5, 0.2], requires_grad=True)
@@ -161,3 +166,91 @@ def test_clip_weights():
         net.weight.fill_(5.0)
     ganzoo.build_loss("weight_clip", c=0.1)(net)
     assert torch.all(net.weight == 0.1)
+
+
+def test_lsgan_values_match_the_cut_reference_form():
+    """CUT's GANLoss('lsgan') is nn.MSELoss to a 1/0 target; its D loss is
+    (loss_D_fake + loss_D_real) * 0.5 and its G loss the plain MSE to 1."""
+    real, fake = torch.tensor([0.5, 1.5]), torch.tensor([0.2, -0.4])
+    loss = ganzoo.build_loss("lsgan")
+    # ½ (mean(0.25, 0.25) + mean(0.04, 0.16)) = ½ (0.25 + 0.10)
+    assert loss.d_loss(real, fake).item() == pytest.approx(0.175)
+    assert loss.g_loss(fake).item() == pytest.approx(1.3)  # mean(0.64, 1.96)
+    ref_d = 0.5 * (F.mse_loss(fake, torch.zeros(2)) + F.mse_loss(real, torch.ones(2)))
+    assert torch.allclose(loss.d_loss(real, fake), ref_d)
+    assert ganzoo.build_loss("lsgan", d_scale=1.0).d_loss(real, fake).item() == \
+        pytest.approx(0.35)
+
+
+def test_d_scale_halves_hinge_as_taming():
+    """taming-transformers' hinge_d_loss = 0.5 * (mean relu(1 - real) + mean relu(1 + fake))."""
+    real, fake = torch.tensor([0.5, 2.0, -1.0]), torch.tensor([0.0, -2.0, 0.5])
+    full = ganzoo.build_loss("hinge").d_loss(real, fake)
+    assert full.item() == pytest.approx((0.5 + 0 + 2) / 3 + (1 + 0 + 1.5) / 3)
+    half = ganzoo.build_loss("hinge", d_scale=0.5).d_loss(real, fake)
+    assert half.item() == pytest.approx(0.5 * full.item())
+    ns = ganzoo.build_loss("nonsaturating", d_scale=0.5)
+    assert ns.d_loss(real, fake).item() == pytest.approx(
+        0.5 * (F.softplus(-real).mean() + F.softplus(fake).mean()).item())
+    with pytest.raises(ValueError, match="d_scale"):
+        ganzoo.build_loss("hinge", d_scale=0.0)
+
+
+def _tiny_gradient_critic():
+    """A conv critic whose input gradients (~2e-8) lie below fp16's smallest normal (6e-5)
+    and mostly below its smallest subnormal (6e-8): without loss scaling they underflow."""
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.LeakyReLU(0.2),
+                           nn.Conv2d(8, 8, 3, padding=1), nn.LeakyReLU(0.2),
+                           nn.Conv2d(8, 1, 3, padding=1))
+    with torch.no_grad():
+        for m in critic:
+            if isinstance(m, nn.Conv2d):
+                m.weight.mul_(0.01)
+    x = torch.randn(4, 3, 16, 16)
+    return critic, x
+
+
+def _fp16_autocast():
+    return torch.autocast("cpu", dtype=torch.float16)
+
+
+def test_r1_under_fp16_autocast_matches_fp32_with_the_scaler():
+    """PyTorch's AMP gradient-penalty recipe: scale, autograd.grad, unscale."""
+    critic, x = _tiny_gradient_critic()
+
+    def r1():
+        real = x.clone().requires_grad_(True)
+        return r1_penalty(critic(real), real)
+
+    ref = r1()
+    with _fp16_autocast():
+        naive = r1()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
+    with _fp16_autocast(), penalty_grad_scaler(scaler):
+        scaled = r1()
+    # relative errors by hand: pytest.approx's absolute 1e-12 would accept any value here
+    assert abs(naive.item() / ref.item() - 1) > 0.1  # the setting does underflow in fp16
+    assert abs(scaled.item() / ref.item() - 1) < 1e-2
+    scaled.backward()  # the penalty still trains the critic
+    assert critic[0].weight.grad is not None and torch.isfinite(critic[0].weight.grad).all()
+
+
+def test_gradient_penalty_under_fp16_autocast_matches_fp32():
+    """With the group's scaler (the recipe) and without one (the critic forward then runs
+    outside autocast). target=0 makes the value E||grad||², sensitive to underflow."""
+    critic, x = _tiny_gradient_critic()
+    fake = torch.randn_like(x)
+
+    def gp():
+        return gradient_penalty(critic, x, fake, generator=torch.Generator().manual_seed(1),
+                                target=0.0)
+
+    ref = gp()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
+    with _fp16_autocast(), penalty_grad_scaler(scaler):
+        scaled = gp()
+    with _fp16_autocast():
+        outside = gp()
+    assert abs(scaled.item() / ref.item() - 1) < 1e-2
+    assert abs(outside.item() / ref.item() - 1) < 1e-5

@@ -84,6 +84,20 @@ def test_lr_schedules():
     assert lr_at(1e-3, 4, kind="linear", total=100, warmup=10) == pytest.approx(5e-4)
 
 
+def test_linear_decay_after_a_constant_phase_as_cut():
+    """CUT / pix2pix --lr_policy linear: n_epochs at the base rate, then linearly to zero over
+    n_epochs_decay (here per step: 200 + 200)."""
+    lrs = [lr_at(2e-4, s, kind="linear", total=400, decay_start=200) for s in range(401)]
+    assert lrs[0] == lrs[199] == lrs[200] == 2e-4
+    assert lrs[300] == pytest.approx(1e-4) and lrs[400] == 0.0
+    assert all(a > b for a, b in zip(lrs[200:], lrs[201:]))  # strictly decreasing
+    # the last trained step runs at 1/200 of the base (the reference, per epoch: 1/201)
+    assert lrs[399] == pytest.approx(2e-4 / 200)
+    # warm-up, then hold until decay_start; cosine takes decay_start too
+    assert lr_at(1e-3, 30, kind="linear", total=100, warmup=10, decay_start=50) == 1e-3
+    assert lr_at(1e-3, 75, kind="cosine", total=100, decay_start=50) == pytest.approx(5e-4)
+
+
 # -- bad input fails before any work, with useful messages -------------------------------------
 @pytest.mark.parametrize("extra, model, dataset, needle", [
     ([], "toytrain_gam", "toytrain_images", "toytrain_gan"),  # unknown model: close match
@@ -93,6 +107,9 @@ def test_lr_schedules():
     (["--set", "data.resolutoin=4"], "toytrain_gan", "toytrain_images", "resolution"),
     (["--lr", "generater=1e-3"], "toytrain_gan", "toytrain_images", "generator"),
     ([], "toytrain_gan", "toytrain_unpaired", "image_a"),  # dataset does not fit the model
+    (["--lr-decay-start", "1"], "toytrain_gan", "toytrain_images", "--lr-schedule cosine"),
+    (["--lr-schedule", "linear", "--lr-decay-start", "1"], "toytrain_gan", "toytrain_images",
+     "below --max-steps"),
 ])
 def test_bad_input(toys, tmp_path, capsys, extra, model, dataset, needle):
     out = tmp_path / "run"
@@ -247,6 +264,7 @@ def test_outputs_pruning_and_final(toys, tmp_path):
     out = tmp_path / "run"
     code = main(_args(out, "--max-steps", "4", "--save-every", "1", "--keep", "2",
                       "--sample-every", "2", "--lr-schedule", "cosine", "--lr-end", "1e-4",
+                      "--lr-decay-start", "2",
                       "--clip-grad-norm", "generator=1.0", "--log-with", "tensorboard"))
     assert code == 0
     assert gc.get_freeze_count() == 0  # the loop's gc.freeze() is undone
@@ -259,7 +277,9 @@ def test_outputs_pruning_and_final(toys, tmp_path):
     recs = _records(out)
     assert [r["step"] for r in recs] == [1, 2, 3, 4]
     assert all(math.isfinite(r["generator/loss"]) for r in recs)
-    assert recs[-1]["lr/generator"] < recs[0]["lr/generator"]  # cosine decays
+    # held until --lr-decay-start (iteration 2), then cosine decays
+    assert recs[0]["lr/generator"] == recs[1]["lr/generator"] == recs[2]["lr/generator"]
+    assert recs[-1]["lr/generator"] < recs[0]["lr/generator"]
     assert recs[-1]["generator/grad_norm"] > 0
     assert list((out / "logs").rglob("events.out.tfevents*")), "no tensorboard events"
     state = json.loads((root / "step_00000004" / "trainer_state.json").read_text())

@@ -167,6 +167,24 @@ def test_hinge_by_default_and_nonsaturating_option():
     assert isinstance(model.adv_loss, NonSaturatingLoss)
 
 
+def test_discriminator_loss_is_tamings_half_hinge():
+    """taming-transformers' hinge_d_loss: 0.5 * (mean relu(1 - D(x)) + mean relu(1 + D(x̂)))."""
+    torch.manual_seed(0)
+    model = ganzoo.build("test_vae_patchgan", disc_start=0)
+    batch = _batch(model)
+    torch.manual_seed(2)
+    d_loss, logs = model("discriminator", batch, 0)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        mu, logvar = model.encoder(batch["image"])
+        fake = model.decoder(model.reparameterize(mu, logvar))
+        real_logits, fake_logits = model.discriminator(batch["image"]), model.discriminator(fake)
+    expected = 0.5 * (torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean())
+    assert d_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    plain = ganzoo.build("test_vae_patchgan", disc_loss_scale=1.0)
+    assert plain.adv_loss.d_scale == 1.0 and model.adv_loss.d_scale == 0.5
+
+
 def test_task_api(tiny):
     tiny.eval()
     x = _batch(tiny, 3)["image"]

@@ -1,7 +1,9 @@
-"""The ``ganzoo`` command: list, info, sample, export, push, prepare, train, eval.
+"""The ``ganzoo`` command: list, info, sample, export, push, prepare, train, eval, queue,
+report.
 
-``ganzoo train ...`` is ``python -m ganzoo.train ...`` and ``ganzoo eval ...`` is the metrics
-module's command line; both are dispatched here so that there is one console script.
+``ganzoo train ...`` is ``python -m ganzoo.train ...``, ``ganzoo eval ...`` is the metrics
+module's command line, and ``ganzoo queue`` / ``ganzoo report`` are ``ganzoo.experiments``';
+all are dispatched here so that there is one console script.
 """
 
 from __future__ import annotations
@@ -260,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("eval", help="evaluate FID/KID/IS/... (see ganzoo eval --help)",
                    add_help=False)
+    sub.add_parser("queue", help="run a queue of experiments (see ganzoo queue --help)",
+                   add_help=False)
+    sub.add_parser("report", help="HTML report comparing runs (see ganzoo report --help)",
+                   add_help=False)
     return p
 
 
@@ -273,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         from .metrics.cli import main as eval_main
 
         return eval_main(argv[1:])
+    if argv and argv[0] in ("queue", "report"):
+        from .experiments import cli as experiments_cli
+
+        return getattr(experiments_cli, f"{argv[0]}_main")(argv[1:])
     args = build_parser().parse_args(argv)
     from .hub import HubError
 

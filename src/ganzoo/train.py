@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--lr-schedule", choices=["constant", "cosine", "linear"])
     a.add_argument("--lr-end", type=float, help="final LR of cosine/linear (default 0)")
     a.add_argument("--warmup-steps", type=int)
+    a.add_argument("--lr-decay-start", type=int, metavar="N",
+                   help="cosine/linear keep the base LR until step N, then decay to --lr-end "
+                        "at --max-steps (CUT's n_epochs / n_epochs_decay)")
     a.add_argument("--clip-grad-norm", action="append", type=_group_value,
                    metavar="[GROUP=]NORM", help="max gradient norm per group or all; repeatable")
     a.add_argument("--optim", action="append", type=_kv, metavar="GROUP.FIELD=VALUE",
@@ -82,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-nonfinite", type=int,
                    help="consecutive non-finite steps before the run stops (default 20; "
                    "0 turns the guard and its host sync per optimizer step off)")
+    a = p.add_argument_group("speed")
+    a.add_argument("--compile", action="store_true",
+                   help="torch.compile the trained and EMA networks (not those that need "
+                        "double backward); a network that cannot be compiled runs eagerly, "
+                        "with a warning")
+    a.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"])
+    a.add_argument("--compile-backend",
+                   help="torch.compile backend (default inductor; aot_eager traces without "
+                        "generating code, to debug a graph)")
+    a.add_argument("--channels-last", action="store_true",
+                   help="channels_last memory format for the model and the image batches")
+    a.add_argument("--num-workers", type=int,
+                   help="DataLoader worker processes (default: 0 on CPU; on a GPU the cores "
+                        "per process minus one, at most 8)")
     a = p.add_argument_group("outputs")
     a.add_argument("--save-every", type=int, help="checkpoint period in steps (0: only at end)")
     a.add_argument("--keep", type=int, help="checkpoints kept (0: all; default 3)")
@@ -102,7 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="diffusers: also write OUT/final-diffusers/ (DDPM families)")
     a.add_argument("--push-to-hub", metavar="ORG/NAME",
                    help="push OUT/final/ to this Hub repo at the end (main process)")
-    a.add_argument("--num-workers", type=int)
     a.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
     a.add_argument("--no-progress", action="store_false", dest="progress")
     return p

@@ -1,4 +1,4 @@
-"""SAGAN self-attention block.
+"""Self-attention blocks: SAGAN's, and the generator plan's scaled variant.
 
 Zhang, Goodfellow, Metaxas & Odena, "Self-Attention Generative Adversarial Networks",
 ICML 2019 (arXiv:1805.08318); reference repo brain-research/self-attention-gan.
@@ -15,6 +15,13 @@ backward that WGAN-GP's gradient penalty needs through a critic.
 
 ``spectral_norm=True`` wraps the four convolutions with
 ``torch.nn.utils.parametrizations.spectral_norm`` (SAGAN uses spectral norm in both networks).
+
+:class:`ScaledSelfAttention2d` is the ``SelfAttention`` block of the generator plan (step 2.3):
+query and key 1×1 convs to ``mid = max(C // 8, 1)`` channels, a value conv C -> C, no output
+conv, logits scaled by ``mid ** -0.5`` (scaled dot-product attention, Vaswani et al. 2017),
+and ``gamma`` of shape (1,) initialised to 0. Its parameters carry the plan's names (``q``,
+``k``, ``v``, ``gamma``), so weights of the plan's module load as they are.
+:func:`self_attention` builds either by name.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from torch import nn
 
 from .common import spectral_norm as apply_spectral_norm
 
-__all__ = ["SelfAttention2d"]
+__all__ = ["SelfAttention2d", "ScaledSelfAttention2d", "self_attention", "ATTENTION_KINDS"]
+
+ATTENTION_KINDS = ("sagan", "plan")
 
 
 class SelfAttention2d(nn.Module):
@@ -65,3 +74,50 @@ class SelfAttention2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, inner={self.inner}"
+
+
+class ScaledSelfAttention2d(nn.Module):
+    """The generator plan's self-attention: ``x + gamma * v(x) softmax(q(x)^T k(x) / sqrt(mid))``
+    with ``q, k: C -> mid``, ``v: C -> C`` (no output conv), ``mid = max(C // 8, 1)``.
+
+    Args:
+        channels: input and output channels ``C``.
+        spectral_norm: wrap the three 1×1 convolutions with spectral normalisation (the plan's
+            snippet has plain convs; a spectrally normalised critic wraps them, as SAGAN does).
+    """
+
+    def __init__(self, channels: int, spectral_norm: bool = False):
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"ScaledSelfAttention2d needs channels >= 1, got {channels}")
+        mid = max(channels // 8, 1)
+        self.channels, self.mid = channels, mid
+
+        def conv(cin, cout):
+            return apply_spectral_norm(nn.Conv2d(cin, cout, kernel_size=1, bias=False),
+                                       spectral_norm)
+
+        self.q = conv(channels, mid)
+        self.k = conv(channels, mid)
+        self.v = conv(channels, channels)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q = self.q(x).flatten(2).transpose(1, 2)  # (N, HW, mid)
+        k = self.k(x).flatten(2)  # (N, mid, HW)
+        v = self.v(x).flatten(2)  # (N, C, HW)
+        attn = torch.softmax(torch.bmm(q, k) * self.mid ** -0.5, dim=-1)  # rows sum to 1
+        return x + self.gamma * torch.bmm(v, attn.transpose(1, 2)).view(n, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, mid={self.mid}"
+
+
+def self_attention(kind: str, channels: int, spectral_norm: bool = False) -> nn.Module:
+    """``"sagan"``: :class:`SelfAttention2d`; ``"plan"``: :class:`ScaledSelfAttention2d`."""
+    if kind == "sagan":
+        return SelfAttention2d(channels, spectral_norm=spectral_norm)
+    if kind == "plan":
+        return ScaledSelfAttention2d(channels, spectral_norm=spectral_norm)
+    raise ValueError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {kind!r}")

@@ -21,6 +21,9 @@ loss averages over all elements. Registered names:
 - ``wgan_gp``: ``wgan`` plus ``gp_weight * gradient_penalty`` (Gulrajani et al. 2017,
   arXiv:1704.00028; λ = 10).
 - ``hinge``: ``relu(1 - D(x)) + relu(1 + D(G(z)))`` / ``-D(G(z))`` (Lim & Ye 2017; SAGAN).
+- ``lsgan``: least squares, ``½[(D(x) - 1)² + D(G(z))²]`` / ``(D(G(z)) - 1)²`` (Mao et al. 2017,
+  arXiv:1611.04076, with a = 0, b = c = 1), in the form of pix2pix/CycleGAN and CUT: the
+  generator's term is a plain MSE, the discriminator's the mean of its two MSEs.
 - ``r1``: ``gamma * r1_penalty`` (Mescheder et al. 2018, arXiv:1801.04406), called as
   ``loss(real_logits, real_images)``.
 - ``feature_matching``: ``feature_matching_loss`` as an object, called as
@@ -28,13 +31,29 @@ loss averages over all elements. Registered names:
 - ``weight_clip``: a post-step hook, called as ``hook(critic)``, that clamps every parameter to
   ``[-c, c]`` (WGAN's original Lipschitz constraint, c = 0.01).
 
+``hinge``, ``nonsaturating`` and ``lsgan`` take ``d_scale``, a factor on the discriminator loss
+(1, 1 and ½ by default): taming-transformers halves its hinge and non-saturating D losses,
+pix2pix/CUT halve LSGAN's.
+
 Plain functions: :func:`gradient_penalty`, :func:`r1_penalty`, :func:`feature_matching_loss`,
-:func:`clip_weights`.
+:func:`clip_weights`, :func:`input_gradient`.
+
+Mixed precision. Both penalties differentiate the discriminator's output with respect to its
+input. Under fp16 autocast those input gradients can underflow (they are often far below fp16's
+smallest normal, 6e-5), so, following PyTorch's AMP gradient-penalty recipe ("Automatic Mixed
+Precision examples", *Gradient penalty*), :func:`input_gradient` scales the output by the loss
+scale of the GradScaler given with :func:`penalty_grad_scaler` before ``autograd.grad`` and
+unscales the gradient after it. ``ganzoo.train`` sets the scaler of the group being stepped.
+Without a scaler, :func:`gradient_penalty` under fp16 autocast runs its critic forward outside
+autocast (in fp32), as BlobGAN's reference computes R1; :func:`r1_penalty` cannot (the caller ran
+the forward), so call it inside :func:`penalty_grad_scaler` when training in fp16.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+import contextlib
+import contextvars
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,9 +63,50 @@ from ..registry import register_loss
 
 __all__ = [
     "AdversarialLoss", "BCELoss", "NonSaturatingLoss", "WGANLoss", "WGANGPLoss", "HingeLoss",
-    "R1Penalty", "FeatureMatchingLoss", "WeightClip", "gradient_penalty", "r1_penalty",
-    "feature_matching_loss", "clip_weights",
+    "LSGANLoss", "R1Penalty", "FeatureMatchingLoss", "WeightClip", "gradient_penalty",
+    "r1_penalty", "input_gradient", "penalty_grad_scaler", "feature_matching_loss",
+    "clip_weights",
 ]
+
+
+# -- input gradients under mixed precision --------------------------------------------------
+_SCALER: contextvars.ContextVar = contextvars.ContextVar("ganzoo_penalty_scaler", default=None)
+
+
+@contextlib.contextmanager
+def penalty_grad_scaler(scaler) -> Iterator[None]:
+    """Within the block, :func:`input_gradient` scales by ``scaler`` (a ``torch.amp.GradScaler``,
+    or None for no scaling): the GradScaler that will scale the loss holding the penalty."""
+    token = _SCALER.set(scaler)
+    try:
+        yield
+    finally:
+        _SCALER.reset(token)
+
+
+def input_gradient(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``d(sum outputs) / d inputs``, kept in the graph (``create_graph=True``).
+
+    With a GradScaler set by :func:`penalty_grad_scaler`, the sum is multiplied by the current
+    loss scale before ``autograd.grad`` and the gradient divided by it after, as in PyTorch's
+    AMP gradient-penalty recipe, so that fp16 intermediate gradients do not underflow. The scale
+    is read as a tensor (no host sync). A scale too large for the gradients makes them inf; the
+    penalty, the loss and the scaled gradients are then inf too, and the GradScaler skips the
+    step and lowers the scale, as it does for any overflow.
+    """
+    total = outputs.float().sum()
+    scaler = _SCALER.get()
+    if scaler is None or not scaler.is_enabled():
+        (grad,) = torch.autograd.grad(total, inputs, create_graph=True)
+        return grad
+    scale = scaler.scale(torch.ones((), device=total.device))
+    (grad,) = torch.autograd.grad(total * scale, inputs, create_graph=True)
+    return grad / scale
+
+
+def _fp16_autocast(device_type: str) -> bool:
+    return (torch.is_autocast_enabled(device_type)
+            and torch.get_autocast_dtype(device_type) == torch.float16)
 
 
 # -- penalties and helpers (plain functions) -------------------------------------------------
@@ -60,7 +120,9 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     dimensions. ``fake`` is detached here. ``generator`` (a ``torch.Generator``) makes the draw
     of ``alpha`` reproducible; ``alpha`` is drawn on the generator's device (the tensors'
     device when None) and then moved. The graph is kept (``create_graph=True``) so the penalty
-    can be back-propagated into the critic's parameters.
+    can be back-propagated into the critic's parameters. Under fp16 autocast see the module
+    docstring: the gradient is taken with the GradScaler of :func:`penalty_grad_scaler`, or,
+    without one, the critic runs on ``x_hat`` outside autocast.
     """
     if real.shape != fake.shape:
         raise ValueError(f"gradient_penalty needs real and fake of one shape, got "
@@ -70,9 +132,14 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     alpha = torch.rand(n, generator=generator, device=device).to(real.device, real.dtype)
     alpha = alpha.view(n, *([1] * (real.dim() - 1)))
     x_hat = torch.lerp(fake.detach(), real.detach(), alpha).requires_grad_(True)
-    out = critic(x_hat)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    norm = grad.flatten(1).norm(2, dim=1)
+    kind = x_hat.device.type
+    if _SCALER.get() is None and _fp16_autocast(kind):
+        with torch.autocast(kind, enabled=False):
+            out = critic(x_hat.float())
+    else:
+        out = critic(x_hat)
+    grad = input_gradient(out, x_hat)
+    norm = grad.float().flatten(1).norm(2, dim=1)
     return (norm - target).pow(2).mean()
 
 
@@ -82,10 +149,11 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
     ``real_images`` must have had ``requires_grad_(True)`` before the discriminator forward
     that produced ``real_logits``. Convention: this returns ``½·E‖∇D(x)‖²``, so the D loss
     term of Mescheder et al. (and StyleGAN's ``r1_gamma``) is ``gamma * r1_penalty(...)``,
-    i.e. ``(γ/2)·E‖∇D(x)‖²``. The graph is kept for back-propagation.
+    i.e. ``(γ/2)·E‖∇D(x)‖²``. The graph is kept for back-propagation. Under fp16 autocast,
+    call it inside :func:`penalty_grad_scaler` (``ganzoo.train`` does).
     """
-    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
-    return 0.5 * grad.pow(2).flatten(1).sum(1).mean()
+    grad = input_gradient(real_logits, real_images)
+    return 0.5 * grad.float().pow(2).flatten(1).sum(1).mean()
 
 
 def _as_list(feats) -> list[torch.Tensor]:
@@ -134,6 +202,12 @@ def clip_weights(module: nn.Module, c: float = 0.01) -> None:
 
 
 # -- loss objects ----------------------------------------------------------------------------
+def _check_scale(name: str, d_scale: float) -> float:
+    if not d_scale > 0:
+        raise ValueError(f"{name} d_scale must be > 0, got {d_scale}")
+    return float(d_scale)
+
+
 class AdversarialLoss:
     """Base class: ``d_loss(real_logits, fake_logits)``, ``g_loss(fake_logits)`` and an
     optional D-step ``penalty(critic, real, fake, generator=None)`` (None when there is none).
@@ -190,8 +264,11 @@ class NonSaturatingLoss(AdversarialLoss):
 
     name = "nonsaturating"
 
+    def __init__(self, d_scale: float = 1.0):
+        self.d_scale = _check_scale("nonsaturating", d_scale)
+
     def d_loss(self, real_logits, fake_logits):
-        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        return self.d_scale * (F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean())
 
     def g_loss(self, fake_logits):
         return F.softplus(-fake_logits).mean()
@@ -227,15 +304,40 @@ class WGANGPLoss(WGANLoss):
 
 @register_loss(name="hinge")
 class HingeLoss(AdversarialLoss):
-    """Hinge loss: D ``relu(1 - D(x)) + relu(1 + D(G(z)))``, G ``-D(G(z))``."""
+    """Hinge loss: D ``d_scale * (relu(1 - D(x)) + relu(1 + D(G(z))))``, G ``-D(G(z))``.
+
+    ``d_scale = 0.5`` is taming-transformers' ``hinge_d_loss`` (VQGAN)."""
 
     name = "hinge"
 
+    def __init__(self, d_scale: float = 1.0):
+        self.d_scale = _check_scale("hinge", d_scale)
+
     def d_loss(self, real_logits, fake_logits):
-        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+        return self.d_scale * (F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean())
 
     def g_loss(self, fake_logits):
         return -fake_logits.mean()
+
+
+@register_loss(name="lsgan")
+class LSGANLoss(AdversarialLoss):
+    """Least-squares GAN: D ``d_scale * (mean (D(x) - 1)² + mean D(G(z))²)``, G
+    ``mean (D(G(z)) - 1)²``.
+
+    ``d_scale = 0.5`` by default: pix2pix/CycleGAN's and CUT's ``GANLoss('lsgan')`` (an MSE to
+    the target label) with their discriminator loss ``(loss_D_fake + loss_D_real) * 0.5``."""
+
+    name = "lsgan"
+
+    def __init__(self, d_scale: float = 0.5):
+        self.d_scale = _check_scale("lsgan", d_scale)
+
+    def d_loss(self, real_logits, fake_logits):
+        return self.d_scale * ((real_logits - 1.0).pow(2).mean() + fake_logits.pow(2).mean())
+
+    def g_loss(self, fake_logits):
+        return (fake_logits - 1.0).pow(2).mean()
 
 
 @register_loss(name="r1")

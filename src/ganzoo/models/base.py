@@ -228,6 +228,20 @@ class GenerativeModel(nn.Module):
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         raise NotImplementedError
 
+    @property
+    def double_backward_networks(self) -> tuple[str, ...]:
+        """Networks whose loss differentiates through an input gradient (gradient penalty,
+        R1): ``torch.compile`` cannot run double backward, so the trainer's ``--compile``
+        leaves them eager."""
+        return ()
+
+    def compile_networks(self) -> list[str]:
+        """The networks ``--compile`` compiles: every trained one, not in
+        ``double_backward_networks``, in group order."""
+        names = [n for spec in self.optimizer_groups().values() for n in spec.networks]
+        skip = set(self.double_backward_networks)
+        return [n for n in dict.fromkeys(names) if n not in skip]
+
     def group_parameters(self, group: str) -> list[nn.Parameter]:
         spec = self.optimizer_groups()[group]
         seen, params = set(), []

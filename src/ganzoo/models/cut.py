@@ -10,18 +10,27 @@ reference's flat layer list: the padded input, the two downsampling convolutions
 outputs of the 1st and 5th residual blocks), 256 locations per layer are sampled, and a small
 MLP per layer (the projection head, ``netF`` in the reference) maps them to 256-d vectors.
 
-Presets: ``cut`` (the photo->Monet baseline, see below), ``fastcut`` and ``cut_nce_idt``,
-plus the tiny ``test_cut`` / ``test_fastcut`` at 32 px.
+Presets: ``cut`` (the photo->Monet baseline, see below), ``fastcut`` and ``cut_nce_idt``
+(the reference's FastCUT and CUT settings of the NCE loss, in the baseline's training frame),
+``cut_reference`` and ``fastcut_reference`` (the reference's objective end to end: LSGAN,
+the anti-aliased discriminator with Xavier init, no DiffAugment, clipping or EMA), plus the
+tiny ``test_cut`` / ``test_fastcut`` / ``test_cut_reference`` at 32 px.
 
 Departures from the reference, all on purpose:
 
-- ``cut`` is the Kaggle-style photo->Monet baseline, not the reference's CUT mode: hinge
-  adversarial loss (the reference uses LSGAN), DiffAugment on the discriminator's inputs, an L1
-  identity loss on domain-B images weighted 0.1 for ``identity_warmup_steps`` steps and 0 after
-  (instead of identity NCE; ``cut_nce_idt`` is the reference's default CUT mode with identity
-  NCE), gradient clipping at max-norm 10 for G and D, and an EMA of the generator used for
-  generation. ``fastcut`` follows the reference's FastCUT mode (lambda_NCE = 10,
-  flip-equivariance, no identity NCE) with the same hinge/DiffAugment/EMA training frame.
+- ``cut`` is the photo->Monet baseline of the CUT baseline summary, not the reference's CUT
+  mode: hinge adversarial loss (the reference: LSGAN, ``adv_loss="lsgan"``), the single-scale
+  70x70 PatchGAN with strided convs and N(0, 0.02) init (the reference: stride-1 convs and
+  blur-pool, Xavier init, ``disc_antialias=True, disc_init="xavier"``), DiffAugment on the
+  discriminator's inputs, an L1 identity loss on domain-B images weighted 0.1 for
+  ``identity_warmup_steps`` steps and 0 after (instead of identity NCE, ``nce_idt=True``),
+  gradient clipping at max-norm 10 for G and D, and an EMA of the generator used for
+  generation. ``fastcut`` and ``cut_nce_idt`` keep that training frame with the reference's
+  FastCUT and CUT NCE settings; ``cut_reference`` / ``fastcut_reference`` drop it.
+- The reference's learning rate is constant for ``n_epochs`` and then decays linearly to zero
+  over ``n_epochs_decay``; schedules are the trainer's (``--lr-schedule linear
+  --lr-decay-start N``; ``configs/cut_reference.yaml`` sets it), per step rather than per
+  epoch.
 - The projection MLP is built eagerly from the known channel counts of the tapped layers (the
   reference builds it on the first forward pass), so the optimizer sees it from the start and
   the model can be built on the ``meta`` device.
@@ -44,7 +53,6 @@ Departures from the reference, all on purpose:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -53,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import config as cfg
+from ..layers.blurpool import BlurDownsample, BlurUpsample
 from ..layers.common import init_weights, make_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
 from ..losses.patchnce import nonfinite_flag, patchnce_loss
@@ -89,7 +98,8 @@ class CUTConfig(cfg.Config):
     n_blocks: int = 9
     norm: Literal["instance", "batch", "none"] = "instance"
     antialias: bool = True  # blur-pool down/upsampling as in the reference (else strided convs)
-    init_gain: float = 0.02  # xavier-normal gain, as the reference's --init_type xavier
+    init_gain: float = 0.02  # xavier-normal gain (G, projector; D with disc_init="xavier"),
+    # as the reference's --init_type xavier --init_gain 0.02
     # Generator ablations (off in the baseline).
     self_attention: bool = False  # SAGAN self-attention after residual block ``attention_block``
     attention_block: int = 4
@@ -99,6 +109,11 @@ class CUTConfig(cfg.Config):
     ndf: int = 64
     disc_layers: int = 3
     disc_norm: Literal["instance", "batch", "none"] = "instance"
+    # The reference's D downsamples with a stride-1 conv + blur-pool (its default, unless
+    # --no_antialias) and is Xavier-initialised; the baseline's PatchGAN uses strided convs and
+    # N(0, 0.02).
+    disc_antialias: bool = False
+    disc_init: Literal["normal", "xavier"] = "normal"
     disc_num_scales: int = 1  # ablation: multi-scale discriminator
     disc_spectral_norm: bool = False  # ablation
     # PatchNCE.
@@ -112,7 +127,8 @@ class CUTConfig(cfg.Config):
     nce_eps: float = 1e-6
     nce_logit_clamp: float = 50.0
     # Loss weights.
-    adv_loss: Literal["hinge", "nonsaturating"] = "hinge"  # shared ganzoo losses
+    # Shared ganzoo losses; "lsgan" is the reference's (D loss halved, as its compute_D_loss).
+    adv_loss: Literal["hinge", "nonsaturating", "lsgan"] = "hinge"
     adv_weight: float = 1.0
     nce_weight: float = 1.0
     identity_warm_weight: float = 0.1  # L1 identity on domain-B images during the warm-up
@@ -126,6 +142,7 @@ class CUTConfig(cfg.Config):
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     clip_grad_norm: float | None = 10.0
+    ema: bool = True  # EMA of the generator for translation (the reference keeps none)
 
     def __post_init__(self):
         super().__post_init__()
@@ -180,42 +197,6 @@ def encoder_length(n_blocks: int, antialias: bool) -> int:
 
 
 # -- blocks ------------------------------------------------------------------------------------
-def _binomial_filter(taps: int, channels: int, gain: float = 1.0) -> torch.Tensor:
-    """``(channels, 1, taps, taps)`` normalised binomial blur, built from Python floats (no
-    tensor arithmetic, so building on the ``meta`` device stays cheap)."""
-    row = [math.comb(taps - 1, i) for i in range(taps)]
-    total = sum(row) ** 2
-    filt = [[gain * a * b / total for b in row] for a in row]
-    return torch.tensor([[filt]] * channels, dtype=torch.float32)
-
-
-class BlurDownsample(nn.Module):
-    """Anti-aliased stride-2 downsampling: reflect pad, fixed [1, 2, 1] blur, stride 2."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.channels = channels
-        self.register_buffer("filt", _binomial_filter(3, channels), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.filt.to(x.dtype), stride=2,
-                        groups=self.channels)
-
-
-class BlurUpsample(nn.Module):
-    """Anti-aliased 2x upsampling: replicate pad, transposed [1, 3, 3, 1] blur (x4 gain), crop."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.channels = channels
-        self.register_buffer("filt", _binomial_filter(4, channels, gain=4.0), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.filt.to(x.dtype),
-                               stride=2, padding=2, groups=self.channels)
-        return y[:, :, 1:-1, 1:-1]
-
-
 class ChannelAttention(nn.Module):
     """Squeeze-excitation channel attention (ablation; Hu et al. 2018)."""
 
@@ -424,7 +405,9 @@ class MultiScaleDiscriminator(nn.Module):
         c = config
         self.scales = nn.ModuleList(
             PatchGANDiscriminator(c.out_channels, c.ndf, c.disc_layers, norm=c.disc_norm,
-                                  spectral_norm=c.disc_spectral_norm)
+                                  spectral_norm=c.disc_spectral_norm,
+                                  antialias=c.disc_antialias, init=c.disc_init,
+                                  init_gain=c.init_gain if c.disc_init == "xavier" else 0.02)
             for _ in range(c.disc_num_scales))
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
@@ -463,6 +446,7 @@ class CUT(GenerativeModel):
     def __init__(self, config: CUTConfig):
         super().__init__(config)
         c = config
+        self.ema_networks = ("generator",) if c.ema else ()
         self.generator = ResnetGenerator(c)
         self.projector = PatchProjector([self.generator.layer_channels[i] for i in c.nce_layers],
                                         c.projector_channels, c.init_gain)
@@ -482,6 +466,10 @@ class CUT(GenerativeModel):
         return self.config.out_channels
 
     # -- optimisation ---------------------------------------------------------------------------
+    @property
+    def double_backward_networks(self) -> tuple[str, ...]:
+        return ("discriminator",) if self.config.r1_gamma > 0 else ()
+
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
         common = dict(optimizer="adam", lr=c.lr, betas=c.betas,
@@ -663,6 +651,26 @@ def cut_nce_idt(**kwargs) -> CUT:
                            preset="cut_nce_idt", **kwargs)
 
 
+# The reference's training objective (taesungp/contrastive-unpaired-translation): LSGAN, its
+# anti-aliased, Xavier-initialised discriminator, no augmentation, clipping, identity L1 or EMA.
+_REFERENCE = dict(adv_loss="lsgan", disc_antialias=True, disc_init="xavier", diffaugment="",
+                  identity_warm_weight=0.0, clip_grad_norm=None, ema=False)
+
+
+@register_model
+def cut_reference(**kwargs) -> CUT:
+    """The reference's CUT mode end to end: LSGAN, identity NCE, its anti-aliased D."""
+    return CUT.from_config(CUTConfig(nce_idt=True, **_REFERENCE), preset="cut_reference",
+                           **kwargs)
+
+
+@register_model
+def fastcut_reference(**kwargs) -> CUT:
+    """The reference's FastCUT mode end to end: LSGAN, lambda_NCE = 10, flip-equivariance."""
+    return CUT.from_config(CUTConfig(nce_weight=10.0, flip_equivariance=True, **_REFERENCE),
+                           preset="fastcut_reference", **kwargs)
+
+
 @register_model
 def test_cut(**kwargs) -> CUT:
     """Tiny CUT for tests: 32 px, ngf 8, 2 residual blocks."""
@@ -675,3 +683,10 @@ def test_fastcut(**kwargs) -> CUT:
     return CUT.from_config(CUTConfig(**{**_TEST, "nce_weight": 10.0, "flip_equivariance": True,
                                         "identity_warm_weight": 0.0}),
                            preset="test_fastcut", **kwargs)
+
+
+@register_model
+def test_cut_reference(**kwargs) -> CUT:
+    """Tiny cut_reference for tests: 32 px, ngf 8, 2 residual blocks."""
+    return CUT.from_config(CUTConfig(**{**_TEST, "nce_idt": True, **_REFERENCE}),
+                           preset="test_cut_reference", **kwargs)

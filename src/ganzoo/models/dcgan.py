@@ -12,13 +12,18 @@ Presets:
   Weights from N(0, 0.02) (BatchNorm scales from N(1, 0.02)); BCE loss; Adam lr 2e-4,
   betas (0.5, 0.999); z = 100. ``dcgan_128`` is one block deeper in both networks
   (``16·ngf`` channels at 4×4).
-- ``dcgan_upsample``: G = Linear(z -> 8·ngf·4·4) projection, then Upsample(×2) + Conv 3×3
-  blocks with BatchNorm (momentum 0.8) and LeakyReLU 0.2, a 3×3 conv to RGB and Tanh;
-  D = Conv 3×3 stride-2 blocks with LeakyReLU 0.2, Dropout2d 0.25 and BatchNorm
-  (momentum 0.8) except on the first block, then Linear to one logit. BCE with label
-  smoothing (real 0.9, fake 0.1). The DCGAN log also anneals the learning rate with a cosine
-  from 2e-4 to 1e-5: schedules are the trainer's job, so run it with
-  ``--lr-schedule cosine`` (final lr 1e-5); the family keeps a constant default.
+- ``dcgan_upsample``: the network of the DCGAN experiments log. G = Linear(z -> 8·ngf·4·4),
+  reshape; three Upsample(×2) + Conv 3×3 + BatchNorm + LeakyReLU 0.2 blocks (512 -> 256 ->
+  128 -> 64 channels at 64 px); a fourth Upsample(×2) + Conv 3×3 (64 -> 3) + Tanh. D = four
+  Conv 3×3 stride-2 blocks, Conv -> BatchNorm -> LeakyReLU 0.2 -> Dropout2d 0.25 (no
+  BatchNorm in the first), 64 -> 512 channels, then Linear(512·4·4 -> 1). BCE with label
+  smoothing (real 0.9, fake 0.1). BatchNorm momentum: the log writes ``momentum=0.8`` and
+  calls the default 0.9, i.e. the weight kept on the running statistics (Keras's
+  convention; PyTorch's default 0.1 keeps 0.9), so the preset uses PyTorch's
+  ``bn_momentum=0.2``; ``--set bn_momentum=0.8`` takes the number literally. The log also
+  anneals the learning rate with a cosine from 2e-4 to 1e-5: schedules are the trainer's
+  job, so run it with ``--lr-schedule cosine --lr-end 1e-5``; the family keeps a constant
+  default.
 
 Departures, all deliberate:
 
@@ -27,10 +32,12 @@ Departures, all deliberate:
 - ``sample`` runs the (EMA) generator with BatchNorm in eval mode (running statistics), so a
   sample does not depend on the other samples drawn with it and does not change the running
   statistics. The EMA copy takes the live network's BatchNorm buffers.
-- ``dcgan_upsample``: in the PyTorch-GAN reference the "0.8" of ``BatchNorm2d(c, 0.8)`` is the
-  positional ``eps``; the DCGAN experiments log asks for momentum 0.8, which we take in
-  PyTorch's convention (``bn_momentum``; Keras's momentum 0.8 is PyTorch's 0.2). Linear layers keep PyTorch's
-  default init; a BatchNorm follows the projection as in that reference.
+- ``dcgan_upsample``: convolutions are initialised N(0, 0.02) as in the DCGAN paper (the log
+  leaves the initialisation unspecified); Linear layers keep PyTorch's default. ``Upsample``
+  is nearest-neighbour, PyTorch's default for the log's ``Upsample(scale_factor=2)`` (its
+  comparison table says "bilinear": ``upsample_mode="bilinear"``). In the PyTorch-GAN code the
+  log's network resembles, the "0.8" of ``BatchNorm2d(c, 0.8)`` is the positional ``eps``;
+  the log asks for a momentum, which the preset reads as above.
 
 :class:`LatentGAN` is the shared unconditional GAN: WGAN-GP (``wgan_gp.py``) reuses it and the
 networks below.
@@ -45,7 +52,7 @@ import torch
 from torch import nn
 
 from .. import config as cfg
-from ..layers.attention import SelfAttention2d
+from ..layers.attention import self_attention
 from ..layers.common import Norm, check_resolution, init_weights, make_norm
 from ..layers.common import spectral_norm as apply_spectral_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
@@ -68,7 +75,11 @@ class DCGANConfig(cfg.Config):
     ngf: int = 64
     ndf: int = 64
     arch: Literal["convtranspose", "upsample"] = "convtranspose"
-    bn_momentum: float = 0.1  # PyTorch convention; dcgan_upsample uses 0.8
+    # PyTorch's convention (the weight of the new batch). dcgan_upsample: 0.2, the DCGAN log's
+    # "momentum=0.8 (default 0.9)" read in Keras's convention, where the default 0.9 is
+    # PyTorch's 0.1; bn_momentum=0.8 is the log's number taken literally.
+    bn_momentum: float = 0.1
+    upsample_mode: Literal["nearest", "bilinear"] = "nearest"  # arch="upsample" only
     disc_dropout: float = 0.0  # Dropout2d after each D block; dcgan_upsample uses 0.25
     loss: Literal["bce", "nonsaturating", "hinge"] = "bce"
     real_label: float = 1.0  # bce label smoothing (dcgan_upsample: 0.9)
@@ -103,12 +114,13 @@ class DCGANGenerator(nn.Module):
     """z (N, latent_dim) -> image (N, C, R, R) in [-1, 1] with ConvTranspose 4×4 blocks.
 
     4×4 map of ``ngf·2^(log2 R - 3)`` channels, halving the channels at each ×2 block, with
-    optional self-attention after the blocks whose output side is in ``attention_resolutions``.
+    optional self-attention (``attention``: ``"sagan"`` or the generator plan's ``"plan"``)
+    after the blocks whose output side is in ``attention_resolutions``.
     """
 
     def __init__(self, latent_dim: int = 100, ngf: int = 64, channels: int = 3,
                  resolution: int = 64, norm: Norm = "batch", bn_momentum: float = 0.1,
-                 attention_resolutions: tuple[int, ...] = ()):
+                 attention_resolutions: tuple[int, ...] = (), attention: str = "sagan"):
         super().__init__()
         n_up = check_resolution(resolution, attention_resolutions) - 3
         self.latent_dim = latent_dim
@@ -124,7 +136,7 @@ class DCGANGenerator(nn.Module):
                        make_norm(norm, ch // 2, bn_momentum=bn_momentum), nn.ReLU(True)]
             ch, size = ch // 2, size * 2
             if size in attention_resolutions:
-                layers.append(SelfAttention2d(ch))
+                layers.append(self_attention(attention, ch))
         layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
@@ -137,12 +149,14 @@ class DCGANDiscriminator(nn.Module):
 
     No normalisation on the input layer; ``norm`` on the others (BatchNorm for DCGAN,
     LayerNorm/InstanceNorm/none for WGAN critics); optional spectral norm on every conv and
-    self-attention where the feature side is in ``attention_resolutions``.
+    self-attention (``attention``, as in the generator) where the feature side is in
+    ``attention_resolutions``.
     """
 
     def __init__(self, ndf: int = 64, channels: int = 3, resolution: int = 64,
                  norm: Norm = "batch", bn_momentum: float = 0.1, spectral_norm: bool = False,
-                 attention_resolutions: tuple[int, ...] = (), dropout: float = 0.0):
+                 attention_resolutions: tuple[int, ...] = (), dropout: float = 0.0,
+                 attention: str = "sagan"):
         super().__init__()
         n_down = check_resolution(resolution, attention_resolutions) - 3
         bias = norm == "none"
@@ -153,7 +167,7 @@ class DCGANDiscriminator(nn.Module):
             layers.append(nn.Dropout2d(dropout))
         for _ in range(n_down):
             if size in attention_resolutions:
-                layers.append(SelfAttention2d(ch, spectral_norm=spectral_norm))
+                layers.append(self_attention(attention, ch, spectral_norm=spectral_norm))
             layers += [apply_spectral_norm(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=bias), spectral_norm),
                        # affine InstanceNorm: a learned per-channel scale, as the layer-norm
                        # option it stands in for has (wgan_gp critic_norm="instance")
@@ -170,24 +184,29 @@ class DCGANDiscriminator(nn.Module):
 
 
 class UpsampleGenerator(nn.Module):
-    """The DCGAN log's generator: Linear projection, Upsample(×2) + Conv 3×3 blocks with
-    BatchNorm and LeakyReLU 0.2, Conv 3×3 to RGB and Tanh."""
+    """The DCGAN log's generator: Linear(z -> 8·ngf·4·4), reshape, Upsample(×2) + Conv 3×3 +
+    BatchNorm + LeakyReLU 0.2 blocks halving the channels down to ``ngf``, then a last
+    Upsample(×2) + Conv 3×3 to the image channels + Tanh (4 upsamplings at 64 px)."""
 
     def __init__(self, latent_dim: int = 100, ngf: int = 64, channels: int = 3,
-                 resolution: int = 64, bn_momentum: float = 0.8):
+                 resolution: int = 64, bn_momentum: float = 0.2,
+                 upsample_mode: str = "nearest"):
         super().__init__()
         n_up = check_resolution(resolution) - 2
         self.latent_dim = latent_dim
         self.ch0 = ngf * 2 ** (n_up - 1)  # 8·ngf at 64 px
+
+        def up():
+            return nn.Upsample(scale_factor=2, mode=upsample_mode)
+
         self.project = nn.Linear(latent_dim, self.ch0 * 16)
-        layers: list[nn.Module] = [nn.BatchNorm2d(self.ch0, momentum=bn_momentum)]
+        layers: list[nn.Module] = []
         ch = self.ch0
-        for _ in range(n_up):
-            out = max(ngf, ch // 2)
-            layers += [nn.Upsample(scale_factor=2), nn.Conv2d(ch, out, 3, 1, 1),
-                       nn.BatchNorm2d(out, momentum=bn_momentum), nn.LeakyReLU(0.2, True)]
-            ch = out
-        layers += [nn.Conv2d(ch, channels, 3, 1, 1), nn.Tanh()]
+        for _ in range(n_up - 1):
+            layers += [up(), nn.Conv2d(ch, ch // 2, 3, 1, 1),
+                       nn.BatchNorm2d(ch // 2, momentum=bn_momentum), nn.LeakyReLU(0.2, True)]
+            ch //= 2
+        layers += [up(), nn.Conv2d(ch, channels, 3, 1, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -195,22 +214,23 @@ class UpsampleGenerator(nn.Module):
 
 
 class UpsampleDiscriminator(nn.Module):
-    """The DCGAN log's discriminator: Conv 3×3 stride-2 blocks with LeakyReLU 0.2,
-    Dropout2d and BatchNorm (not on the first block), then Linear to one logit."""
+    """The DCGAN log's discriminator: Conv 3×3 stride-2 -> BatchNorm (not in the first block)
+    -> LeakyReLU 0.2 -> Dropout2d blocks down to 4×4, then Linear to one logit."""
 
     def __init__(self, ndf: int = 64, channels: int = 3, resolution: int = 64,
-                 bn_momentum: float = 0.8, dropout: float = 0.25):
+                 bn_momentum: float = 0.2, dropout: float = 0.25):
         super().__init__()
         n_down = check_resolution(resolution) - 2
         layers: list[nn.Module] = []
         ch_in = channels
         for i in range(n_down):
             ch = ndf * 2 ** min(i, 3)
-            layers += [nn.Conv2d(ch_in, ch, 3, 2, 1), nn.LeakyReLU(0.2, True)]
-            if dropout:
-                layers.append(nn.Dropout2d(dropout))
+            layers.append(nn.Conv2d(ch_in, ch, 3, 2, 1))
             if i > 0:
                 layers.append(nn.BatchNorm2d(ch, momentum=bn_momentum))
+            layers.append(nn.LeakyReLU(0.2, True))
+            if dropout:
+                layers.append(nn.Dropout2d(dropout))
             ch_in = ch
         self.net = nn.Sequential(*layers)
         self.head = nn.Linear(ch_in * 16, 1)
@@ -336,7 +356,8 @@ class DCGAN(LatentGAN):
                                                     dropout=c.disc_dropout)
         else:
             self.generator = UpsampleGenerator(c.latent_dim, c.ngf, c.channels, c.resolution,
-                                               bn_momentum=c.bn_momentum)
+                                               bn_momentum=c.bn_momentum,
+                                               upsample_mode=c.upsample_mode)
             self.discriminator = UpsampleDiscriminator(c.ndf, c.channels, c.resolution,
                                                        bn_momentum=c.bn_momentum,
                                                        dropout=c.disc_dropout)
@@ -362,7 +383,9 @@ class DCGAN(LatentGAN):
 
 
 # -- presets -----------------------------------------------------------------------------------
-_UPSAMPLE = dict(arch="upsample", bn_momentum=0.8, disc_dropout=0.25, real_label=0.9,
+# The DCGAN experiments log; its "BatchNorm momentum 0.8 (default 0.9)" is Keras's convention,
+# PyTorch's 0.2 (see DCGANConfig.bn_momentum).
+_UPSAMPLE = dict(arch="upsample", bn_momentum=0.2, disc_dropout=0.25, real_label=0.9,
                  fake_label=0.1)
 
 

@@ -37,7 +37,8 @@ Departures, all deliberate:
 - VQGAN/LDM reconstruct with L1 + LPIPS; the track uses MSE + VGG feature MSE (LPIPS's learned
   layer weights need a download of their own).
 - The discriminator sees the sampled-latent reconstruction (as in VQGAN), not the posterior
-  mean; its optimiser is pix2pix's (Adam 2e-4, betas (0.5, 0.999)).
+  mean; its optimiser is pix2pix's (Adam 2e-4, betas (0.5, 0.999)). Its loss keeps VQGAN's
+  factor 0.5 (``disc_loss_scale``; taming-transformers' ``hinge_d_loss``).
 - GroupNorm instead of BatchNorm: batch-independent outputs, identical in train and eval mode.
 - No EMA by default (the VAE objective is a likelihood bound fitted at a moderate learning rate
   and neither reference uses one); ``ema=True`` keeps EMA copies of encoder and decoder.
@@ -95,6 +96,9 @@ class VAEConfig(cfg.Config):
     disc_spectral_norm: bool = False
     disc_lr: float = 2e-4
     disc_betas: tuple[float, float] = (0.5, 0.999)
+    # Factor on the discriminator's loss: 0.5 is taming-transformers' hinge_d_loss /
+    # vanilla_d_loss (0.5 * (real term + fake term)); 1.0 is the plain sum.
+    disc_loss_scale: float = 0.5
     ema: bool = False
 
     def __post_init__(self):
@@ -119,6 +123,8 @@ class VAEConfig(cfg.Config):
         for field in ("lr", "disc_lr"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        if self.disc_loss_scale <= 0:
+            raise ValueError(f"disc_loss_scale must be positive, got {self.disc_loss_scale}")
         if self.disc_start < 0:
             raise ValueError(f"disc_start must be >= 0, got {self.disc_start}")
         if self.adversarial_loss not in ("hinge", "nonsaturating"):
@@ -241,7 +247,8 @@ class VAE(GenerativeModel):
             self.discriminator = PatchGANDiscriminator(
                 c.channels, c.disc_channels, c.disc_layers, norm=c.disc_norm,
                 spectral_norm=c.disc_spectral_norm)
-            self.adv_loss = HingeLoss() if c.adversarial_loss == "hinge" else NonSaturatingLoss()
+            loss_cls = HingeLoss if c.adversarial_loss == "hinge" else NonSaturatingLoss
+            self.adv_loss = loss_cls(d_scale=c.disc_loss_scale)
 
     @property
     def image_size(self) -> tuple[int, int]:

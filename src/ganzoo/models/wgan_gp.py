@@ -17,10 +17,26 @@ Presets:
   normalisation; SAGAN self-attention (γ initialised to 0) at 16×16 in both networks, and also
   at 32×32 in the 128 px preset. Same loss (WGAN-GP) and optimiser.
 
-Departures: n_critic = 2 (the reference uses 5), the generator plan's setting; PyTorch default
-initialisation. Everything else is a config field (``critic_norm``, ``generator_norm``,
-``spectral_norm``, ``attention_resolutions``, ``gp_weight``, ``n_critic``, ``diffaugment``).
-The critic's optimizer group is named ``"critic"``.
+Departures, all deliberate:
+
+- n_critic = 2 (the reference uses 5), the generator plan's setting; PyTorch default
+  initialisation.
+- Self-attention: the ``wgan_gp_sn_attn*`` presets default to SAGAN's block (value C -> C/8,
+  an output 1×1 conv, unscaled logits). The generator plan (step 2.3) gives its own
+  ``SelfAttention`` (value C -> C, no output conv, logits scaled by ``mid ** -0.5``):
+  ``attention="plan"``. SAGAN stays the default because it is the published block these
+  presets cite, with spectral norm on its convs in the critic as in SAGAN, and because
+  changing it would change the weights of every saved ``wgan_gp_sn_attn*`` folder.
+- Critic normalisation: the plan's step 2.3 ("Critic: InstanceNorm -> Spectral
+  Normalization") implies an InstanceNorm critic in step 2.2; ``wgan_gp`` uses layer norm
+  (``GroupNorm(1, C)``), the WGAN-GP paper's recommendation (section 4: layer normalisation
+  as a drop-in replacement for batch normalisation, which would couple the per-sample
+  penalty across the batch) and its code's ``Normalize``. InstanceNorm couples no samples
+  either: ``critic_norm="instance"`` gives the plan's reading (affine InstanceNorm).
+
+Everything else is a config field (``critic_norm``, ``generator_norm``, ``spectral_norm``,
+``attention``, ``attention_resolutions``, ``gp_weight``, ``n_critic``, ``diffaugment``). The
+critic's optimizer group is named ``"critic"``.
 """
 
 from __future__ import annotations
@@ -50,6 +66,9 @@ class WGANGPConfig(cfg.Config):
     critic_norm: Literal["layer", "instance", "none"] = "layer"
     spectral_norm: bool = False  # on every critic convolution
     attention_resolutions: tuple[int, ...] = ()  # feature sides with self-attention (G and D)
+    # "sagan" (SAGAN's block) or "plan" (the generator plan's SelfAttention: value C -> C, no
+    # output conv, logits scaled by mid ** -0.5)
+    attention: Literal["sagan", "plan"] = "sagan"
     gp_weight: float = 10.0
     n_critic: int = 2
     lr: float = 1e-4
@@ -81,11 +100,16 @@ class WGANGP(LatentGAN):
         c = config
         attn = tuple(c.attention_resolutions)
         self.generator = DCGANGenerator(c.latent_dim, c.ngf, c.channels, c.resolution,
-                                        norm=c.generator_norm, attention_resolutions=attn)
+                                        norm=c.generator_norm, attention_resolutions=attn,
+                                        attention=c.attention)
         self.critic = DCGANDiscriminator(c.ndf, c.channels, c.resolution, norm=c.critic_norm,
                                          spectral_norm=c.spectral_norm,
-                                         attention_resolutions=attn)
+                                         attention_resolutions=attn, attention=c.attention)
         self.adv_loss = WGANGPLoss(gp_weight=c.gp_weight)
+
+    @property
+    def double_backward_networks(self) -> tuple[str, ...]:
+        return ("critic",) if self.config.gp_weight > 0 else ()
 
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config

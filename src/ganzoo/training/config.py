@@ -37,6 +37,7 @@ class RunConfig:
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     lr_end: float = 0.0  # final learning rate of cosine / linear (capped at each group's base)
     warmup_steps: int = 0
+    lr_decay_start: int = 0  # cosine / linear hold the base rate until this step
     clip_grad_norm: dict[str, float] = field(default_factory=dict)  # group (or "*") -> max norm
     optim: dict[str, dict[str, Any]] = field(default_factory=dict)  # group -> OptimizerSpec fields
     mixed_precision: Literal["no", "fp16", "bf16"] | None = None  # None: Accelerate's setting
@@ -59,7 +60,11 @@ class RunConfig:
     log_with: Literal["none", "tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml",
                       "dvclive", "swanlab", "trackio", "all"] = "none"
     wandb_mode: Literal["online", "offline"] | None = None
-    num_workers: int = 0
+    num_workers: int | None = None  # None: 0 on CPU, else cores per process - 1 (max 8)
+    compile: bool = False  # torch.compile the networks (Module.compile: state-dict keys kept)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    compile_backend: str = "inductor"  # torch.compile backend ("aot_eager" to debug)
+    channels_last: bool = False
     cpu: bool = False  # train on CPU even when an accelerator is present
     max_nonfinite: int = 20  # consecutive skipped steps before the run stops; 0: no guard
     progress: bool = True
@@ -75,7 +80,9 @@ class RunConfig:
         non_negative = {"save_every": self.save_every, "sample_every": self.sample_every,
                         "eval_every": self.eval_every, "log_every": self.log_every,
                         "keep": self.keep, "warmup_steps": self.warmup_steps,
-                        "num_workers": self.num_workers, "max_nonfinite": self.max_nonfinite}
+                        "lr_decay_start": self.lr_decay_start,
+                        "num_workers": self.num_workers or 0,
+                        "max_nonfinite": self.max_nonfinite}
         for name, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"RunConfig.{name} must be >= 0, got {value}")

@@ -199,3 +199,16 @@ def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
     from torch.utils.data import default_collate
 
     return default_collate(items)
+
+
+def default_num_workers(device, num_processes: int = 1) -> int:
+    """DataLoader workers when ``--num-workers`` is not given: none on the CPU, where the
+    training step already uses every core and a worker would take cores from it; on an
+    accelerator, the cores left to each process minus one for its main thread, at most 8
+    (decoding JPEGs on the training thread starves a GPU; docs/training.md, "Data loading")."""
+    import os
+
+    if getattr(device, "type", str(device)) == "cpu":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(8, (cores or 1) // max(1, num_processes) - 1))

@@ -8,12 +8,15 @@ __all__ = ["lr_at", "ema_decay_at"]
 
 
 def lr_at(base: float, step: int, *, kind: str = "constant", total: int | None = None,
-          end: float = 0.0, warmup: int = 0) -> float:
+          end: float = 0.0, warmup: int = 0, decay_start: int = 0) -> float:
     """Learning rate of iteration ``step`` (0-based) for a group whose base rate is ``base``.
 
-    ``warmup`` steps ramp linearly up to ``base``; then ``constant`` stays there, ``cosine``
-    anneals to ``end`` and ``linear`` decays to ``end`` at step ``total`` (``end`` is capped at
-    ``base``).
+    ``warmup`` steps ramp linearly up to ``base``; then ``constant`` stays there, while
+    ``cosine`` anneals and ``linear`` decays to ``end`` at step ``total`` (``end`` is capped at
+    ``base``), both starting at ``max(warmup, decay_start)`` and holding ``base`` until then.
+    ``linear`` with ``decay_start`` is pix2pix/CycleGAN/CUT's ``--lr_policy linear`` per step:
+    constant for ``n_epochs``, then linearly to zero over ``n_epochs_decay`` (the reference
+    steps per epoch, ``1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)``).
     """
     if warmup and step < warmup:
         return base * (step + 1) / warmup
@@ -22,7 +25,8 @@ def lr_at(base: float, step: int, *, kind: str = "constant", total: int | None =
     if total is None:
         raise ValueError(f"the '{kind}' learning-rate schedule needs max_steps")
     end = min(end, base)
-    t = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    start = max(warmup, decay_start)
+    t = min(1.0, max(0.0, (step - start) / max(1, total - start)))
     if kind == "cosine":
         return end + (base - end) * 0.5 * (1.0 + math.cos(math.pi * t))
     if kind == "linear":

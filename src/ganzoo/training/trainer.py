@@ -32,8 +32,10 @@ import torch
 from .. import config as cfg
 from . import checkpoint as ckpt
 from .config import RunConfig
-from .data import ResumableSampler, SeededDataset, build_dataset, check_batch_keys, collate_items
+from .data import (ResumableSampler, SeededDataset, build_dataset, check_batch_keys,
+                   collate_items, default_num_workers)
 from .._io import atomic_write_text
+from ..losses.adversarial import penalty_grad_scaler
 from .outputs import (MetricsWriter, check_tracker, save_sample_grid, to_floats,
                       tracker_init_kwargs)
 from .schedules import ema_decay_at, lr_at
@@ -128,6 +130,12 @@ class Trainer:
             raise ValueError("give --max-steps and/or --duration, or the run never ends")
         if run.lr_schedule != "constant" and run.max_steps is None:
             raise ValueError(f"--lr-schedule {run.lr_schedule} needs --max-steps")
+        if run.lr_decay_start:
+            if run.lr_schedule == "constant":
+                raise ValueError("--lr-decay-start needs --lr-schedule cosine or linear")
+            if run.lr_decay_start >= run.max_steps:
+                raise ValueError(f"--lr-decay-start ({run.lr_decay_start}) must be below "
+                                 f"--max-steps ({run.max_steps})")
         MODELS.entry(run.model)  # unknown names raise with close matches
         if run.dataset:
             DATASETS.entry(run.dataset)
@@ -260,19 +268,25 @@ class Trainer:
         from accelerate.utils import DistributedType
 
         run, acc = self.run, self.accelerator
+        if run.channels_last:  # before DDP wraps the model (its buckets follow the strides)
+            self.model.to(memory_format=torch.channels_last)
+        workers = default_num_workers(acc.device, acc.num_processes) \
+            if run.num_workers is None else run.num_workers
         sampler = ResumableSampler(len(self.dataset), seed=run.seed, start=self.samples_seen)
         loader = torch.utils.data.DataLoader(
             SeededDataset(self.dataset), batch_size=run.batch_size, sampler=sampler,
-            drop_last=True, num_workers=run.num_workers, collate_fn=collate_items,
+            drop_last=True, num_workers=workers, collate_fn=collate_items,
             pin_memory=acc.device.type == "cuda",
             generator=torch.Generator().manual_seed(run.seed),  # keeps the global RNG untouched
-            persistent_workers=run.num_workers > 0)
+            persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
 
         prepared = acc.prepare(self.model, *optimizers.values(), loader)
         self.ddp_model = prepared[0]
         self.optimizers = dict(zip(self.groups, prepared[1:-1]))
         self.loader = prepared[-1]
         self.unwrapped = acc.unwrap_model(self.ddp_model)
+        if run.compile:
+            self._compile()
         self.group_params = {g: self.unwrapped.group_parameters(g) for g in self.groups}
         self.trainable = [p for p in self.unwrapped.parameters() if p.requires_grad]
         self._group_ids = {g: {id(p) for p in ps} for g, ps in self.group_params.items()}
@@ -288,6 +302,29 @@ class Trainer:
         self.ema_start = run.ema_start if run.ema_start is not None \
             else int(self.unwrapped.default_ema_start)
         self.has_ema = len(self.unwrapped.ema) > 0
+
+    def _compile(self) -> None:
+        """``Module.compile`` on each network ``compile_networks`` names and its EMA copy, in
+        place, so state-dict keys (checkpoints, ``save_pretrained``) are those of the eager
+        model. A graph that fails to compile runs eagerly with dynamo's warning (its
+        ``suppress_errors``) instead of stopping the run."""
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+        model, mode = self.unwrapped, self.run.compile_mode
+        options = {"backend": self.run.compile_backend}
+        if self.run.compile_backend == "inductor":
+            options["mode"] = mode
+        names = model.compile_networks()
+        for name in names:
+            getattr(model, name).compile(**options)
+            if name in model.ema:
+                model.ema[name].compile(**options)
+        eager = [n for n in model.double_backward_networks]
+        if self.is_main:
+            logger.info("torch.compile (%s, mode %s): %s%s", self.run.compile_backend, mode,
+                        ", ".join(names) or "nothing",
+                        f"; eager (double backward): {', '.join(eager)}" if eager else "")
 
     def _open_outputs(self) -> None:
         """metrics.jsonl, the resolved config.json and the trackers (main process)."""
@@ -592,7 +629,7 @@ class Trainer:
         lrs = {}
         for g, opt in self.optimizers.items():
             lr = lr_at(self.base_lr[g], step, kind=run.lr_schedule, total=run.max_steps,
-                       end=run.lr_end, warmup=run.warmup_steps)
+                       end=run.lr_end, warmup=run.warmup_steps, decay_start=run.lr_decay_start)
             for pg in opt.param_groups:
                 pg["lr"] = lr
             lrs[g] = lr
@@ -611,9 +648,15 @@ class Trainer:
                     else contextlib.nullcontext())
         for _ in range(run.grad_accum):
             batch = next(data_iter)
+            if run.channels_last:
+                batch = {k: v.contiguous(memory_format=torch.channels_last)
+                         if torch.is_tensor(v) and v.dim() == 4 else v
+                         for k, v in batch.items()}
             self.samples_seen += run.batch_size * acc.num_processes
             with acc.accumulate(self.ddp_model):
-                with autocast:
+                # penalty_grad_scaler: gradient and R1 penalties scale their input gradients
+                # by this group's loss scale (PyTorch's AMP gradient-penalty recipe).
+                with autocast, penalty_grad_scaler(scaler):
                     loss, logs = self.ddp_model(group, batch, step)
                 acc.backward(scaler.scale(loss) if scaler is not None else loss)
             losses.append(loss.detach())

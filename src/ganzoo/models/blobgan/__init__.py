@@ -26,8 +26,13 @@ Departures (every one deliberate):
 - Blob coordinates are measured at pixel centres; the score pyramid is built with 2x2 average
   pooling (equal to the reference's bilinear halving). See ``layout.py``.
 - Native PyTorch up/down-sampling and activations instead of the reference's CUDA kernels.
-- No random blob dropout, shuffling, style swapping or jitter (all off in the reference
-  configs); the number of blobs is fixed at K (``n_features_min = n_features_max``).
+- Splatting jitter (``feature_jitter_xy/shift/angle``, on in ``blobgan_256x512`` as in
+  OCTET's ``blobgan40.yaml``) is applied to the training renders only (G and D steps);
+  ``sample``/``render`` never jitter (the reference jitters unless ``no_jitter``; its logged
+  EMA images pass ``no_jitter``). The angle jitter rotates instead of the reference's
+  ``arccos`` reconstruction, which mirrors some blobs (see ``layout.py``).
+- No random blob dropout, shuffling or style swapping (off in the reference configs); the
+  number of blobs is fixed at K (``n_features_min = n_features_max``).
 - ``sample`` clamps images to [-1, 1] (the generator's raw output is unbounded).
 """
 
@@ -75,7 +80,10 @@ class BlobGANConfig(cfg.Config):
     size_in: int = 16  # feature grid height
     c_model: int = 96  # generator width: 8*c_model channels up to 64 px, halving above
     override_c_in: int | None = None  # generator input channels (= feature_dim) if not the table's
-    disc_channel_base: int = 16384  # discriminator channels: min(disc_channel_max, base / res)
+    # Discriminator channels min(disc_channel_max, base / res): 32768 is StyleGAN2's channel
+    # multiplier 2, the BlobGAN/OCTET discriminator (512/256/128 at 64/128/256 px); ganzoo
+    # 0.1 used 16384 (half width; its saved config.json files keep that value).
+    disc_channel_base: int = 32768
     disc_channel_max: int = 512
     lr: float = 0.002
     betas: tuple[float, float] = (0.0, 0.99)
@@ -83,6 +91,11 @@ class BlobGANConfig(cfg.Config):
     r1_gamma: float = 100.0  # R1 = r1_gamma/2 * E||grad D(x)||^2 (reference: 50 * E||.||^2)
     r1_every: int = 16  # lazy R1 interval (0 disables R1)
     mlp_idx: int = -1  # layout-MLP layer the encoder predicts the input of
+    # Splatting jitter of the training renders (OCTET's names): centres by U(-xy, xy), size
+    # logits by U(-shift, shift), rotations by U(-angle, angle) radians; 0 disables each.
+    feature_jitter_xy: float = 0.0
+    feature_jitter_shift: float = 0.0
+    feature_jitter_angle: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
@@ -107,6 +120,9 @@ class BlobGANConfig(cfg.Config):
                              f"channels ({c_in}); set override_c_in={self.feature_dim}")
         if self.r1_every < 0 or self.r1_gamma < 0:
             raise ValueError("r1_every and r1_gamma must be >= 0")
+        for name in ("feature_jitter_xy", "feature_jitter_shift", "feature_jitter_angle"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not -(self.mlp_n_layers + 1) <= self.mlp_idx <= self.mlp_n_layers:
             raise ValueError(f"mlp_idx must index the layout MLP's {self.mlp_n_layers + 1} "
                              f"modules, got {self.mlp_idx}")
@@ -158,6 +174,11 @@ class BlobGAN(GenerativeModel):
         return 3
 
     # -- training ---------------------------------------------------------------------------
+    @property
+    def double_backward_networks(self) -> tuple[str, ...]:
+        c = self.config
+        return ("discriminator",) if c.r1_every > 0 and c.r1_gamma > 0 else ()
+
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
         # StyleGAN2's lazy-regularisation correction of the D optimizer (c = k / (k + 1)).
@@ -192,12 +213,12 @@ class BlobGAN(GenerativeModel):
         self.check_images(real)
         n = real.shape[0]
         if group == "generator":
-            fake = self._render(self.layout_net(self._noise(n)), self.generator)
+            fake = self._render(self.layout_net(self._noise(n)), self.generator, jitter=True)
             loss = adv.g_loss(self.discriminator(fake))
             return loss, {"g_loss": loss.detach()}
         c = self.config  # the discriminator step
         with torch.no_grad():
-            fake = self._render(self.layout_net(self._noise(n)), self.generator)
+            fake = self._render(self.layout_net(self._noise(n)), self.generator, jitter=True)
         do_r1 = c.r1_every > 0 and c.r1_gamma > 0 and step % c.r1_every == 0
         if do_r1:
             real = real.detach().requires_grad_(True)
@@ -245,10 +266,20 @@ class BlobGAN(GenerativeModel):
         return net(h, mlp_idx=self.config.mlp_idx)
 
     def blob_scores(self, layout: L.Layout, height: int | None = None,
-                    width: int | None = None) -> torch.Tensor:
-        """Composited blob weights (N, K + 1, H, W), background first (output size default)."""
+                    width: int | None = None,
+                    jitter: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Composited blob weights (N, K + 1, H, W), background first (output size default;
+        ``jitter``: offsets of :meth:`draw_jitter`)."""
         c = self.config
-        return render_scores(layout, height or c.resolution, width or c.width, c.ab_norm)
+        return render_scores(layout, height or c.resolution, width or c.width, c.ab_norm,
+                             jitter)
+
+    def draw_jitter(self, layout: L.Layout,
+                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor] | None:
+        """The config's splatting-jitter offsets for ``layout`` (None when jitter is off)."""
+        c = self.config
+        return L.draw_jitter(layout, c.feature_jitter_xy, c.feature_jitter_shift,
+                             c.feature_jitter_angle, generator)
 
     def render(self, layout: L.Layout,
                generator: torch.Generator | None = None) -> torch.Tensor:
@@ -257,9 +288,12 @@ class BlobGAN(GenerativeModel):
         return self._render(layout, self.inference_net("generator"), generator)
 
     def _render(self, layout: L.Layout, net: nn.Module,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, jitter: bool = False) -> torch.Tensor:
+        """Images of ``layout`` through ``net``; ``jitter`` (training renders only) splats
+        with the config's jitter, drawn from ``generator``."""
         c = self.config
-        pyramid = score_pyramid(self.blob_scores(layout), c.size_in)
+        offsets = self.draw_jitter(layout, generator) if jitter else None
+        pyramid = score_pyramid(self.blob_scores(layout, jitter=offsets), c.size_in)
         feature_grid = splat(pyramid[c.size_in], layout["features"])
         return net(feature_grid, layout["spatial_style"], pyramid, generator=generator)
 
@@ -297,6 +331,14 @@ class BlobGAN(GenerativeModel):
 
 
 # -- presets -----------------------------------------------------------------------------------
+# OCTET's blobgan40.yaml: model.dim 256 (style), layout_net.feature_dim 256, override_c_in 256,
+# 40 blobs, size_in 8, aspect 2, c_model 96, and the jitter it enables; the notes count its blob
+# space as about 40 * (256 + 256).
+_BLOBGAN40 = dict(aspect_ratio=2.0, n_blobs=40, feature_dim=256, style_dim=256,
+                  override_c_in=256, size_in=8, feature_jitter_xy=0.04,
+                  feature_jitter_shift=0.5, feature_jitter_angle=0.1)
+
+
 @register_model
 def blobgan_256(**kwargs) -> BlobGAN:
     """BlobGAN at 256x256 with 20 blobs and 256-d features (OCTET's square BDD100K set-up)."""
@@ -306,10 +348,9 @@ def blobgan_256(**kwargs) -> BlobGAN:
 
 @register_model
 def blobgan_256x512(**kwargs) -> BlobGAN:
-    """BlobGAN at 256x512 (aspect 2, 8x16 grid) with 40 blobs (OCTET's BDD100K model)."""
-    return BlobGAN.from_config(BlobGANConfig(aspect_ratio=2.0, n_blobs=40, feature_dim=256,
-                                             override_c_in=256, size_in=8),
-                               preset="blobgan_256x512", **kwargs)
+    """BlobGAN at 256x512 (aspect 2, 8x16 grid), 40 blobs of 256-d features and styles, with
+    splatting jitter: OCTET's ``blobgan40.yaml`` (the BlobGAN notes' training config)."""
+    return BlobGAN.from_config(BlobGANConfig(**_BLOBGAN40), preset="blobgan_256x512", **kwargs)
 
 
 _TINY = dict(n_blobs=4, latent_dim=32, feature_dim=32, style_dim=32, mlp_hidden_dim=64,

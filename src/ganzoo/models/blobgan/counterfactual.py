@@ -25,7 +25,13 @@ attribute whose thresholded value flips).
 Outputs of :func:`run_counterfactuals` per batch: ``snapshot_{i}.png`` (rows: images,
 reconstructions, then the counterfactuals of each target), ``metadata_{i}.safetensors`` (every
 tensor) and ``metadata_{i}.json`` (names, targets, hyperparameters, the tensor index). No
-pickle. :func:`load_metadata` reads them back into the same nested dict.
+pickle. :func:`load_metadata` reads them back into the same nested dict. The keys are those of
+the BlobGAN notes' ``metadata.pt``: ``image_names``, ``blob_optim`` (the inverted layout),
+``init_scores`` (the decision model's scores of the reconstructions) and per target attribute
+``att_{t}`` with ``blob_cf`` (the counterfactual layout) and ``final_scores``; ganzoo adds
+``inversion_mse``, ``cf_kwargs`` and, per target, ``success`` and ``assignment``. Files written
+before these names (``inverted_blobs``, ``initial_scores``, ``target_{t}``, ``blobs``) are read
+back under the new ones.
 """
 
 from __future__ import annotations
@@ -282,13 +288,29 @@ def save_metadata(metadata: dict, path_prefix: str | Path) -> tuple[Path, Path]:
     return st, js
 
 
+# Counterfactual metadata keys of ganzoo 0.1 -> the BlobGAN notes' names.
+_RENAMED_TOP = {"inverted_blobs": "blob_optim", "initial_scores": "init_scores"}
+_RENAMED_TARGET = {"blobs": "blob_cf"}
+
+
+def _upgrade_metadata(tree: dict) -> dict:
+    out = {}
+    for key, value in tree.items():
+        if key.startswith("target_") and isinstance(value, dict):
+            key = "att_" + key[len("target_"):]
+            value = {_RENAMED_TARGET.get(k, k): v for k, v in value.items()}
+        out[_RENAMED_TOP.get(key, key)] = value
+    return out
+
+
 def load_metadata(path_prefix: str | Path) -> dict:
-    """Read back what :func:`save_metadata` wrote."""
+    """Read back what :func:`save_metadata` wrote (counterfactual files of ganzoo 0.1 get the
+    notes' key names, see the module docstring)."""
     from safetensors.torch import load_file
 
     prefix = Path(path_prefix)
     meta = json.loads(prefix.with_suffix(".json").read_text())
-    return _unflatten(meta, load_file(str(prefix.with_suffix(".safetensors"))))
+    return _upgrade_metadata(_unflatten(meta, load_file(str(prefix.with_suffix(".safetensors")))))
 
 
 def _save_grid(rows: list[torch.Tensor], path: Path) -> None:
@@ -317,14 +339,16 @@ def run_counterfactuals(model, images: torch.Tensor, decision_model, targets: Se
                      **(invert_kwargs or {}))
         with torch.no_grad():
             init_scores = decision_scores(decision_model, inv.reconstruction, decision)
-        meta = {"image_names": names[b0:b0 + len(batch)], "inverted_blobs": inv.layout,
-                "initial_scores": init_scores, "inversion_mse": inv.losses["mse"],
+        # The BlobGAN notes' metadata keys (blob_optim, init_scores, att_{t}: blob_cf and
+        # final_scores), plus ganzoo's inversion_mse, cf_kwargs, success and assignment.
+        meta = {"image_names": names[b0:b0 + len(batch)], "blob_optim": inv.layout,
+                "init_scores": init_scores, "inversion_mse": inv.losses["mse"],
                 "cf_kwargs": {k: v for k, v in cf_kwargs.items()
                               if isinstance(v, (int, float, str, bool, list, tuple))}}
         rows = [batch, inv.reconstruction]
         for t in targets:
             res = counterfactual(model, inv.layout, decision_model, int(t), **cf_kwargs)
-            meta[f"target_{int(t)}"] = {"final_scores": res.final_scores, "blobs": res.layout,
+            meta[f"att_{int(t)}"] = {"final_scores": res.final_scores, "blob_cf": res.layout,
                                         "success": res.success, "assignment": res.assignment}
             m = res.n_diverse
             for j in range(m):

@@ -9,19 +9,24 @@ Here the encoder is a registered ganzoo model trained by ``ganzoo.train`` like a
 optimizer group (``encoder``); for ``step < real_from_step`` the loss uses generated images only,
 afterwards real images are added (the two phases of OCTET: pre-training on generated images,
 then fine-tuning on real + generated). Image losses are MSE + VGG perceptual
-(``ganzoo.losses.perceptual``; the reference uses LPIPS-VGG).
+(``ganzoo.losses.perceptual``; the reference uses LPIPS-VGG). The latent loss on generated
+images is the reference's ``fake_latents_MSE``: the mean over ``xs, ys, covs, sizes, features,
+spatial_style`` of each one's MSE, with ``covs`` compared as the 2x2 covariance matrices the
+reference's layouts carry (:func:`layout_latent_loss`), not as their raw parameters (two raw
+directions ``(u, v)`` and ``(2u, 2v)`` are the same blob).
 
 Departures: the backbone is any timm model (``num_classes=0``, global pooling) plus a linear
 head, instead of a StyleGAN2 discriminator (OCTET) - pass ``backbone`` to choose; the VGG
 perceptual loss replaces LPIPS (no LPIPS weights can be downloaded here); OCTET's
-decision-model feature-matching term is left out (it needs the decision model at training time).
+decision-model feature-matching term is left out (it needs the decision model at training time);
+the reference renders its generated training layouts with the BlobGAN's splatting jitter, here
+they are rendered without it (the target layout is then exactly what the image shows).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +35,24 @@ from torch import nn
 from ... import config as cfg
 from ...registry import MODELS, register_model
 from ..base import GenerativeModel, OptimizerSpec
-from .layout import LAYOUT_KEYS
+from .layout import LAYOUT_KEYS, blob_covariance
 
-__all__ = ["BlobGANEncoder", "BlobGANEncoderConfig", "LatentEncoder", "blobgan_encoder_256",
-           "blobgan_encoder_256x512", "test_blobgan_encoder"]
+__all__ = ["BlobGANEncoder", "BlobGANEncoderConfig", "LatentEncoder", "layout_latent_loss",
+           "blobgan_encoder_256", "blobgan_encoder_256x512", "test_blobgan_encoder"]
+
+
+def layout_latent_loss(pred: dict[str, torch.Tensor], true: dict[str, torch.Tensor],
+                       ab_norm: float = 0.02) -> torch.Tensor:
+    """OCTET's ``fake_latents_MSE``: the mean over the six layout keys of each key's MSE, the
+    raw ``covs`` turned into covariance matrices (``blob_covariance``) first, as the
+    reference compares its layouts' ``covs``."""
+    terms = []
+    for k in LAYOUT_KEYS:
+        p, t = pred[k], true[k].detach()
+        if k == "covs":
+            p, t = blob_covariance(p, ab_norm), blob_covariance(t, ab_norm)
+        terms.append(F.mse_loss(p, t))
+    return sum(terms) / len(terms)
 
 
 @dataclass
@@ -47,6 +66,9 @@ class BlobGANEncoderConfig(cfg.Config):
         "lambda_perceptual_real": "perceptual_real_weight",
     }
     blobgan: str = "blobgan_256"  # BlobGAN preset the encoder inverts
+    # BlobGANConfig fields that differ from that preset, e.g. {"style_dim": 512} for a
+    # blobgan_256x512 trained with ganzoo 0.1's preset (encoders saved then load with it)
+    blobgan_overrides: dict[str, Any] = field(default_factory=dict)
     blobgan_weights: str | None = None  # saved BlobGAN folder / Hub id, loaded at build
     resolution: int = 256  # image height: must match the BlobGAN's (sizes the dataset)
     aspect_ratio: float = 1.0  # must match the BlobGAN's
@@ -108,7 +130,7 @@ class BlobGANEncoder(GenerativeModel):
 
     def __init__(self, config: BlobGANEncoderConfig):
         super().__init__(config)
-        blobgan = MODELS.build(config.blobgan)
+        blobgan = MODELS.build(config.blobgan, **config.blobgan_overrides)
         # Only the EMA layout MLP and generator are used (as in the reference inverter).
         del blobgan.discriminator, blobgan.layout_net, blobgan.generator
         blobgan.requires_grad_(False)
@@ -202,8 +224,7 @@ class BlobGANEncoder(GenerativeModel):
         loss = self._image_loss(bg.render(pred_layout), fake, c.mse_fake_weight,
                                 c.perceptual_fake_weight, "fake", logs)
         if c.latent_weight > 0:
-            latent = sum(F.mse_loss(pred_layout[k], true_layout[k]) for k in LAYOUT_KEYS) \
-                / len(LAYOUT_KEYS)
+            latent = layout_latent_loss(pred_layout, true_layout, bg.config.ab_norm)
             loss = loss + c.latent_weight * latent
             logs["fake_latent_mse"] = latent.detach()
         if step >= c.real_from_step:

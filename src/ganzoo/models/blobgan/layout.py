@@ -25,6 +25,14 @@ the centre and decays with the Mahalanobis distance. Blobs are alpha-composited 
 an opaque background, later blobs on top: blob k's weight is ``alpha_k prod_{j>k}(1 - alpha_j)``
 and the background's ``prod_j (1 - alpha_j)``.
 
+Splatting jitter (OCTET's ``feature_jitter_xy/shift/angle``, on in its ``blobgan40.yaml``):
+during training the splatted centres move by ``U(-xy, xy)`` per axis, the size logits by
+``U(-shift, shift)`` and each blob's rotation by ``U(-angle, angle)`` radians, per blob and
+scene; features and styles are untouched. :func:`draw_jitter` draws the offsets (from a
+``torch.Generator`` when given), ``render_scores(..., jitter=...)`` applies them. The rotation
+is straight-through, as the reference: the rendered covariance uses the rotated direction, the
+gradient reaches the unrotated one.
+
 Departures from the reference, all deliberate:
 
 - Coordinates are normalised per axis and measured at pixel centres (``(j + 0.5) / W``); the
@@ -32,6 +40,11 @@ Departures from the reference, all deliberate:
   OCTET's rendering of a square grid stretched to the aspect ratio, without the resampling.
 - Scores are rendered once at the output resolution and the pyramid halves them with 2x2
   average pooling, which equals the reference's bilinear halving (``align_corners=False``).
+- The angle jitter rotates the blob's direction ``(u, v)`` by the drawn angle. The reference
+  recovers the angle as ``arccos(u)``, which loses the sign of ``v``, and rebuilds the
+  direction as ``(cos, -sin)``: a blob whose direction has ``v > 0`` is rendered mirrored
+  (orientation ``-phi`` instead of ``phi``) whenever the jitter is on. Rotating keeps the
+  orientation the layout network produced.
 """
 
 from __future__ import annotations
@@ -46,7 +59,8 @@ from .stylegan2 import EqualLinear
 
 __all__ = [
     "LAYOUT_KEYS", "BLOB_KEYS", "LayoutMLP", "pixel_norm", "blob_covariance", "blob_opacity",
-    "composite", "render_scores", "score_pyramid", "clone_layout", "select", "concat",
+    "composite", "render_scores", "score_pyramid", "draw_jitter", "clone_layout", "select",
+    "concat",
     "move_blob", "resize_blob", "remove_blob", "add_blob", "set_blob_feature", "set_blob_style",
     "num_blobs",
 ]
@@ -116,11 +130,21 @@ class _PixelNorm(nn.Module):
 
 
 # -- splatting ---------------------------------------------------------------------------------
-def blob_covariance(covs: torch.Tensor, ab_norm: float = 0.02) -> torch.Tensor:
-    """Raw (..., 4) covariance parameters -> (..., 2, 2) covariance matrices."""
+def blob_covariance(covs: torch.Tensor, ab_norm: float = 0.02,
+                    angle: torch.Tensor | None = None) -> torch.Tensor:
+    """Raw (..., 4) covariance parameters -> (..., 2, 2) covariance matrices.
+
+    ``angle`` (same leading shape): rotate each blob by that many radians, straight-through
+    (the value is rotated, the gradient is the unrotated direction's), as the reference's
+    ``feature_jitter_angle``."""
     a, b = covs[..., :2].sigmoid().unbind(-1)
     norm = ab_norm * torch.rsqrt(a * b)
     u = F.normalize(covs[..., 2:], dim=-1)
+    if angle is not None:
+        cos, sin = angle.cos(), angle.sin()
+        turned = torch.stack([u[..., 0] * cos - u[..., 1] * sin,
+                              u[..., 0] * sin + u[..., 1] * cos], -1)
+        u = u + (turned - u).detach()
     v = torch.stack([-u[..., 1], u[..., 0]], -1)
     rot = torch.stack([u, v], -1)  # columns u, v
     diag = torch.diag_embed(torch.stack([a * norm, b * norm], -1))
@@ -128,10 +152,43 @@ def blob_covariance(covs: torch.Tensor, ab_norm: float = 0.02) -> torch.Tensor:
     return rot @ diag @ rot.transpose(-1, -2) + 1e-5 * eye
 
 
-def blob_opacity(layout: Layout, height: int, width: int, ab_norm: float = 0.02) -> torch.Tensor:
-    """Per-blob opacity ``sigmoid(size - mahalanobis^2)``: (N, K, H, W), before compositing."""
-    xs, ys = layout["xs"], layout["ys"]
-    cov = blob_covariance(layout["covs"], ab_norm)
+def draw_jitter(layout: Layout, xy: float = 0.0, shift: float = 0.0, angle: float = 0.0,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor] | None:
+    """Splatting jitter offsets, ``U(-a, a)`` per blob and scene for each non-zero amplitude:
+    ``dx``, ``dy`` (centres, in [0, 1] units of each axis), ``dsize`` (size logits), ``dangle``
+    (radians). Drawn in that order on ``generator``'s device (the layout's when None) and
+    moved, so a seeded generator gives the same offsets on every device. None when all
+    amplitudes are 0."""
+    if not (xy or shift or angle):
+        return None
+    ref = layout["xs"]
+    dev = generator.device if generator is not None else ref.device
+
+    def uniform(a):
+        u = torch.rand(ref.shape, generator=generator, device=dev, dtype=torch.float32)
+        return ((u * 2 - 1) * a).to(ref.device, ref.dtype)
+
+    out = {}
+    if xy:
+        out["dx"], out["dy"] = uniform(xy), uniform(xy)
+    if shift:
+        out["dsize"] = uniform(shift)
+    if angle:
+        out["dangle"] = uniform(angle)
+    return out
+
+
+def blob_opacity(layout: Layout, height: int, width: int, ab_norm: float = 0.02,
+                 jitter: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Per-blob opacity ``sigmoid(size - mahalanobis^2)``: (N, K, H, W), before compositing;
+    ``jitter``: offsets from :func:`draw_jitter`."""
+    jitter = jitter or {}
+    xs, ys, sizes = layout["xs"], layout["ys"], layout["sizes"][:, 1:]
+    if "dx" in jitter:
+        xs, ys = xs + jitter["dx"], ys + jitter["dy"]
+    if "dsize" in jitter:
+        sizes = sizes + jitter["dsize"]
+    cov = blob_covariance(layout["covs"], ab_norm, jitter.get("dangle"))
     det = cov[..., 0, 0] * cov[..., 1, 1] - cov[..., 0, 1] * cov[..., 1, 0]
     ia, ib, ic = cov[..., 1, 1] / det, -cov[..., 0, 1] / det, cov[..., 0, 0] / det  # inverse
     gx = (torch.arange(width, device=xs.device, dtype=xs.dtype) + 0.5) / width
@@ -140,7 +197,7 @@ def blob_opacity(layout: Layout, height: int, width: int, ab_norm: float = 0.02)
     dy = (gy - ys[..., None])[..., :, None]  # (N, K, H, 1)
     d2 = ia[..., None, None] * dx.square() + 2 * ib[..., None, None] * dx * dy \
         + ic[..., None, None] * dy.square()
-    return torch.sigmoid(layout["sizes"][:, 1:, None, None] - d2)
+    return torch.sigmoid(sizes[..., None, None] - d2)
 
 
 def composite(alpha: torch.Tensor) -> torch.Tensor:
@@ -155,9 +212,11 @@ def composite(alpha: torch.Tensor) -> torch.Tensor:
     return torch.cat([behind[:, :1], alpha * after], 1)
 
 
-def render_scores(layout: Layout, height: int, width: int, ab_norm: float = 0.02) -> torch.Tensor:
-    """Composited blob weights (N, K + 1, H, W) of a layout, background first."""
-    return composite(blob_opacity(layout, height, width, ab_norm))
+def render_scores(layout: Layout, height: int, width: int, ab_norm: float = 0.02,
+                  jitter: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Composited blob weights (N, K + 1, H, W) of a layout, background first (``jitter``:
+    offsets from :func:`draw_jitter`)."""
+    return composite(blob_opacity(layout, height, width, ab_norm, jitter))
 
 
 def score_pyramid(scores: torch.Tensor, size_in: int) -> dict[int, torch.Tensor]:

@@ -1,0 +1,708 @@
+"""``ganzoo queue run`` and ``ganzoo queue status``: the queue's state machine.
+
+Each experiment goes ``pending -> training -> trained -> evaluating -> done`` (or ``failed``,
+with the stage and the error). The state is never held in memory only: it is derived, at every
+start, from the experiment's folder,
+
+- ``state.json`` (written atomically by the queue at every transition),
+- ``checkpoints/latest`` (the trainer's atomic pointer to its newest complete checkpoint),
+- ``final/`` (the trainer writes it only when the run reached its budget),
+- ``eval.json`` (renamed into place once the evaluation has finished),
+
+so a kill at any moment, of the queue, of the trainer or of the machine, loses at most the
+steps after the newest checkpoint. Running the queue again resumes an interrupted experiment
+from that checkpoint, only evaluates one that reached its budget, and skips finished ones.
+
+The trainer and the evaluation run as child processes (``python -m ganzoo.train``,
+``python -m ganzoo.metrics.cli``): a crash or an out-of-memory kill there is recorded and the
+queue goes on. A child gets SIGTERM if the queue dies (Linux ``PR_SET_PDEATHSIG``), so the
+trainer saves a checkpoint rather than training on unattended, and one lock per
+``output_root`` keeps two queue runs (or a new one and a trainer still saving for the old)
+out of the same folders.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .._io import atomic_write_json, atomic_write_text
+from .queue import Experiment, Queue, QueueError, launcher_argv
+from .runs import (RunInfo, final_ok, format_duration, latest_checkpoint, read_json, read_jsonl,
+                   training_time)
+
+__all__ = ["run_queue", "queue_status", "experiment_state", "train_command", "eval_command",
+           "train_flags", "write_results", "detach", "ExperimentState"]
+
+STATE = "state.json"
+LOCK = ".queue.lock"
+PIDFILE = ".queue.pid"
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+# -- state ----------------------------------------------------------------------------------
+@dataclass
+class ExperimentState:
+    """What the files of an experiment say about it."""
+
+    status: str  # pending | interrupted | trained | done | changed
+    steps: int | None = None  # newest checkpoint (or final) step
+    record: dict[str, Any] | None = None  # state.json
+    note: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.record and self.record.get("status") == "failed")
+
+
+def experiment_state(exp: Experiment) -> ExperimentState:
+    st = read_json(exp.dir / STATE)
+    st = st if isinstance(st, dict) else None
+    latest = latest_checkpoint(exp.dir)
+    finished = final_ok(exp.dir)
+    steps = latest[0] if latest else None
+    if finished:
+        card = (read_json(exp.dir / "final" / "config.json") or {}).get("card") or {}
+        steps = card.get("steps", steps)
+    if st and st.get("train_hash") not in (None, exp.train_hash) and (latest or finished):
+        return ExperimentState("changed", steps, st, "its settings in the queue file changed "
+                               "since it trained; move its folder away to train it again")
+    reached = st is not None and st.get("budget") == exp.budget and (
+        st.get("status") in ("trained", "evaluating", "done") or
+        (st.get("status") == "failed" and st.get("stage") == "eval"))
+    if finished and (reached or (st is None and latest is None)):
+        ev = read_json(exp.dir / "eval.json")
+        evaluated = isinstance(ev, dict) and "metrics" in ev and st is not None and \
+            st.get("status") == "done" and st.get("eval_hash") == exp.eval_hash
+        if exp.eval is None or evaluated:
+            return ExperimentState("done", steps, st)
+        return ExperimentState("trained", steps, st)
+    if latest is not None:
+        return ExperimentState("interrupted", steps, st)
+    return ExperimentState("pending", None, st)
+
+
+def _write_state(exp: Experiment, **changes) -> dict[str, Any]:
+    st = read_json(exp.dir / STATE)
+    st = st if isinstance(st, dict) else {"name": exp.name}
+    st.update(changes, updated=_now())
+    exp.dir.mkdir(parents=True, exist_ok=True)
+    # fsynced: after a power cut, the state must not be older than the trainer's checkpoints.
+    atomic_write_json(exp.dir / STATE, st, fsync=True)
+    return st
+
+
+# -- commands -------------------------------------------------------------------------------
+def _flag_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def train_flags(train: dict[str, Any]) -> list[str]:
+    """The trainer flags equivalent to a ``--config`` layer (what ``--dry-run`` prints)."""
+    argv: list[str] = []
+    for key, value in train.items():
+        flag = "--" + key.replace("_", "-")
+        if key == "model_args":
+            argv += [a for k, v in value.items() for a in ("--set", f"{k}={_flag_value(v)}")]
+        elif key == "dataset_args":
+            argv += [a for k, v in value.items() for a in ("--set", f"data.{k}={_flag_value(v)}")]
+        elif key in ("lr", "clip_grad_norm"):
+            argv += [a for g, v in value.items()
+                     for a in (flag, str(v) if g == "*" else f"{g}={v}")]
+        elif key == "optim":
+            argv += [a for g, fields in value.items() for f, v in fields.items()
+                     for a in (flag, f"{g}.{f}={_flag_value(v)}")]
+        elif key == "eval_metrics":
+            argv += [a for m in value for a in ("--eval-metric", m)]
+        elif key == "cpu":
+            argv += [flag] if value else []
+        elif value is not None:
+            argv += [flag, _flag_value(value)]
+    return argv
+
+
+def _remaining(exp: Experiment, resume_step: int | None) -> tuple[list[str], float | None]:
+    """Flags that give a resumed run what is left of its wall-clock budget.
+
+    The trainer counts ``duration`` from its own start, so a run resumed after 2 h of a 3 h
+    budget would otherwise train 3 h more; the GeneGAN queue's ground rules give each
+    experiment ~3 h in all. Training time so far comes from ``metrics.jsonl``.
+    """
+    from ..training.config import parse_duration
+
+    duration = exp.train.get("duration")
+    if duration is None or resume_step is None:
+        return [], None
+    used = training_time(read_jsonl(exp.dir / "metrics.jsonl")) or 0.0
+    left = parse_duration(duration) - used
+    if left <= 1.0:  # spent: finish at the checkpoint (the trainer then writes final/)
+        return ["--max-steps", str(resume_step)], 0.0
+    return ["--duration", f"{left:.0f}s"], left
+
+
+def train_command(exp: Experiment, state: ExperimentState) -> list[str]:
+    resume = state.status == "interrupted"
+    extra, _ = _remaining(exp, state.steps if resume else None)
+    return [*launcher_argv(exp.launcher), "--config", str(exp.dir / "train_config.json"),
+            "--output-dir", str(exp.dir), "--no-progress",
+            *(["--resume", "latest"] if resume else ["--overwrite"]), *extra]
+
+
+def _reference(exp: Experiment) -> tuple[str, dict[str, Any]]:
+    """The evaluation's reference and dataset kwargs: by default the training dataset, with
+    its options (as the trainer's ``--eval-every`` does)."""
+    ev = exp.eval or {}
+    kwargs = dict(ev.get("dataset_kwargs") or {})
+    if ev.get("reference"):
+        return ev["reference"], kwargs
+    run = exp.run_config
+    dataset = run.dataset
+    if not dataset:
+        import torch
+
+        from ..registry import MODELS
+
+        with torch.device("meta"):
+            dataset = MODELS.get(run.model)(**run.model_args).default_dataset
+    return dataset, {**run.dataset_args, **kwargs}
+
+
+def _kv_value(value: Any) -> str:
+    """A value ``ganzoo eval``'s KEY=VALUE options read back unchanged (they try JSON first)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return json.dumps(value)
+
+
+def eval_command(exp: Experiment, steps: int | None, out: Path) -> list[str]:
+    ev = dict(exp.eval or {})
+    reference, dkw = _reference(exp)
+    argv = [str(exp.dir / "final"), "--ref", reference]
+    argv += [a for m in ev.pop("metrics", []) for a in ("--metric", m)]
+    flags = {"n": "--n", "n_real": "--n-real", "batch_size": "--batch-size",
+             "feature_extractor": "--feature-extractor", "feature_extractor_weights":
+             "--fid-weights", "resizer": "--resizer", "split": "--split",
+             "resolution": "--resolution", "seed": "--seed", "cache_dir": "--cache-dir",
+             "device": "--device"}
+    for key, flag in flags.items():
+        if ev.get(key) is not None:
+            argv += [flag, str(ev[key])]
+    argv += [a for k, v in dkw.items() for a in ("-d", f"{k}={_kv_value(v)}")]
+    argv += [a for m, kw in (ev.get("metric_kwargs") or {}).items() for k, v in kw.items()
+             for a in ("--metric-kwarg", f"{m}.{k}={_kv_value(v)}")]
+    argv += [a for o in ev.get("outputs") or [] for a in ("--output", o)]
+    if ev.get("cache") is False:
+        argv.append("--no-cache")
+    if steps is not None:
+        argv += ["--step", str(steps)]
+    return argv + ["--out", str(out), "--no-progress"]
+
+
+def _show(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+# -- children -------------------------------------------------------------------------------
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """``preexec_fn``: SIGTERM to the child when the queue dies (kill -9 included), so the
+    trainer saves a checkpoint and exits instead of training on unattended."""
+
+    def setup() -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the queue died before prctl took effect
+            os._exit(1)
+
+    return setup
+
+
+class _Children:
+    """Runs one child at a time; SIGINT/SIGTERM to the queue go on to it and stop the queue
+    after it (the trainer then finishes its step and saves)."""
+
+    def __init__(self, lock_fd: int | None):
+        self.lock_fd = lock_fd
+        self.proc: subprocess.Popen | None = None
+        self.stop_signal: int | None = None
+
+    def _on_signal(self, signum, frame):  # noqa: ARG002
+        self.stop_signal = signum
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def __enter__(self):
+        self._old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread (tests calling run_queue in a thread)
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def run(self, argv: list[str], log: Path, header: str) -> int:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(log, "a") as f:
+            f.write(f"\n===== {_now()} {header}\n$ {_show(argv)}\n")
+            f.flush()
+            self.proc = subprocess.Popen(
+                argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                preexec_fn=_die_with_parent(os.getpid()),
+                pass_fds=(self.lock_fd,) if self.lock_fd is not None else ())
+            _write_pidfile(log.parent.parent, child=self.proc.pid,
+                           experiment=log.parent.name, stage=log.stem)
+            while True:
+                try:
+                    code = self.proc.wait()
+                    break
+                except InterruptedError:  # pragma: no cover - PEP 475 retries already
+                    continue
+        self.proc = None
+        return code
+
+
+def _error_line(log: Path) -> str:
+    """The error a child reported: its ``error:`` line, else the last line it wrote."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return "no log"
+    attempt = text.rsplit("\n===== ", 1)[-1].splitlines()[2:]
+    lines = [ln.strip() for ln in attempt if ln.strip()]
+    for ln in reversed(lines):
+        if ": error: " in ln:
+            return ln.split(": error: ", 1)[1]
+    return lines[-1] if lines else "exited without output"
+
+
+# -- the lock -------------------------------------------------------------------------------
+def _write_pidfile(root: Path, **info) -> None:
+    data = read_json(root / PIDFILE) or {}
+    data.update(info)
+    atomic_write_text(root / PIDFILE, json.dumps(data) + "\n")
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_queue(root: Path) -> dict[str, Any] | None:
+    """The pid file of the queue run that holds ``root``'s lock, or None."""
+    path = root / LOCK
+    if not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return read_json(root / PIDFILE) or {}
+    finally:
+        os.close(fd)
+    return None
+
+
+def _acquire(root: Path, say: Callable[[str], None], wait_s: float = 120.0) -> int:
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = None
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            info = read_json(root / PIDFILE) or {}
+            if _alive(info.get("pid")):
+                os.close(fd)
+                raise QueueError(f"another `ganzoo queue run` (pid {info.get('pid')}) is running "
+                                 f"on {root}; wait for it, or stop it with kill "
+                                 f"{info.get('pid')} (its experiment saves a checkpoint and "
+                                 f"resumes next time)")
+            # The queue died and its trainer, told by PR_SET_PDEATHSIG, is still saving.
+            if deadline is None:
+                deadline = time.monotonic() + wait_s
+                say(f"waiting for the previous queue's trainer (pid {info.get('child')}) to "
+                    f"finish saving")
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise QueueError(f"{root / LOCK} is still held by pid {info.get('child')} "
+                                 f"after {wait_s:.0f} s; stop it, then run the queue again")
+            time.sleep(0.5)
+    atomic_write_text(root / PIDFILE, json.dumps({"pid": os.getpid(), "started": _now()}) + "\n")
+    return fd
+
+
+# -- results --------------------------------------------------------------------------------
+def _row(exp: Experiment, status: str, error: str | None = None) -> dict[str, Any]:
+    info = RunInfo.read(exp.dir, exp.name)
+    grids = sorted((exp.dir / "samples").glob("step_*.png")) if (exp.dir / "samples").is_dir() \
+        else []
+    ev = info.evaluation
+    return {
+        "name": exp.name, "status": status, "model": exp.train.get("model"),
+        "dataset": info.dataset or exp.train.get("dataset"), "settings": exp.settings(),
+        "steps": info.steps, "train_time_s": info.train_time, "images_per_s": info.images_per_s,
+        "parameters": exp.parameters, "metrics": info.metrics,
+        "protocol": info.protocol or None,
+        "eval_id": _eval_id(ev) if ev else None,
+        "final_grid": str(grids[-1].relative_to(exp.dir.parent)) if grids else None,
+        "error": error, "time": _now(),
+    }
+
+
+def _eval_id(ev: dict[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(ev, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _append_row(queue: Queue, row: dict[str, Any]) -> None:
+    """One line appended to ``results.jsonl`` (fsynced; a line cut by a kill is skipped when
+    read and the next append starts on a fresh line)."""
+    path = queue.output_root / "results.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = ""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            prefix = "" if f.read(1) == b"\n" else "\n"
+    with open(path, "a") as f:
+        f.write(prefix + json.dumps(row, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _reconcile_rows(queue: Queue) -> None:
+    """Append the row of every finished experiment that ``results.jsonl`` lacks (a kill
+    between the evaluation and the append)."""
+    have = {r.get("eval_id") for r in read_jsonl(queue.output_root / "results.jsonl")}
+    for exp in queue.experiments:
+        ev = read_json(exp.dir / "eval.json")
+        if experiment_state(exp).status == "done" and isinstance(ev, dict) and \
+                _eval_id(ev) not in have:
+            _append_row(queue, _row(exp, "done"))
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def write_results(queue: Queue) -> Path:
+    """``results.md``: one row per experiment of the queue, regenerated from the folders."""
+    from .runs import metric_direction, protocol_summary
+
+    rows, keys, protocols = [], [], {}
+    for exp in queue.experiments:
+        state = experiment_state(exp)
+        info = RunInfo.read(exp.dir, exp.name)
+        for k in info.metrics:
+            if k not in keys:
+                keys.append(k)
+            protocols.setdefault(k, protocol_summary(info.protocol, k))
+        rows.append((exp, state, info))
+    header = ["experiment", "status", "model", "settings", "steps", "train time", "img/s",
+              "params"] + [f"{k} {metric_direction(k)}".strip() for k in keys] + ["final samples"]
+    lines = [f"# Results: {queue.name}", ""]
+    if queue.description:
+        lines += [queue.summary, ""]
+    lines += [f"Queue file: `{queue.path}`. Regenerated by `ganzoo queue run` ({_now()}).", "",
+              "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for exp, state, info in rows:
+        status = state.status
+        if state.failed:
+            rec = state.record or {}
+            status = f"failed ({rec.get('stage')}): {rec.get('error')}"
+        grids = sorted((exp.dir / "samples").glob("step_*.png")) \
+            if (exp.dir / "samples").is_dir() else []
+        link = f"[{grids[-1].stem}]({exp.name}/samples/{grids[-1].name})" if grids else "—"
+        budget = exp.train.get("max_steps")
+        steps = "—" if info.steps is None else f"{info.steps:,}" + (f" / {budget:,}"
+                                                                    if budget else "")
+        ips = info.images_per_s
+        cells = [exp.name, status, f"`{exp.train.get('model')}`", exp.settings() or "—", steps,
+                 format_duration(info.train_time), "—" if ips is None else f"{ips:,.0f}",
+                 _params(exp.parameters)]
+        cells += [f"{info.metrics[k]:.4g}" if k in info.metrics else "—" for k in keys]
+        lines.append("| " + " | ".join(_cell(c) for c in cells + [link]) + " |")
+    if protocols:
+        lines += ["", "Protocols:", ""]
+        lines += [f"- `{k}`: {p}" for k, p in protocols.items()]
+    path = queue.output_root / "results.md"
+    queue.output_root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _params(n: int | None) -> str:
+    return "—" if n is None else f"{n / 1e6:.2f} M"
+
+
+# -- running --------------------------------------------------------------------------------
+def _summary(info: RunInfo) -> str:
+    m = info.metrics
+    return ", ".join(f"{k} {v:.4g}" for k, v in list(m.items())[:4]) or "no metrics"
+
+
+def run_queue(queue: Queue, *, only: list[str] | None = None, stop_on_error: bool = False,
+              dry_run: bool = False, say: Callable[[str], None] = print) -> int:
+    """Run (or, with ``dry_run``, print) the selected experiments in order; returns the exit
+    code: 0 all well, 1 when an experiment failed, 128 + signal when stopped."""
+    selected = queue.select(only)
+    for line, names in queue.warnings.items():
+        say(f"warning: {line} (experiments {', '.join(names)}); change the path before a "
+            f"real run")
+    if dry_run:
+        return _dry_run(queue, selected, say)
+    lock_fd = _acquire(queue.output_root, say)
+    failures = 0
+    t0 = time.monotonic()
+    try:
+        _reconcile_rows(queue)
+        with _Children(lock_fd) as children:
+            for exp in selected:
+                outcome = _run_one(queue, exp, children, say)
+                if outcome == "stopped":
+                    sig = children.stop_signal or signal.SIGTERM
+                    say(f"queue stopped by {signal.Signals(sig).name}; run the same command "
+                        f"to resume")
+                    return 128 + int(sig)
+                if outcome == "failed":
+                    failures += 1
+                    if stop_on_error:
+                        say("stopping: --stop-on-error")
+                        break
+        write_results(queue)
+    finally:
+        os.close(lock_fd)
+    say(f"queue {queue.name}: {len(selected)} experiment(s) in "
+        f"{format_duration(time.monotonic() - t0)}; results: "
+        f"{queue.output_root / 'results.md'}" + (f"; {failures} failed" if failures else ""))
+    return 1 if failures else 0
+
+
+def _run_one(queue: Queue, exp: Experiment, children: _Children,
+             say: Callable[[str], None]) -> str:
+    state = experiment_state(exp)
+    if state.status == "changed":
+        say(f"{exp.name}: skipped: {state.note}")
+        return "skipped"
+    if state.status == "done":
+        say(f"{exp.name}: done ({_summary(RunInfo.read(exp.dir, exp.name))})")
+        return "done"
+    if state.status in ("pending", "interrupted"):
+        outcome = _train(exp, state, children, say)
+        if outcome != "trained":
+            if outcome == "failed":
+                _append_row(queue, _row(exp, "failed", (read_json(exp.dir / STATE) or {})
+                                        .get("error")))
+                write_results(queue)
+            return outcome
+        state = experiment_state(exp)
+    if exp.eval is not None and state.status == "trained":
+        outcome = _evaluate(exp, state, children, say)
+        if outcome != "done":
+            if outcome == "failed":
+                _append_row(queue, _row(exp, "failed", (read_json(exp.dir / STATE) or {})
+                                        .get("error")))
+                write_results(queue)
+            return outcome
+    elif exp.eval is None:
+        _write_state(exp, status="done", eval_hash=None, error=None)
+    _append_row(queue, _row(exp, "done"))
+    write_results(queue)
+    say(f"{exp.name}: done ({_summary(RunInfo.read(exp.dir, exp.name))})")
+    return "done"
+
+
+def _train(exp: Experiment, state: ExperimentState, children: _Children,
+           say: Callable[[str], None]) -> str:
+    exp.dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(exp.dir / "experiment.json", exp.record(), fsync=True)
+    atomic_write_json(exp.dir / "train_config.json", exp.train, fsync=True)
+    argv = train_command(exp, state)
+    attempts = int((state.record or {}).get("attempts", 0)) + 1
+    _write_state(exp, status="training", stage="train", error=None, attempts=attempts,
+                 train_hash=exp.train_hash, started=(state.record or {}).get("started", _now()))
+    what = f"resuming from step {state.steps}" if state.status == "interrupted" else "training"
+    say(f"{exp.name}: {what} (log: {exp.dir / 'train.log'})")
+    t0 = time.monotonic()
+    code = children.run(argv, exp.dir / "train.log", f"{exp.name}: attempt {attempts}")
+    if children.stop_signal is not None:
+        return "stopped"
+    if code != 0:
+        error = _error_line(exp.dir / "train.log")
+        _write_state(exp, status="failed", stage="train", error=error, exit_code=code)
+        say(f"{exp.name}: FAILED in training (exit {code}): {error}")
+        return "failed"
+    if not final_ok(exp.dir):
+        say(f"{exp.name}: the trainer stopped before its budget (a signal?); run the queue "
+            f"again to resume")
+        return "stopped"
+    from ..training.checkpoint import prune
+
+    keep = exp.run_config.keep
+    removed = prune(exp.dir / "checkpoints", keep)
+    info = RunInfo.read(exp.dir, exp.name)
+    _write_state(exp, status="trained", stage=None, error=None, steps=info.steps,
+                 budget=exp.budget, train_time_s=info.train_time)
+    say(f"{exp.name}: trained to step {info.steps} ({format_duration(info.train_time)} of "
+        f"training in all; this attempt {format_duration(time.monotonic() - t0)} with start-up)"
+        + (f"; pruned {len(removed)} checkpoint(s)" if removed else ""))
+    return "trained"
+
+
+def _evaluate(exp: Experiment, state: ExperimentState, children: _Children,
+              say: Callable[[str], None]) -> str:
+    tmp = exp.dir / ".eval.json.tmp"
+    tmp.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "ganzoo.metrics.cli", *eval_command(exp, state.steps, tmp)]
+    _write_state(exp, status="evaluating", stage="eval", error=None)
+    say(f"{exp.name}: evaluating (log: {exp.dir / 'eval.log'})")
+    code = children.run(argv, exp.dir / "eval.log", f"{exp.name}: evaluation")
+    if children.stop_signal is not None:
+        return "stopped"
+    result = read_json(tmp) if code == 0 else None
+    if not isinstance(result, dict) or "metrics" not in result:
+        error = _error_line(exp.dir / "eval.log") if code else "no result JSON was written"
+        _write_state(exp, status="failed", stage="eval", error=error, exit_code=code)
+        say(f"{exp.name}: FAILED in evaluation (exit {code}): {error}")
+        return "failed"
+    os.replace(tmp, exp.dir / "eval.json")
+    _write_state(exp, status="done", stage=None, error=None, eval_hash=exp.eval_hash)
+    return "done"
+
+
+def _dry_run(queue: Queue, selected: list[Experiment], say: Callable[[str], None]) -> int:
+    say(f"queue {queue.name} ({queue.path}): {len(selected)} experiment(s) into "
+        f"{queue.output_root}")
+    for exp in selected:
+        state = experiment_state(exp)
+        say(f"{exp.name}: {state.status}" + (f" at step {state.steps}" if state.steps else "")
+            + (f" - {exp.description.splitlines()[0]}" if exp.description else ""))
+        if state.status in ("done", "changed"):
+            say("  nothing to run" + (f": {state.note}" if state.note else ""))
+            continue
+        if state.status in ("pending", "interrupted"):
+            launcher = _show(launcher_argv(exp.launcher)).replace(sys.executable, "python")
+            extra, _ = _remaining(exp, state.steps if state.status == "interrupted" else None)
+            resume = ["--resume", "latest"] if state.status == "interrupted" else []
+            train = dict(exp.train)
+            if extra:  # what is left of the budget replaces it in the printed command
+                train[extra[0][2:].replace("-", "_")] = extra[1]
+            say(f"  train: {launcher} "
+                f"{_show(train_flags(train) + ['--output-dir', str(exp.dir)] + resume)}")
+        if exp.eval is not None:
+            say(f"  eval:  ganzoo eval "
+                f"{_show(eval_command(exp, state.steps, exp.dir / 'eval.json'))}")
+    return 0
+
+
+# -- status ---------------------------------------------------------------------------------
+def queue_status(queue: Queue, say: Callable[[str], None] = print) -> int:
+    running = running_queue(queue.output_root)
+    head = f"queue {queue.name}: {queue.output_root}"
+    if running is not None:
+        head += f" (running: pid {running.get('pid')}" + (
+            f", {running.get('experiment')} {running.get('stage')}"
+            if running.get("experiment") else "") + ")"
+    say(head)
+    rows = [("experiment", "state", "progress", "result")]
+    for exp in queue.experiments:
+        state = experiment_state(exp)
+        info = RunInfo.read(exp.dir, exp.name)
+        status = state.status
+        if running and running.get("experiment") == exp.name:
+            status = {"train": "training", "eval": "evaluating"}.get(running.get("stage"),
+                                                                    status)
+        elif state.failed:
+            status = f"failed ({(state.record or {}).get('stage')})"
+        progress = _progress(exp, info)
+        if state.status == "interrupted" and status == "interrupted":
+            progress += f" (checkpoint at step {state.steps})"
+        rows.append((exp.name, status, progress, _result(state, info)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        say("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+    return 0
+
+
+def _progress(exp: Experiment, info: RunInfo) -> str:
+    logged = max((r["step"] for r in info.records if isinstance(r.get("step"), int)),
+                 default=None)
+    step = max(x for x in (logged, info.steps, 0) if x is not None)
+    if not step and not info.records:
+        return "-"
+    parts = []
+    if exp.train.get("max_steps"):
+        parts.append(f"{step}/{exp.train['max_steps']} steps")
+    elif step:
+        parts.append(f"{step} steps")
+    t = info.train_time
+    if exp.train.get("duration"):
+        parts.append(f"{format_duration(t or 0)}/{exp.train['duration']}")
+    elif t:
+        parts.append(format_duration(t))
+    return ", ".join(parts) or "-"
+
+
+def _result(state: ExperimentState, info: RunInfo) -> str:
+    if state.failed:
+        return str((state.record or {}).get("error"))
+    if state.status == "changed":
+        return state.note
+    if info.metrics:
+        return _summary(info)
+    return ""
+
+
+# -- detaching ------------------------------------------------------------------------------
+def detach(queue: Queue, argv: list[str], say: Callable[[str], None] = print) -> int:
+    """Start ``ganzoo queue run`` again in its own session (``setsid``), logging to
+    ``<output_root>/queue.log``, so that it survives the terminal closing."""
+    info = running_queue(queue.output_root)
+    if info is not None:
+        raise QueueError(f"another `ganzoo queue run` (pid {info.get('pid')}) is running on "
+                         f"{queue.output_root}")
+    queue.output_root.mkdir(parents=True, exist_ok=True)
+    log = queue.output_root / "queue.log"
+    with open(log, "a") as f:
+        f.write(f"\n===== {_now()} ganzoo queue run {_show(argv)}\n")
+        f.flush()
+        proc = subprocess.Popen([sys.executable, "-m", "ganzoo.cli", "queue", "run", *argv],
+                                stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ,
+                                                             "PYTHONUNBUFFERED": "1"})
+    say(f"queue {queue.name}: running in its own session (pid {proc.pid}); log: {log}; "
+        f"progress: ganzoo queue status {queue.path}")
+    return 0

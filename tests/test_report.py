@@ -1,0 +1,191 @@
+"""``ganzoo report``: the page parses, references only files it wrote, names every run and
+metric, sorts, renders in headless Chromium; report.md; and without matplotlib, one line.
+
+The runs are two tiny trainings in this process (a GAN and a VAE, the two latent families),
+each scored into ``eval.json`` as a queue would, with the weight-free ``test_random_cnn``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+import ganzoo
+from ganzoo.experiments.report import ReportError, write_report
+
+EX = "test_random_cnn"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from ganzoo.training.config import resolve_run_config
+    from ganzoo.training.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("runs")
+    out = []
+    for name, model in (("gan", "test_dcgan"), ("vae", "test_vae")):
+        run_dir = root / name
+        run = resolve_run_config({"model": model, "dataset": "shapes", "output_dir": str(run_dir),
+                                  "max_steps": 4, "batch_size": 4, "log_every": 1,
+                                  "sample_every": 1, "num_samples": 4, "progress": False})
+        Trainer(run).train()
+        ganzoo.evaluate(str(run_dir / "final"), "shapes", metrics=["fid", "isc"], n=10,
+                        batch_size=10, feature_extractor=EX, step=4,
+                        cache_dir=root / "cache", out=run_dir / "eval.json")
+        out.append(run_dir)
+    return out
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs: list[str] = []
+        self.scripts: list[dict] = []
+        self.tables: list[dict] = []
+        self.headers: list[str] = []
+        self._in_th = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("src", "href"):
+            if key in a:
+                self.refs.append(a[key])
+        if tag == "script":
+            self.scripts.append(a)
+        if tag == "table":
+            self.tables.append(a)
+        if tag == "th" and self.tables and self.tables[-1].get("id") == "comparison":
+            self._in_th = True
+            self.headers.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "th":
+            self._in_th = False
+
+    def handle_data(self, data):
+        if self._in_th:
+            self.headers[-1] += data
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    warnings: list[str] = []
+    index = write_report([str(r) for r in runs], out, worst_pool=16, worst_reference=32,
+                         warn=warnings.append)
+    return index, warnings
+
+
+def test_the_page_parses_and_references_only_its_own_files(report):
+    index, warnings = report
+    assert warnings == []
+    text = index.read_text()
+    page = Page()
+    page.feed(text)
+    page.close()
+    assert not re.search(r"https?://|//cdn|<link", text)  # no network, no CDN
+    assert page.scripts == [{}]  # one script, inline
+    images = [r for r in page.refs if not r.startswith("#")]
+    assert images and all((index.parent / r).is_file() for r in images), images
+    anchors = [r[1:] for r in page.refs if r.startswith("#")]
+    assert all(f'id="{a}"' in text for a in anchors)
+    names = {Path(r).name for r in images}
+    assert {"losses.png", "metrics.png", "final_grid.png", "interpolation.png",
+            "worst.png"} <= names
+    for run in ("gan", "vae"):
+        assert f'id="run-{run}"' in text
+        assert (index.parent / "runs" / run / "interpolation.png").is_file()  # GAN and VAE
+
+
+def test_every_run_and_metric_is_in_the_sortable_table_and_report_md(report, runs):
+    from ganzoo.experiments.runs import RunInfo
+
+    index, _ = report
+    page = Page()
+    page.feed(index.read_text())
+    assert {"id": "comparison", "class": "sortable"} in page.tables
+    headers = [h.strip() for h in page.headers]
+    md = (index.parent / "report.md").read_text()
+    keys = set()
+    for r in runs:
+        keys |= set(RunInfo.read(r).metrics)
+    assert {"fd@test_random_cnn", "isc_mean@test_random_cnn", "fd@test_random_cnn/sample",
+            "fd@test_random_cnn/reconstruction"} <= keys  # the GAN's and the VAE's outputs
+    for key in keys:
+        assert any(h.startswith(key) for h in headers), (key, headers)
+        assert key in md
+    # The generator plan's 5A columns: LPIPS diversity was not evaluated, so it is empty.
+    assert any(h.startswith("LPIPS diversity") for h in headers)
+    assert {"params", "train time", "img/s"} <= set(headers)
+    for name in ("gan", "vae"):
+        assert f"| {name} |" in md
+    assert "Protocols:" in md and "test_random_cnn" in md
+    text = index.read_text()
+    assert 'title="test_random_cnn' in text  # the protocol as a tooltip
+
+
+def test_without_matplotlib_the_curves_are_one_line(runs, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    warnings: list[str] = []
+    index = write_report([str(runs[0])], tmp_path / "r", worst=0, warn=warnings.append)
+    assert warnings == ["curves left out: matplotlib is not installed "
+                        "(pip install 'ganzoo[report]')"]
+    assert "ganzoo[report]" in index.read_text()
+    assert not list((tmp_path / "r").rglob("losses.png"))
+
+
+def test_paths_that_are_not_runs(tmp_path, capsys):
+    from ganzoo.cli import main
+
+    with pytest.raises(ReportError, match="does not exist"):
+        write_report([str(tmp_path / "nope")], tmp_path / "r")
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "neither a run folder nor a queue's output_root" in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_page_renders_in_headless_chromium(report, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    from PIL import Image
+
+    index, _ = report
+    shot = tmp_path / "report.png"
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1280,2000",
+                           index.resolve().as_uri()], capture_output=True, text=True, timeout=150)
+    assert shot.is_file(), proc.stderr[-2000:]
+    image = Image.open(shot).convert("L")
+    assert image.size == (1280, 2000)
+    # Rendered content, not a blank page: dark text on the white page and mid-grey images.
+    hist = image.histogram()
+    assert sum(hist[:64]) > 2000 and sum(hist[64:192]) > 2000, hist
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_table_sorts_in_headless_chromium(report):
+    """The inline script sorts: ``#sort=6-desc`` clicks the params header twice on load."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    index, _ = report
+    order = {}
+    for frag in ("sort=6", "sort=6-desc"):
+        proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                               "--dump-dom", index.resolve().as_uri() + "#" + frag],
+                              capture_output=True, text=True, timeout=150)
+        body = proc.stdout.split('id="comparison"', 1)[1].split("</table>", 1)[0]
+        order[frag] = re.findall(r'<a href="#run-(\w+)">', body)
+    # test_dcgan has fewer parameters than test_vae.
+    assert order == {"sort=6": ["gan", "vae"], "sort=6-desc": ["vae", "gan"]}
