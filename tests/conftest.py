@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,23 @@ def run_python(code: str, env: dict | None = None, timeout: int = 120, cwd=None)
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=full_env, timeout=timeout, cwd=cwd)
+
+
+def wait_for(predicate, proc, timeout: float = 90.0, what: str = "condition",
+             group: bool = False) -> None:
+    """Poll ``predicate`` until it holds; fail with the process's output if ``proc`` exits
+    first, and kill it (its whole process group with ``group``) on timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"process exited ({proc.returncode}) before {what}:\n{out}\n"
+                                 f"{err}")
+        time.sleep(0.05)
+    if group:
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.kill()
+    raise AssertionError(f"timed out waiting for {what}")

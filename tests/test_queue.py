@@ -24,6 +24,8 @@ from ganzoo.experiments.queue import load_queue, shipped_queues
 from ganzoo.experiments.runner import eval_command, train_flags
 from ganzoo.experiments.runs import read_jsonl, training_time
 
+from conftest import wait_for
+
 TINY = {"model": "test_dcgan", "dataset": "shapes", "batch_size": 4, "log_every": 1,
         "num_samples": 4, "sample_every": 1}
 EVAL = {"metrics": ["fid"], "n": 8, "batch_size": 8, "feature_extractor": "test_random_cnn"}
@@ -226,19 +228,6 @@ def test_list_and_copy(tmp_path, capsys):
 
 
 # -- real runs ------------------------------------------------------------------------------
-def _wait(predicate, proc, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"queue exited ({proc.returncode}) before {what}:\n{out}\n{err}")
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def killed_and_finished(tmp_path_factory):
     """Two experiments; the queue's whole process group is killed with SIGKILL in the middle
@@ -259,8 +248,8 @@ def killed_and_finished(tmp_path_factory):
                             env=hook, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     ckpts = root / "second" / "checkpoints"
-    _wait(lambda: (ckpts / "latest").is_file() and any(ckpts.glob(".tmp_step_00000004_*")),
-          proc, 300, "the second experiment's half-written checkpoint 4")
+    wait_for(lambda: (ckpts / "latest").is_file() and any(ckpts.glob(".tmp_step_00000004_*")),
+             proc, 300, "the second experiment's half-written checkpoint 4", group=True)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     facts["after_kill"] = {

@@ -21,6 +21,7 @@ import torch
 from ganzoo.training import checkpoint as ckpt
 
 import _train_helpers as helpers
+from conftest import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -31,19 +32,6 @@ TOY = ["--model", "toytrain_gan", "--dataset", "toytrain_images", "--batch-size"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     return helpers.plugin_env(tmp_path_factory.mktemp("plugin"))
-
-
-def _wait_for(predicate, proc, timeout=90.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"process exited ({proc.returncode}) before {what}:\n{err}")
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _records(out: Path) -> list[dict]:
@@ -102,7 +90,7 @@ def test_kill9_during_checkpoint_then_resume_and_sigint(env, tmp_path):
                                               "--save-every", "2", "--sample-every", "0"),
                             env={**env, "GANZOO_TEST_CHECKPOINT_SLEEP": "4:120"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: any(p.name.startswith(".tmp_step_00000004") and
+    wait_for(lambda: any(p.name.startswith(".tmp_step_00000004") and
                           (p / "trainer_state.json").exists()
                           for p in (root.iterdir() if root.is_dir() else [])),
               proc, what="checkpoint 4 being written")
@@ -118,7 +106,7 @@ def test_kill9_during_checkpoint_then_resume_and_sigint(env, tmp_path):
     proc = subprocess.Popen(helpers.train_cmd("-o", str(out), "--resume", "--max-steps",
                                               "100000", "--save-every", "0"),
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: any(r["step"] >= 5 for r in _records(out)), proc,
+    wait_for(lambda: any(r["step"] >= 5 for r in _records(out)), proc,
               what="the resumed run to reach step 5")
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
@@ -159,7 +147,7 @@ def test_torchrun_two_processes_sigterm(env, tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     root = out / "checkpoints"
-    _wait_for(lambda: (root / "step_00000004").is_dir(), proc, timeout=150,
+    wait_for(lambda: (root / "step_00000004").is_dir(), proc, timeout=150,
               what="checkpoint 4")
     workers = psutil.Process(proc.pid).children(recursive=True)
     workers = [w for w in workers if "ganzoo.train" in " ".join(w.cmdline())]
@@ -212,7 +200,7 @@ def test_torchrun_sigterm_at_random_moments_under_load(env, tmp_path):
                  "--sample-every", "0", "--keep", "2"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             root = out / "checkpoints"
-            _wait_for(lambda: (root / "step_00000003").is_dir(), proc, timeout=150,
+            wait_for(lambda: (root / "step_00000003").is_dir(), proc, timeout=150,
                       what="checkpoint 3")
             time.sleep(rng.uniform(0.0, 1.5))
             workers = [w for w in psutil.Process(proc.pid).children(recursive=True)

@@ -46,7 +46,7 @@ from torch import nn
 
 from .. import config as cfg
 
-__all__ = ["GenerativeModel", "OptimizerSpec", "Batch"]
+__all__ = ["GenerativeModel", "SquareImages", "OptimizerSpec", "Batch"]
 
 Batch = dict[str, torch.Tensor]
 
@@ -329,3 +329,16 @@ class GenerativeModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"preset={self.preset!r}"
+
+
+class SquareImages:
+    """Geometry of a family whose config has ``resolution`` and ``channels`` and whose task
+    returns square images (DCGAN, WGAN-GP, VAE, DDPM). Listed before ``GenerativeModel``."""
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.config.resolution, self.config.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels

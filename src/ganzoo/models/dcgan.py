@@ -57,7 +57,7 @@ from ..layers.common import Norm, check_resolution, init_weights, make_norm
 from ..layers.common import spectral_norm as apply_spectral_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
 from ..registry import register_model
-from .base import Batch, GenerativeModel, OptimizerSpec
+from .base import Batch, GenerativeModel, OptimizerSpec, SquareImages
 
 __all__ = ["DCGANConfig", "DCGAN", "LatentGAN", "DCGANGenerator", "DCGANDiscriminator",
            "UpsampleGenerator", "UpsampleDiscriminator"]
@@ -240,7 +240,7 @@ class UpsampleDiscriminator(nn.Module):
 
 
 # -- the shared unconditional GAN ------------------------------------------------------------
-class LatentGAN(GenerativeModel):
+class LatentGAN(SquareImages, GenerativeModel):
     """An unconditional GAN ``G: z -> x`` with a discriminator (or critic) ``D``.
 
     Subclasses build ``self.generator``, the discriminator under the name ``d_name``, and
@@ -267,14 +267,6 @@ class LatentGAN(GenerativeModel):
         # DiffAugment of the discriminator's real and fake inputs (Zhao et al. 2020); the
         # identity for diffaugment = "". It holds no state: saved weights do not change.
         self.augment = DiffAugment(config.diffaugment)
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.config.resolution, self.config.resolution
-
-    @property
-    def channels(self) -> int:
-        return self.config.channels
 
     @property
     def latent_dim(self) -> int:

@@ -50,7 +50,7 @@ from torch import nn
 
 from .. import config as cfg
 from ..registry import register_model
-from .base import Batch, GenerativeModel, OptimizerSpec
+from .base import Batch, GenerativeModel, OptimizerSpec, SquareImages
 
 __all__ = ["DDPMConfig", "DDPM", "build_unet", "make_betas", "config_from_diffusers"]
 
@@ -299,7 +299,7 @@ def _broadcast(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> tor
 
 
 # -- family ------------------------------------------------------------------------------------
-class DDPM(GenerativeModel):
+class DDPM(SquareImages, GenerativeModel):
     """A denoising diffusion model: a U-Net trained to predict eps, v or x0 from x_t and t.
 
     Networks: ``unet`` (one optimizer group of the same name) and its EMA copy. Sampling uses
@@ -330,14 +330,6 @@ class DDPM(GenerativeModel):
                             ("snr", alphas_cumprod / (1.0 - alphas_cumprod))):
             self.register_buffer(name, value.float(), persistent=False)
         self._schedulers: dict[str, Any] = {}  # sampler name -> diffusers scheduler
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.config.resolution, self.config.resolution
-
-    @property
-    def channels(self) -> int:
-        return self.config.channels
 
     # -- diffusion maths ----------------------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ from .. import config as cfg
 from ..layers.common import make_norm
 
 from ..registry import register_model
-from .base import Batch, GenerativeModel, OptimizerSpec
+from .base import Batch, GenerativeModel, OptimizerSpec, SquareImages
 
 __all__ = ["VAEConfig", "VAE", "VAEEncoder", "VAEDecoder"]
 
@@ -210,7 +210,7 @@ class VAEDecoder(nn.Module):
 
 
 # -- the family --------------------------------------------------------------------------------
-class VAE(GenerativeModel):
+class VAE(SquareImages, GenerativeModel):
     """Convolutional VAE with optional perceptual and PatchGAN adversarial terms.
 
     Networks: ``encoder``, ``decoder`` (optimizer group ``autoencoder``) and, when
@@ -249,14 +249,6 @@ class VAE(GenerativeModel):
                 spectral_norm=c.disc_spectral_norm)
             loss_cls = HingeLoss if c.adversarial_loss == "hinge" else NonSaturatingLoss
             self.adv_loss = loss_cls(d_scale=c.disc_loss_scale)
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.config.resolution, self.config.resolution
-
-    @property
-    def channels(self) -> int:
-        return self.config.channels
 
     @property
     def latent_dim(self) -> int:
