@@ -104,11 +104,12 @@ def _sample(args) -> int:
         model.use_ema = False
     progress = False if args.no_progress else None
     if args.input is not None:
+        if args.format == "npz":
+            raise ValueError("--format npz holds unconditional samples (--out-dir without "
+                             "--input); --input writes png or jpg files")
         out = args.out_dir or args.out
         info = sampling.generate_folder(model, args.input, out, batch_size=args.batch_size,
-                                        donor=args.donor, progress=progress,
-                                        fmt=None if args.format in (None, "npz")
-                                        else args.format)
+                                        donor=args.donor, progress=progress, fmt=args.format)
         print(f"wrote {info['count'] - info['skipped']} images ({info['skipped']} already "
               f"there) from {args.model} ({info['weights']} weights) to {info['output']}")
         return 0

@@ -511,6 +511,13 @@ def run_queue(queue: Queue, *, only: list[str] | None = None, stop_on_error: boo
     return 1 if failures else 0
 
 
+def _record_failure(queue, exp) -> None:
+    """A results row for a failed experiment, with the error its state file recorded."""
+    error = (read_json(exp.dir / STATE) or {}).get("error")
+    _append_row(queue, _row(exp, "failed", error))
+    write_results(queue)
+
+
 def _run_one(queue: Queue, exp: Experiment, children: _Children,
              say: Callable[[str], None]) -> str:
     state = experiment_state(exp)
@@ -524,18 +531,14 @@ def _run_one(queue: Queue, exp: Experiment, children: _Children,
         outcome = _train(exp, state, children, say)
         if outcome != "trained":
             if outcome == "failed":
-                _append_row(queue, _row(exp, "failed", (read_json(exp.dir / STATE) or {})
-                                        .get("error")))
-                write_results(queue)
+                _record_failure(queue, exp)
             return outcome
         state = experiment_state(exp)
     if exp.eval is not None and state.status == "trained":
         outcome = _evaluate(exp, state, children, say)
         if outcome != "done":
             if outcome == "failed":
-                _append_row(queue, _row(exp, "failed", (read_json(exp.dir / STATE) or {})
-                                        .get("error")))
-                write_results(queue)
+                _record_failure(queue, exp)
             return outcome
     elif exp.eval is None:
         _write_state(exp, status="done", eval_hash=None, error=None)

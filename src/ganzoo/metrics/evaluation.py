@@ -336,6 +336,7 @@ def _reference_features(src: ImageSource, info: dict[str, Any], extractor, resiz
     """Stage 4: the reference side's features, from the disk cache or extracted. Returns
     ``(features, cache key to store them under or None)`` and records the cache status."""
     layer = extractor.layers["fid"]
+    key = None
     if not cache:
         info["real_stats_cache"] = "off"
     elif src.cache_id is None:
@@ -351,10 +352,8 @@ def _reference_features(src: ImageSource, info: dict[str, Any], extractor, resiz
             # An entry from before ganzoo 0.3 has no sqrt_sigma: store it again with one.
             return RealFeatures(*hit), (key if hit[3] is None else None)
         info["real_stats_cache"] = "miss"
-        return RealFeatures(_extract_real(src, info["n_real"], batch_size, extractor, layer,
-                                          resizer, rank, world, progress)), key
     return RealFeatures(_extract_real(src, info["n_real"], batch_size, extractor, layer,
-                                      resizer, rank, world, progress)), None
+                                      resizer, rank, world, progress)), key
 
 
 def _compute_metrics(o: str, plan: _Plan, generated: _Generated, real, extractor,

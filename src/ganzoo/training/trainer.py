@@ -320,7 +320,7 @@ class Trainer:
             getattr(model, name).compile(**options)
             if name in model.ema:
                 model.ema[name].compile(**options)
-        eager = [n for n in model.double_backward_networks]
+        eager = model.double_backward_networks
         if self.is_main:
             logger.info("torch.compile (%s, mode %s): %s%s", self.run.compile_backend, mode,
                         ", ".join(names) or "nothing",
