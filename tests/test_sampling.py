@@ -211,3 +211,6 @@ def test_cli_out_dir_input_and_refusals(tmp_path, capsys):
                  "--out-dir", str(tmp_path / "tr"), "--no-progress"]) == 0
     assert sorted(p.name for p in (tmp_path / "tr").iterdir()) == [
         f"photo_{i}.png" for i in range(3)]
+    assert main(["sample", str(tmp_path / "cut"), "--input", str(tmp_path / "src"),
+                 "--out-dir", str(tmp_path / "npz"), "--format", "npz"]) == 2
+    assert "--format npz" in capsys.readouterr().err
