@@ -10,6 +10,10 @@ for each group of ``model.schedule(step)``, only that group's parameters require
 ``model.optimizer_groups()``) steps, ``model.after_step``; then ``model.update_ema``. (The
 trainer's own loop adds Accelerate, logging and checkpoints; this isolates the family.)
 
+Beside them, for ``dcgan``, ``ganzoo train`` itself (the Trainer on in-memory images, with each
+flag set of ``--trainer-variants``): what a user of the command gets, against the same reference
+(target >= 1.2x with the best flags).
+
 The reference is pytorch/examples' ``dcgan/main.py`` loop with its architecture written out
 below: one generator forward per iteration whose output feeds both the D and the G step,
 BCELoss on a Sigmoid output, Adam 2e-4 (0.5, 0.999). Both sides see the same fixed batch of
@@ -30,6 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import _common  # noqa: E402
 import ganzoo  # noqa: E402
 
 PRESETS = ["dcgan", "dcgan_upsample", "wgan_gp", "wgan_gp_sn_attn", "dcgan_128", "wgan_gp_128",
@@ -181,6 +186,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="default 5")
     p.add_argument("--warmup", type=int, default=None, help="default 5 (quick: 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--trainer-variants", default="",
+                   help="';'-separated ganzoo train flag sets timed for dcgan beside the "
+                   "reference, e.g. ';--channels-last;--compile' ('' = the defaults); "
+                   "'none' skips the trainer rows")
     p.add_argument("--clock", choices=["wall", "process"], default="wall",
                    help="'process': CPU time of this process (CPU runs on a shared, loaded "
                    "machine; ignores time spent waiting for a core)")
@@ -221,8 +230,15 @@ def main(argv=None) -> int:
         ref = statistics.median(res["reference"])
         med = statistics.median(res["dcgan"])
         rows.append(("pytorch/examples DCGAN (reference loop)", 64, ref, None))
-        rows.append(("dcgan", 64, med, med / ref))
+        rows.append(("dcgan (model API loop)", 64, med, med / ref))
         del runners
+        if args.trainer_variants != "none":
+            _common.use_items({"image": torch.rand(4 * args.batch_size, 3, 64, 64) * 2 - 1})
+            for variant in args.trainer_variants.split(";"):
+                rate = _common.trainer_rate("dcgan", args.batch_size, args.iters * args.repeats,
+                                            args.warmup, device, variant.split(), clock=CLOCK)
+                label = f"`ganzoo train {variant}`" if variant else "`ganzoo train` (defaults)"
+                rows.append((f"dcgan through {label}", 64, rate, rate / ref))
     for name in presets:
         if name == "dcgan":
             continue
@@ -242,10 +258,11 @@ def main(argv=None) -> int:
     print("| --- | --- | --- | --- |")
     for name, px, ips, ratio in rows:
         print(f"| {name} | {px} | {ips:.1f} | {'' if ratio is None else f'{ratio:.3f}'} |")
-    ratio = next((r for _, _, _, r in rows if r is not None), None)
-    if ratio is not None:
-        verdict = "meets" if ratio >= 0.95 else "misses"
-        print(f"\ndcgan / reference = {ratio:.3f} ({verdict} the >= 0.95 target)")
+    ratios = [(name, r) for name, _, _, r in rows if r is not None]
+    if ratios:
+        name, ratio = max(ratios, key=lambda x: x[1])
+        verdict = "meets" if ratio >= 1.2 else "misses"
+        print(f"\nbest: {name} / reference = {ratio:.3f} ({verdict} the >= 1.2 target)")
     return 0
 
 

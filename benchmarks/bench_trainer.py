@@ -38,27 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import ganzoo  # noqa: E402
+from _common import _ITEMS, InMemory, bench_items  # noqa: E402
 from ganzoo.registry import DATASETS  # noqa: E402
-
-_ITEMS: dict[str, torch.Tensor] = {}  # the benchmark's data, one stacked tensor per key
-
-
-class InMemory(torch.utils.data.Dataset):
-    """Items of the model's embedded dataset, rendered once before timing."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor]):
-        self.tensors = tensors
-
-    def __len__(self):
-        return len(next(iter(self.tensors.values())))
-
-    def __getitem__(self, i):
-        return {k: v[i] for k, v in self.tensors.items()}
-
-
-def bench_items(**options) -> InMemory:  # ignores the sizing options the trainer passes
-    return InMemory(_ITEMS)
-
 
 def _clock(device):
     """CPU time of this process for single-threaded CPU runs (robust to other load on a shared

@@ -201,6 +201,18 @@ def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
     return default_collate(items)
 
 
+def make_loader(dataset: Dataset, batch_size: int, seed: int, start: int, workers: int,
+                pin_memory: bool) -> torch.utils.data.DataLoader:
+    """The trainer's loader: endless seeded epochs from data position ``start``, with
+    persistent workers prefetching 4 batches each when ``workers > 0``."""
+    return torch.utils.data.DataLoader(
+        SeededDataset(dataset), batch_size=batch_size,
+        sampler=ResumableSampler(len(dataset), seed=seed, start=start), drop_last=True,
+        num_workers=workers, collate_fn=collate_items, pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
+        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+
+
 def default_num_workers(device, num_processes: int = 1) -> int:
     """DataLoader workers when ``--num-workers`` is not given: none on the CPU, where the
     training step already uses every core and a worker would take cores from it; on an

@@ -32,8 +32,8 @@ import torch
 from .. import config as cfg
 from . import checkpoint as ckpt
 from .config import RunConfig
-from .data import (ResumableSampler, SeededDataset, build_dataset, check_batch_keys,
-                   collate_items, default_num_workers)
+from .data import (SeededDataset, build_dataset, check_batch_keys, collate_items,
+                   default_num_workers, make_loader)
 from .._io import atomic_write_text
 from ..losses.adversarial import penalty_grad_scaler
 from .outputs import (MetricsWriter, check_tracker, save_sample_grid, to_floats,
@@ -272,13 +272,8 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         workers = default_num_workers(acc.device, acc.num_processes) \
             if run.num_workers is None else run.num_workers
-        sampler = ResumableSampler(len(self.dataset), seed=run.seed, start=self.samples_seen)
-        loader = torch.utils.data.DataLoader(
-            SeededDataset(self.dataset), batch_size=run.batch_size, sampler=sampler,
-            drop_last=True, num_workers=workers, collate_fn=collate_items,
-            pin_memory=acc.device.type == "cuda",
-            generator=torch.Generator().manual_seed(run.seed),  # keeps the global RNG untouched
-            persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+        loader = make_loader(self.dataset, run.batch_size, run.seed, self.samples_seen, workers,
+                             pin_memory=acc.device.type == "cuda")
 
         prepared = acc.prepare(self.model, *optimizers.values(), loader)
         self.ddp_model = prepared[0]
