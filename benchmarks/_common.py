@@ -8,10 +8,10 @@ already in memory.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -50,43 +50,29 @@ def use_items(tensors: dict[str, torch.Tensor]) -> str:
     return DATASET
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def trainer_seconds(preset: str, batch_size: int, steps: int, device: torch.device,
-                    flags: list[str] = (), overrides: dict | None = None,
-                    clock=time.perf_counter) -> float:
-    """Time of ``Trainer.train()`` for ``steps`` iterations on the in-memory items (setup
-    excluded; compilation, if any, happens inside, on the first iterations)."""
+def trainer_rate(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device,
+                 flags: list[str] = (), overrides: dict | None = None) -> float:
+    """Images/s of ``Trainer.train()`` in steady state (one image per batch element per
+    iteration): one run of ``warmup + steps`` iterations logging every ``warmup``; the rate is
+    read from its ``metrics.jsonl`` between the first record and the last, so the first
+    iterations (compilation, allocator, workers) and the final save stay out of it."""
     from ganzoo.train import parse_run_config
     from ganzoo.training import Trainer
 
     logging.getLogger("ganzoo.train").setLevel(logging.WARNING)
+    warm = max(2, warmup)
+    steps = max(warm, steps - steps % warm)  # whole logging windows
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["--model", preset, "--dataset", DATASET, "-o", tmp, "--no-progress",
-                "--batch-size", str(batch_size), "--max-steps", str(steps), "--log-every",
-                "1000", "--save-every", "0", "--sample-every", "0", "--keep", "1", *flags]
+                "--batch-size", str(batch_size), "--max-steps", str(warm + steps),
+                "--log-every", str(warm), "--save-every", "0", "--sample-every", "0",
+                "--keep", "1", *flags]
         for k, v in (overrides or {}).items():
             argv += ["--set", f"{k}={list(v) if isinstance(v, tuple) else v}"]
         if device.type == "cpu":
             argv.append("--cpu")
-        trainer = Trainer(parse_run_config(argv))
-        _sync(device)
-        start = clock()
-        trainer.train()
-        _sync(device)
-        return clock() - start
-
-
-def trainer_rate(preset: str, batch_size: int, steps: int, warmup: int, device: torch.device,
-                 flags: list[str] = (), overrides: dict | None = None,
-                 clock=time.perf_counter) -> float:
-    """Images/s of ``Trainer.train()`` (one image per batch element per iteration): a run of
-    ``warmup + steps`` iterations minus one of ``warmup``, so fixed costs (the first
-    iterations, compilation, the final save) cancel."""
-    warm = max(2, warmup)
-    short = trainer_seconds(preset, batch_size, warm, device, flags, overrides, clock)
-    long = trainer_seconds(preset, batch_size, warm + steps, device, flags, overrides, clock)
-    return steps * batch_size / max(long - short, 1e-9)
+        Trainer(parse_run_config(argv)).train()
+        records = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").open()]
+    first, last = records[0], records[-1]
+    assert first["step"] == warm and last["step"] == warm + steps, (first, last)
+    return (last["step"] - first["step"]) * batch_size / (last["time"] - first["time"])

@@ -69,7 +69,7 @@ def trainer_rate(args, device, overrides, flags) -> float:
     argv += ["--channels-last"] if flags["channels_last"] else []
     argv += ["--compile"] if flags["compile"] else []
     return _common.trainer_rate(args.preset, args.batch_size, args.train_iters, args.warmup,
-                                device, argv, overrides, clock(device))
+                                device, argv, overrides)
 
 
 def parse_variant(name: str) -> dict[str, bool]:

@@ -236,7 +236,7 @@ def main(argv=None) -> int:
             _common.use_items({"image": torch.rand(4 * args.batch_size, 3, 64, 64) * 2 - 1})
             for variant in args.trainer_variants.split(";"):
                 rate = _common.trainer_rate("dcgan", args.batch_size, args.iters * args.repeats,
-                                            args.warmup, device, variant.split(), clock=CLOCK)
+                                            args.warmup, device, variant.split())
                 label = f"`ganzoo train {variant}`" if variant else "`ganzoo train` (defaults)"
                 rows.append((f"dcgan through {label}", 64, rate, rate / ref))
     for name in presets:
