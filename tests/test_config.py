@@ -87,7 +87,10 @@ def test_folder_saved_before_the_rename_loads_with_a_warning(name):
     else:
         y = model.reconstruct(x)
     expected = load_file(str(LEGACY / name / "expected_output.safetensors"))["output"]
-    assert torch.equal(y, expected)
+    # The weights load bit for bit; the outputs were recorded on another CPU, whose oneDNN
+    # kernels round differently (test_vae 8.6e-7 apart on this session's machine). A wrong or
+    # missing weight moves them by orders of magnitude more.
+    torch.testing.assert_close(y, expected, rtol=0, atol=1e-5)
 
 
 def test_old_names_in_overrides_and_their_errors():
