@@ -30,7 +30,7 @@ import statistics
 import time
 from contextlib import nullcontext
 
-import _common  # noqa: F401  (puts src/ on the path)
+import _common
 import torch
 import torch.nn.functional as F
 

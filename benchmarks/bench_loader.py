@@ -27,7 +27,6 @@ from pathlib import Path
 import _common  # noqa: F401  (puts src/ on the path)
 import torch
 
-import ganzoo
 from ganzoo.training.data import build_dataset, make_loader
 
 
@@ -63,27 +62,13 @@ def delivered(dataset, batch_size: int, workers: int, batches: int, pin: bool) -
 
 
 def consumed(device: torch.device, batch_size: int, iters: int) -> float:
-    """dcgan's images/s at 64 px: every group of its schedule on one in-memory batch."""
-    model = ganzoo.build("dcgan").to(device).train()
-    groups = model.optimizer_groups()
-    opts = {g: spec.build(model.group_parameters(g)) for g, spec in groups.items()}
-    batch = {"image": torch.rand(batch_size, 3, 64, 64, device=device) * 2 - 1}
+    """dcgan's images/s at 64 px: bench_gan's model-API runner on one in-memory batch."""
+    from bench_gan import Ganzoo, _time
 
-    def run(n):
-        for step in range(n):
-            for g in model.schedule(step):
-                opts[g].zero_grad(set_to_none=True)
-                loss, _ = model(g, batch, step)
-                loss.backward()
-                opts[g].step()
-            model.update_ema(model.default_ema_decay)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    run(2)
-    t0 = time.perf_counter()
-    run(iters)
-    return iters * batch_size / (time.perf_counter() - t0)
+    runner = Ganzoo("dcgan", device, batch_size)
+    real = torch.rand(batch_size, 3, 64, 64, device=device) * 2 - 1
+    _time(runner, real, 2, device, 0)  # warm-up
+    return iters * batch_size / _time(runner, real, iters, device, 2)
 
 
 def main(argv=None) -> int:

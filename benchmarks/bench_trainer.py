@@ -38,8 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import ganzoo  # noqa: E402
-from _common import _ITEMS, InMemory, bench_items  # noqa: E402
-from ganzoo.registry import DATASETS  # noqa: E402
+import _common  # noqa: E402
 
 def _clock(device):
     """CPU time of this process for single-threaded CPU runs (robust to other load on a shared
@@ -120,7 +119,7 @@ def interleaved(preset, dataset, batch_size, steps, chunk, warmup, device, ema_d
     pairs: list[tuple[float, float]] = []
     chunk_start: float | None = None  # clock when the trainer's current chunk began
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["--model", preset, "--dataset", "bench_items", "-o", tmp, "--no-progress",
+        args = ["--model", preset, "--dataset", _common.DATASET, "-o", tmp, "--no-progress",
                 "--batch-size", str(batch_size), "--max-steps", str(warmup + steps + 1),
                 "--save-every", "0", "--sample-every", "0", "--keep", "1",
                 "--ema-decay", str(ema_decay), *extra]
@@ -200,9 +199,8 @@ def main(argv=None) -> int:
     # rendered once (data generation is not what we time).
     from ganzoo.datasets import example_batch
 
-    _ITEMS.update(example_batch(probe, max(512, 2 * batch)))
-    DATASETS.register(name="bench_items")(bench_items)
-    dataset = InMemory(_ITEMS)
+    _common.use_items(example_batch(probe, max(512, 2 * batch)))
+    dataset = _common.bench_items()
 
     pairs = []
     for r in range(args.repeats):
