@@ -79,6 +79,45 @@ def test_update_ema_averages_batchnorm_statistics_and_copies_counters():
     assert torch.equal(bn_ema.running_mean, bn_live.running_mean)
 
 
+def test_update_ema_reads_the_current_tensors_after_to_and_reassignment():
+    """update_ema keeps where the tensors live, not the tensors: ``Module.to`` replaces buffers
+    and a user may swap a network; both must be what the next update reads."""
+    model = ganzoo.build("test_dcgan")
+    model.update_ema(0.0)  # fills the slot cache
+    model.to(torch.float64)  # new buffer tensors (running statistics), parameters in place
+    bn_live = next(m for m in model.generator.modules() if isinstance(m, nn.BatchNorm2d))
+    bn_ema = next(m for m in model.ema["generator"].modules() if isinstance(m, nn.BatchNorm2d))
+    with torch.no_grad():
+        bn_live.running_var.fill_(3.0)
+    model.update_ema(0.0)
+    assert torch.equal(bn_ema.running_var, bn_live.running_var)
+    assert bn_ema.running_var.dtype == torch.float64
+
+    model.generator = copy.deepcopy(model.generator)
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.fill_(0.5)
+    model.update_ema(0.0)
+    assert all(bool((p == 0.5).all()) for p in model.ema["generator"].parameters())
+
+
+def test_update_ema_averages_a_shared_parameter_once():
+    """A parameter two modules hold (tied weights) is one tensor: averaged once per update."""
+    model = ganzoo.build("test_dcgan")
+    nets = model.generator, model.ema["generator"]
+    weights = [next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d)).weight
+               for net in nets]
+    for net, weight in zip(nets, weights):
+        tie = nn.Module()
+        tie.register_parameter("tied", weight)
+        net.add_module("tie", tie)
+    with torch.no_grad():
+        weights[0].fill_(1.0)
+        weights[1].fill_(0.0)
+    model.update_ema(0.5)  # averaged twice would give 0.75
+    assert torch.allclose(weights[1], torch.full_like(weights[1], 0.5))
+
+
 def test_trainer_applies_the_family_start_step(tmp_path):
     """GANs copy the live weights for their first 20k iterations (BigGAN-PyTorch's
     --ema_start), so a short run's sample() is its live generator; --ema-start moves it."""
