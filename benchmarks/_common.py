@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -76,3 +77,95 @@ def trainer_rate(preset: str, batch_size: int, steps: int, warmup: int, device: 
     first, last = records[0], records[-1]
     assert first["step"] == warm and last["step"] == warm + steps, (first, last)
     return (last["step"] - first["step"]) * batch_size / (last["time"] - first["time"])
+
+
+# -- where the time of an iteration goes ----------------------------------------------------------
+# Op-name rules, first match wins; self times, so nested ops (aten::conv2d -> aten::convolution ->
+# aten::mkldnn_convolution) count once.
+_CATEGORIES = (
+    ("optimizer, clipping, guard", ("adam", "_foreach", "non_finite", "vector_norm", "sgd")),
+    ("convolution", ("conv",)),
+    ("matmul, attention", ("aten::mm", "addmm", "bmm", "matmul", "linear", "attention")),
+    ("normalisation", ("norm",)),
+)
+_SYNCS = ("aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize",
+          "cudaMemcpy ")  # host waits for the device (.item(), bool(tensor), blocking copies)
+
+
+class Profile:
+    """``torch.profiler`` over a stretch of iterations, summarised per iteration: the wall
+    time, the op time by kind (the host's on CPU, the device's on CUDA), on CUDA the device's
+    busy time (the rest of the wall time the GPU waits for the host: launch-bound) and the host
+    syncs, and the top ops.
+
+        with Profile(device) as prof:
+            run(iters)
+        print(prof.summary("label", iters))
+    """
+
+    def __init__(self, device: torch.device):
+        from torch.profiler import ProfilerActivity, profile
+
+        self.device = device
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        self.prof = profile(activities=acts)
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def start(self):
+        self._sync()
+        self.prof.start()
+        self.t0 = time.perf_counter()
+        return self
+
+    def stop(self):
+        self._sync()
+        self.wall = time.perf_counter() - self.t0
+        self.prof.stop()
+
+    __enter__ = start
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def summary(self, label: str, iters: int, top: int = 8) -> str:
+        from torch.autograd import DeviceType
+
+        cuda = self.device.type == "cuda"
+        events = self.prof.key_averages()
+        ops = [e for e in events if e.device_type == DeviceType.CPU]
+        kernels = [e for e in events if e.device_type != DeviceType.CPU]
+
+        def dev_time(e):  # µs; the attribute was self_cuda_time_total before torch 2.4
+            return getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))
+
+        def ms(us):  # µs over the stretch -> ms per iteration
+            return us / 1e3 / iters
+
+        own = dev_time if cuda else (lambda e: e.self_cpu_time_total)
+        cats: dict[str, float] = {}
+        for e in ops:
+            key = e.key.lower()
+            name = next((c for c, keys in _CATEGORIES if any(k in key for k in keys)), "other")
+            cats[name] = cats.get(name, 0.0) + ms(own(e))
+        syncs = sum(e.count for e in events if e.key.startswith(_SYNCS)) / iters
+        wall = self.wall * 1e3 / iters
+        host = ms(sum(e.self_cpu_time_total for e in ops))
+        head = f"profile: {label}, {iters} iterations; per iteration: wall {wall:.2f} ms, " \
+               f"host ops {host:.2f} ms"
+        if cuda:
+            busy = ms(sum(dev_time(e) for e in (kernels or ops)))
+            head += f", device busy {busy:.2f} ms ({100 * busy / wall:.0f} % of wall)"
+            # CUDA only: CPU kernels call _local_scalar_dense themselves, waiting for nothing.
+            head += f", host syncs {syncs:.1f}"
+        total = sum(cats.values()) or 1.0
+        where = "device" if cuda else "host"
+        lines = [head, f"  {where} time by op kind: " + ", ".join(
+            f"{c} {v:.2f} ms ({100 * v / total:.0f} %)"
+            for c, v in sorted(cats.items(), key=lambda kv: -kv[1]))]
+        ranked = sorted(ops, key=own, reverse=True)[:top]
+        lines.append("  top ops: " + ", ".join(
+            f"{e.key} {ms(own(e)):.2f} ms x{e.count / iters:.0f}" for e in ranked))
+        return "\n".join(lines)

@@ -3,6 +3,7 @@
     python benchmarks/bench_gan.py                  # cuda if available: batch 64, every preset
     python benchmarks/bench_gan.py --quick          # CPU, small batch, few iterations (< 2 min)
     python benchmarks/bench_gan.py --presets dcgan wgan_gp --batch-size 64 --repeats 7
+    python benchmarks/bench_gan.py --presets dcgan --trainer-variants none --profile 10
 
 The ganzoo side is driven exactly as the trainer drives a model, through the model API only:
 for each group of ``model.schedule(step)``, only that group's parameters require gradients,
@@ -190,6 +191,9 @@ def main(argv=None) -> int:
                    help="';'-separated ganzoo train flag sets timed for dcgan beside the "
                    "reference, e.g. ';--channels-last;--compile' ('' = the defaults); "
                    "'none' skips the trainer rows")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N iterations of the reference and of dcgan's model-API "
+                   "loop (torch.profiler): where the time goes on each side")
     p.add_argument("--clock", choices=["wall", "process"], default="wall",
                    help="'process': CPU time of this process (CPU runs on a shared, loaded "
                    "machine; ignores time spent waiting for a core)")
@@ -231,6 +235,11 @@ def main(argv=None) -> int:
         med = statistics.median(res["dcgan"])
         rows.append(("pytorch/examples DCGAN (reference loop)", 64, ref, None))
         rows.append(("dcgan (model API loop)", 64, med, med / ref))
+        if args.profile:
+            for k, r in runners.items():
+                with _common.Profile(device) as prof:
+                    _time(r, reals[k], args.profile, device, 10**6)
+                print(prof.summary(k, args.profile), flush=True)
         del runners
         if args.trainer_variants != "none":
             _common.use_items({"image": torch.rand(4 * args.batch_size, 3, 64, 64) * 2 - 1})

@@ -20,6 +20,7 @@ restart themselves under fixed glibc malloc thresholds (see ``_steady_malloc``;
 
     python benchmarks/bench_trainer.py --quick            # CPU, about 2 minutes
     python benchmarks/bench_trainer.py --device cuda      # dcgan at 64 px, batch 64
+    python benchmarks/bench_trainer.py --device cuda --repeats 1 --profile 50   # + where it goes
 """
 
 from __future__ import annotations
@@ -97,16 +98,26 @@ class BareLoop:
             self.step += 1
 
 
-def interleaved(preset, dataset, batch_size, steps, chunk, warmup, device, ema_decay,
-                extra=()) -> list[tuple[float, float]]:
-    """(trainer seconds, bare seconds) for each chunk of ``chunk`` iterations, the two loops
-    taking turns; ``warmup`` iterations of each run first, untimed."""
+def _trainer(preset, batch_size, max_steps, device, ema_decay, extra, out):
     import logging
 
     from ganzoo.train import parse_run_config
     from ganzoo.training import Trainer
 
     logging.getLogger("ganzoo.train").setLevel(logging.WARNING)
+    args = ["--model", preset, "--dataset", _common.DATASET, "-o", out, "--no-progress",
+            "--batch-size", str(batch_size), "--max-steps", str(max_steps),
+            "--save-every", "0", "--sample-every", "0", "--keep", "1",
+            "--ema-decay", str(ema_decay), *extra]
+    if device.type == "cpu":
+        args.append("--cpu")
+    return Trainer(parse_run_config(args))
+
+
+def interleaved(preset, dataset, batch_size, steps, chunk, warmup, device, ema_decay,
+                extra=()) -> list[tuple[float, float]]:
+    """(trainer seconds, bare seconds) for each chunk of ``chunk`` iterations, the two loops
+    taking turns; ``warmup`` iterations of each run first, untimed."""
     clock = _clock(device)
 
     def now():
@@ -119,13 +130,7 @@ def interleaved(preset, dataset, batch_size, steps, chunk, warmup, device, ema_d
     pairs: list[tuple[float, float]] = []
     chunk_start: float | None = None  # clock when the trainer's current chunk began
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["--model", preset, "--dataset", _common.DATASET, "-o", tmp, "--no-progress",
-                "--batch-size", str(batch_size), "--max-steps", str(warmup + steps + 1),
-                "--save-every", "0", "--sample-every", "0", "--keep", "1",
-                "--ema-decay", str(ema_decay), *extra]
-        if device.type == "cpu":
-            args.append("--cpu")
-        trainer = Trainer(parse_run_config(args))
+        trainer = _trainer(preset, batch_size, warmup + steps + 1, device, ema_decay, extra, tmp)
         schedule = trainer.unwrapped.schedule
 
         def stamped(step):  # the trainer asks for this at the start of each iteration
@@ -143,6 +148,33 @@ def interleaved(preset, dataset, batch_size, steps, chunk, warmup, device, ema_d
         trainer.unwrapped.schedule = stamped
         trainer.train()
     return pairs
+
+
+def profiled(preset, dataset, batch_size, iters, warmup, device, ema_decay, extra=()) -> str:
+    """torch.profiler over ``iters`` iterations of each loop after ``warmup``: what the trainer
+    adds per iteration (its LR setting, ``requires_grad`` switching, non-finite guard, logging
+    and host syncs) beside the bare loop's kernels."""
+    bare = BareLoop(ganzoo.build(preset), dataset, batch_size, device, ema_decay)
+    bare.run(warmup)
+    with _common.Profile(device) as prof:
+        bare.run(iters)
+    lines = [prof.summary("bare loop", iters)]
+    prof = _common.Profile(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _trainer(preset, batch_size, warmup + iters + 1, device, ema_decay, extra, tmp)
+        schedule = trainer.unwrapped.schedule
+
+        def stamped(step):  # the trainer asks for this at the start of each iteration
+            if step == warmup:
+                prof.start()
+            elif step == warmup + iters:
+                prof.stop()
+            return schedule(step)
+
+        trainer.unwrapped.schedule = stamped
+        trainer.train()
+    lines.append(prof.summary("ganzoo trainer", iters))
+    return "\n".join(lines)
 
 
 # Keep freed memory for reuse: a fixed mmap threshold (no dynamic raising), no trimming.
@@ -176,6 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed iterations per run and side")
     p.add_argument("--chunk", type=int, default=10, help="iterations per turn of each loop")
     p.add_argument("--repeats", type=int, default=3, help="trainer runs")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N iterations of each loop (torch.profiler)")
     p.add_argument("--system-malloc", action="store_true",
                    help="CPU: keep glibc's default malloc thresholds (see _steady_malloc)")
     p.add_argument("--trainer-args", default="",
@@ -227,6 +261,10 @@ def main(argv=None) -> int:
     print(f"\nratio ganzoo / bare: {b_total / g_total:.3f} over all chunks, "
           f"{statistics.median(per_chunk):.3f} median of {len(pairs)} chunk pairs "
           f"(target >= 0.95)")
+    if args.profile:
+        print()
+        print(profiled(preset, dataset, batch, args.profile, warmup, device, ema_decay,
+                       args.trainer_args.split()))
     return 0
 
 

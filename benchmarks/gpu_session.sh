@@ -30,14 +30,16 @@ step() {  # step NAME LIMIT_S command...
   local start=$SECONDS
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   local code=$?
-  { echo; echo "## $name (exit $code, $((SECONDS - start)) s): $*"; tail -n 25 "$OUT/$name.log"; } \
+  { echo; echo "## $name (exit $code, $((SECONDS - start)) s): $*"; tail -n 30 "$OUT/$name.log"; } \
     >>"$OUT/summary.md"
 }
 
 # Trainer overhead against a bare loop (issue 21 section 3: >= 0.95 on GPU).
-step trainer 90 "$PY" benchmarks/bench_trainer.py --device cuda --model dcgan --batch-size 64
+# The profile of both loops says where the rest goes (idle device time = launch-bound, syncs).
+step trainer 100 "$PY" benchmarks/bench_trainer.py --device cuda --model dcgan --batch-size 64 \
+  --profile 50
 # dcgan through `ganzoo train` with each flag set, beside pytorch/examples (>= 1.2x).
-step gan 150 "$PY" benchmarks/bench_gan.py --presets dcgan wgan_gp --repeats 3 \
+step gan 160 "$PY" benchmarks/bench_gan.py --presets dcgan wgan_gp --repeats 3 --profile 20 \
   --trainer-variants ";--channels-last;--compile;--compile --channels-last;--mixed-precision bf16 --channels-last"
 # ddpm_32 against diffusers' example and DDIMPipeline, with MFU (>= 1.2x, MFU >= 50%).
 step ddpm 200 "$PY" benchmarks/bench_ddpm.py --preset ddpm_32 --batch-size 128 --repeats 3 \
