@@ -59,6 +59,9 @@ import ganzoo  # noqa: E402
 from ganzoo.datasets import dataset_kwargs_for  # noqa: E402
 
 EXTRACTOR = "efficientnet_lite0"
+# Where the reference loops train and every side is scored (--device); ``ganzoo train`` picks
+# the device itself, as for a user (CUDA when there is one).
+DEVICE = torch.device("cpu")
 KEY = f"fd@{EXTRACTOR}"
 
 
@@ -81,7 +84,7 @@ def real_pool(case: Case, geometry: dict[str, Any]) -> torch.Tensor:
 
     ds = build_dataset(case.dataset, {**geometry, **case.dataset_args})
     items = ds.__getitems__(list(range(len(ds))))
-    return torch.stack([it["image"] for it in items])
+    return torch.stack([it["image"] for it in items]).to(DEVICE)
 
 
 def epochs(images: torch.Tensor, batch_size: int, seed: int):
@@ -90,7 +93,7 @@ def epochs(images: torch.Tensor, batch_size: int, seed: int):
     while True:
         perm = torch.randperm(len(images), generator=g)
         for i in range(0, len(perm) - batch_size + 1, batch_size):
-            yield images[perm[i:i + batch_size]]
+            yield images[perm[i:i + batch_size].to(images.device)]
 
 
 # -- reference loops ------------------------------------------------------------------------------
@@ -122,13 +125,13 @@ def _dcgan_nets(nz: int, ngf: int, ndf: int, nc: int, res: int, critic_norm: boo
 
     G.apply(init)
     D.apply(init)
-    return G, D
+    return G.to(DEVICE), D.to(DEVICE)
 
 
 def _latent_sampler(G: nn.Module, nz: int, train_mode: bool):
     def sample(n: int, seed: int) -> torch.Tensor:
         G.train(train_mode)
-        z = torch.randn(n, nz, 1, 1, generator=torch.Generator().manual_seed(seed))
+        z = torch.randn(n, nz, 1, 1, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
         with torch.no_grad():
             return torch.cat([G(z[i:i + 100]) for i in range(0, n, 100)]).clamp(-1, 1)
     return sample
@@ -145,13 +148,14 @@ def reference_dcgan(case, model, images, steps, seed):
     for _ in range(steps):
         real = next(data)
         b = real.shape[0]
-        fake = G(torch.randn(b, c.latent_dim, 1, 1))
+        fake = G(torch.randn(b, c.latent_dim, 1, 1, device=DEVICE))
+        ones, zeros = torch.ones(b, device=DEVICE), torch.zeros(b, device=DEVICE)
         opt_d.zero_grad(set_to_none=True)
-        loss_d = bce(D(real), torch.ones(b)) + bce(D(fake.detach()), torch.zeros(b))
+        loss_d = bce(D(real), ones) + bce(D(fake.detach()), zeros)
         loss_d.backward()
         opt_d.step()
         opt_g.zero_grad(set_to_none=True)
-        bce(D(fake), torch.ones(b)).backward()
+        bce(D(fake), ones).backward()
         opt_g.step()
     return _latent_sampler(G, c.latent_dim, train_mode=True)
 
@@ -168,8 +172,8 @@ def reference_wgan_gp(case, model, images, steps, seed):
             real = next(data)
             b = real.shape[0]
             with torch.no_grad():
-                fake = G(torch.randn(b, c.latent_dim, 1, 1))
-            eps = torch.rand(b, 1, 1, 1)
+                fake = G(torch.randn(b, c.latent_dim, 1, 1, device=DEVICE))
+            eps = torch.rand(b, 1, 1, 1, device=DEVICE)
             mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
             grad, = torch.autograd.grad(D(mix).sum(), mix, create_graph=True)
             gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -177,7 +181,7 @@ def reference_wgan_gp(case, model, images, steps, seed):
             (D(fake).mean() - D(real).mean() + 10.0 * gp).backward()
             opt_d.step()
         opt_g.zero_grad(set_to_none=True)
-        (-D(G(torch.randn(case.batch_size, c.latent_dim, 1, 1))).mean()).backward()
+        (-D(G(torch.randn(case.batch_size, c.latent_dim, 1, 1, device=DEVICE))).mean()).backward()
         opt_g.step()
     return _latent_sampler(G, c.latent_dim, train_mode=True)
 
@@ -209,7 +213,7 @@ class _PlainVAE(nn.Module):
 def reference_vae(case, model, images, steps, seed):
     c = model.config
     torch.manual_seed(seed)
-    vae = _PlainVAE(c.channels, tuple(c.widths), c.latent_dim, c.resolution)
+    vae = _PlainVAE(c.channels, tuple(c.widths), c.latent_dim, c.resolution).to(DEVICE)
     opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
     data = epochs(images, case.batch_size, seed)
     vae.train()
@@ -226,7 +230,7 @@ def reference_vae(case, model, images, steps, seed):
 
     def sample(n, s):
         vae.eval()
-        z = torch.randn(n, c.latent_dim, generator=torch.Generator().manual_seed(s))
+        z = torch.randn(n, c.latent_dim, generator=torch.Generator().manual_seed(s)).to(DEVICE)
         with torch.no_grad():
             return torch.cat([vae.decode(z[i:i + 100]) for i in range(0, n, 100)]).clamp(-1, 1)
     return sample
@@ -238,7 +242,7 @@ def reference_ddpm(case, model, images, steps, seed):
 
     c = model.config
     torch.manual_seed(seed)
-    unet = UNet2DModel.from_config(model.unet.config)
+    unet = UNet2DModel.from_config(model.unet.config).to(DEVICE)
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6,
                             eps=1e-8)
     # The example builds DDPMScheduler from its flags; the model's own process is the same call.
@@ -250,7 +254,7 @@ def reference_ddpm(case, model, images, steps, seed):
     for _ in range(steps):
         x = next(data)
         noise = torch.randn_like(x)
-        t = torch.randint(0, c.num_train_timesteps, (len(x),))
+        t = torch.randint(0, c.num_train_timesteps, (len(x),), device=DEVICE)
         pred = unet(noise_scheduler.add_noise(x, noise, t), t).sample
         loss = nn.functional.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
@@ -274,8 +278,12 @@ def reference_ddpm(case, model, images, steps, seed):
 
 
 # -- the cases --------------------------------------------------------------------------------
-_SMALL_UNET = dict(resolution=32, base_channels=32, channel_mult=(1, 2, 2),
-                   attention_resolutions=(16,), layers_per_block=1, norm_num_groups=8,
+# At 16 px, so that 3 seeds x 2 sides fit about an hour on 2 CPU cores: at 32 px the same U-Net
+# trains 46 img/s and samples 116 image-steps/s there (about 90 minutes per seed and side with
+# sampling), at 16 px 180 and 526. The preset's U-Net shape, smaller; attention at 8 px, as the
+# preset's 16 px attention at 32 px (the second level of three).
+_SMALL_UNET = dict(resolution=16, base_channels=32, channel_mult=(1, 2, 2),
+                   attention_resolutions=(8,), layers_per_block=1, norm_num_groups=8,
                    num_inference_steps=50)
 CASES: dict[str, Case] = {
     "dcgan": Case("dcgan", {"resolution": 32}, 1500, 300, 64, reference=reference_dcgan),
@@ -316,7 +324,7 @@ def score(generated, case: Case, n: int, seed: int, geometry: dict[str, Any]) ->
     """FD of ``generated`` against the case's dataset; for task models (transfer,
     translation) the mean over their scored outputs (GeneGAN's ``/bu`` and ``/a0``)."""
     res = ganzoo.evaluate(generated, case.dataset, metrics=["fid"], n=n, seed=seed,
-                          feature_extractor=EXTRACTOR, batch_size=100,
+                          feature_extractor=EXTRACTOR, batch_size=100, device=DEVICE,
                           dataset_kwargs={**geometry, **case.dataset_args})
     return statistics.fmean(v for k, v in res["metrics"].items() if k.startswith(KEY))
 
@@ -327,7 +335,7 @@ def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: P
     for seed in seeds:
         out = tmp / f"{name}_{seed}"
         rows["train_s"].append(train_ganzoo(case, steps, seed, out))
-        model = ganzoo.from_pretrained(out / "final")
+        model = ganzoo.from_pretrained(out / "final").to(DEVICE)
         model.eval()
         geometry = dataset_kwargs_for(model)
         rows["ganzoo"].append(score(model, case, n, seed, geometry))
@@ -379,7 +387,11 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=None, help="generated images scored (default 2000)")
     p.add_argument("--quick", action="store_true", help="1 seed, short budgets, n = 500")
     p.add_argument("--json", type=Path, help="also write the raw figures there")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="reference loops and scoring (ganzoo train picks its own)")
     args = p.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     n = args.n or (500 if args.quick else 2000)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -392,8 +404,10 @@ def main(argv=None) -> int:
                   flush=True)
             results[name] = run_case(name, case, steps[name], seeds, n, Path(tmp))
     print()
-    print(f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, "
-          f"{os.cpu_count()} CPU threads, {'quick' if args.quick else 'full'}")
+    where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else \
+        f"{os.cpu_count()} CPU threads"
+    print(f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {where}, "
+          f"{'quick' if args.quick else 'full'}")
     print(table(results, steps, n))
     if args.json:
         args.json.write_text(json.dumps({"steps": steps, "n": n, "seeds": seeds,
