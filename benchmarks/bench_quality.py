@@ -278,7 +278,7 @@ def reference_ddpm(case, model, images, steps, seed):
 
 
 # -- the cases --------------------------------------------------------------------------------
-# At 16 px, so that 3 seeds x 2 sides fit about an hour on 2 CPU cores: at 32 px the same U-Net
+# At 16 px, so that 3 seeds x 2 sides fit about 75 minutes on 2 CPU cores: at 32 px the U-Net
 # trains 46 img/s and samples 116 image-steps/s there (about 90 minutes per seed and side with
 # sampling), at 16 px 180 and 526. The preset's U-Net shape, smaller; attention at 8 px, as the
 # preset's 16 px attention at 32 px (the second level of three).

@@ -118,14 +118,16 @@ def test_update_ema_averages_a_shared_parameter_once():
     assert torch.allclose(weights[1], torch.full_like(weights[1], 0.5))
 
 
-def test_trainer_applies_the_family_start_step(tmp_path):
+@pytest.mark.parametrize("preset, start", [("test_dcgan", 20_000), ("test_ddpm", 10_000)])
+def test_trainer_applies_the_family_start_step(tmp_path, preset, start):
     """GANs copy the live weights for their first 20k iterations (BigGAN-PyTorch's
-    --ema_start), so a short run's sample() is its live generator; --ema-start moves it."""
+    --ema_start), DDPM for 10k (docs/training.md, "EMA"), so a short run's sample() is its live
+    network; --ema-start moves it."""
     from ganzoo.train import main
 
     def run(name, *extra):
         out = tmp_path / name
-        assert main(["--model", "test_dcgan", "--dataset", "shapes", "--set", "data.size=64",
+        assert main(["--model", preset, "--dataset", "shapes", "--set", "data.size=64",
                      "--batch-size", "8", "--max-steps", "3", "--sample-every", "0",
                      "--no-progress", "-o", str(out), *extra]) == 0
         model = ganzoo.from_pretrained(out / "final")
@@ -134,6 +136,6 @@ def test_trainer_applies_the_family_start_step(tmp_path):
         model.use_ema = False
         return torch.equal(ema, model.sample(4, g()))
 
-    assert ganzoo.build("test_dcgan").default_ema_start == 20_000
+    assert ganzoo.build(preset).default_ema_start == start
     assert run("default")  # EMA == live
     assert not run("early", "--ema-start", "0")  # averaging from the first iteration
