@@ -261,8 +261,8 @@ def main(argv=None) -> int:
         f"CPU ({torch.get_num_threads()} threads)"
     print(f"\nGAN training throughput on {dev}, torch {torch.__version__}, batch "
           f"{args.batch_size}, median of {args.repeats} repeats x {args.iters} iterations "
-          f"(after {args.warmup} warm-up), {args.clock} clock; one iteration = every group of model.schedule() "
-          f"(WGAN-GP: 2 critic steps + 1 generator step) + EMA update\n")
+          f"(after {args.warmup} warm-up), {args.clock} clock; one iteration = every group "
+          f"of model.schedule() (WGAN-GP: 2 critic steps + 1 generator step) + EMA update\n")
     print("| model | px | train images/s | ratio to reference |")
     print("| --- | --- | --- | --- |")
     for name, px, ips, ratio in rows:
