@@ -113,13 +113,13 @@ def _ema_slots(net: nn.Module) -> tuple[list[tuple[dict, str]], list[tuple[dict,
     for m in net.modules():
         stats = ("running_mean", "running_var") \
             if isinstance(m, nn.modules.batchnorm._BatchNorm) else ()
-        for slots, key, tensor in [(m._parameters, k, t) for k, t in m._parameters.items()] + \
-                [(m._buffers, k, t) for k, t in m._buffers.items()]:
-            if tensor is None or id(tensor) in seen:
-                continue
-            seen.add(id(tensor))
-            keep = slots is m._parameters or key in stats
-            (averaged if keep else copied).append((slots, key))
+        for slots in (m._parameters, m._buffers):
+            for key, tensor in slots.items():
+                if tensor is None or id(tensor) in seen:
+                    continue
+                seen.add(id(tensor))
+                keep = slots is m._parameters or key in stats
+                (averaged if keep else copied).append((slots, key))
     return averaged, copied
 
 
