@@ -252,6 +252,10 @@ def killed_and_finished(tmp_path_factory):
              proc, 300, "the second experiment's half-written checkpoint 4", group=True)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    # The trainer was killed too, but the kernel closes its copy of the lock when that process
+    # has finished exiting, which can be after the queue's own exit: until then the queue is
+    # still (rightly) "running". CI once read the status inside that window.
+    _wait_for_lock_release(root, 60)
     facts["after_kill"] = {
         "state": json.loads((root / "second" / "state.json").read_text()),
         "latest": (ckpts / "latest").read_text().strip(),
@@ -267,6 +271,15 @@ def killed_and_finished(tmp_path_factory):
     facts["logs_unchanged"] = all(p.read_text() == text for p, text in logs.items())
     facts["status"] = _status(path)
     return facts
+
+
+def _wait_for_lock_release(root: Path, timeout: float) -> None:
+    from ganzoo.experiments.runner import running_queue
+
+    end = time.monotonic() + timeout
+    while running_queue(root) is not None:
+        assert time.monotonic() < end, f"{root}'s queue lock still held {timeout:.0f} s after kill"
+        time.sleep(0.05)
 
 
 def _children_cpu() -> float:
