@@ -8,8 +8,8 @@ import torch
 
 import ganzoo
 from ganzoo.latent import LatentGenerator, interpolate, interpolation_grid, lerp, slerp
-from ganzoo.models.dcgan import DCGAN, DCGANConfig
-from ganzoo.models.wgan_gp import WGANGP, WGANGPConfig
+from ganzoo.models.dcgan import DCGANConfig
+from ganzoo.models.wgan_gp import WGANGPConfig
 
 FULL = ["dcgan", "dcgan_upsample", "dcgan_128", "wgan_gp", "wgan_gp_sn_attn", "wgan_gp_128",
         "wgan_gp_sn_attn_128"]

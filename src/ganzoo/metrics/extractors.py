@@ -157,7 +157,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _offline_message(what: str, url: str, env: str | None, reason: str) -> str:
-    how = [f"pass feature_extractor_weights=PATH (CLI: --fid-weights PATH)"]
+    how = ["pass feature_extractor_weights=PATH (CLI: --fid-weights PATH)"]
     if env:
         how.append(f"set {env}=PATH")
     return (f"cannot get the {what} weights: {reason}. Download {url} on a machine with "
