@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``python -m ganzoo.train`` with ``argv``; returns the exit code."""
     from .hub import HubError
     from .training.checkpoint import CheckpointError
+    from .training.malloc import steady_malloc
     from .training.trainer import Trainer, TrainingError
 
     try:
@@ -192,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"ganzoo.train: error: {msg}", file=sys.stderr)
         return 2
+    if trainer.accelerator.device.type == "cpu":
+        # This process is the training run: keep freed host memory for the next step (dcgan
+        # 1.05x, a small DDPM U-Net 1.11x on the 2-core CPU; docs/training.md). Not done by
+        # Trainer, which may share a process with other work.
+        steady_malloc()
     try:
         trainer.train()
     except TrainingError as e:
