@@ -40,6 +40,18 @@ def bench_items(**options) -> InMemory:  # ignores the sizing options the traine
     return InMemory(_ITEMS)
 
 
+def steady_heap(device: torch.device, system_malloc: bool = False) -> None:
+    """CPU: the fixed glibc malloc thresholds ``ganzoo train`` runs under
+    (``ganzoo.training.malloc``), set before anything is timed so that every side of a
+    benchmark runs under them and the ratio compares loops, not heap histories (with glibc's
+    defaults the page faults per step depend on what the process allocated before: 900 to
+    2,500 per ``test_ddpm`` step, up to 10 % of either loop)."""
+    from ganzoo.training.malloc import steady_malloc
+
+    if device.type == "cpu" and not system_malloc:
+        steady_malloc()
+
+
 def use_items(tensors: dict[str, torch.Tensor]) -> str:
     """Serve ``tensors`` as the registered dataset this module names; returns its name."""
     from ganzoo.registry import DATASETS

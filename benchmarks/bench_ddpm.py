@@ -18,6 +18,7 @@ Usage::
     python benchmarks/bench_ddpm.py --quick                # CPU, small U-Net at 32 px
     python benchmarks/bench_ddpm.py --preset ddpm_32 --batch-size 128 \\
         --variants fp32,bf16,channels_last,bf16+channels_last,compile
+    python benchmarks/bench_ddpm.py --quick --no-trainer --profile 2   # where the time goes
 
 Every figure is the median over ``--repeats`` timed runs; the two sides alternate.
 """
@@ -179,6 +180,17 @@ def bench_variant(args, device, variant: str) -> dict[str, float]:
         for _ in range(args.warmup):
             fn()
 
+    if args.profile:
+        sides = (("ganzoo, model API training", ganzoo_steps, args.train_iters),
+                 ("diffusers, train_unconditional.py step", diffusers_steps, args.train_iters),
+                 ("ganzoo, DDIM sampling", ganzoo_sample, args.ddim_steps),
+                 ("diffusers, DDIMPipeline", diffusers_sample, args.ddim_steps))
+        for label, fn, iters in sides:  # iterations: training steps, denoising steps
+            with _common.Profile(device) as prof:
+                for _ in range(args.profile):
+                    fn()
+            print(prof.summary(f"{variant}, {label}", args.profile * iters), flush=True)
+
     times = {k: [] for k in ("train_ganzoo", "train_diffusers", "sample_ganzoo",
                              "sample_diffusers")}
     for _ in range(args.repeats):
@@ -241,13 +253,19 @@ def main(argv=None) -> None:
                         "compile (e.g. fp32,bf16,channels_last,bf16+channels_last,compile)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="the device's dense bf16 peak, for MFU (default: 989 on H100/H200)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also profile N calls of each side's training and sampling "
+                        "(torch.profiler), summarised per training or denoising step")
     p.add_argument("--no-trainer", action="store_false", dest="trainer",
                    help="skip the rows timed through ganzoo.train's Trainer")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="CPU: keep glibc's default malloc thresholds (see _common.steady_heap)")
     args = p.parse_args(argv)
     if args.quick:
         args.device = args.device or "cpu"
         torch.set_num_threads(1)  # and time in process CPU time: robust to a loaded machine
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    _common.steady_heap(device, args.system_malloc)
     args.preset = args.preset or "ddpm_32"
     defaults = (dict(batch_size=8, sample_batch=4, train_iters=6, repeats=3, warmup=1)
                 if args.quick else
@@ -285,6 +303,18 @@ def main(argv=None) -> None:
                 continue
             print(f"| {variant} | {what} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.3f} "
                   f"| >= {target} |")
+    # Issue 21's comparison: ganzoo with its best flags against the loop a user of the diffusers
+    # example runs, which has --mixed_precision (bf16) but neither channels_last nor compile.
+    plain = {v: r for v, r in rows if v in ("fp32", "bf16")}
+    for what, key in (("ganzoo train", "train_trainer"), ("DDPM.sample (DDIM)", "sample_ganzoo")):
+        ours = [(r[key], v) for v, r in rows if r[key] is not None]
+        ref_key = key.split("_")[0] + "_diffusers"
+        if plain and ours:
+            (best, v), pv = max(ours), max(plain, key=lambda k: plain[k][ref_key])
+            print(f"\n{what}, best variant {v}: {best:.2f} img/s = "
+                  f"{best / plain[pv][ref_key]:.2f}x the plain diffusers side ({pv}) "
+                  f"(target >= 1.2)", end="")
+    print()
     peak = args.peak_tflops or (989.0 if device.type == "cuda" and any(
         k in name for k in ("H100", "H200")) else None)
     print(f"\nModel FLOPs of a training step: {rows[0][1]['flops_per_image'] / 1e9:.2f} GFLOP "

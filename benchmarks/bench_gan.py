@@ -197,6 +197,8 @@ def main(argv=None) -> int:
     p.add_argument("--clock", choices=["wall", "process"], default="wall",
                    help="'process': CPU time of this process (CPU runs on a shared, loaded "
                    "machine; ignores time spent waiting for a core)")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="CPU: keep glibc's default malloc thresholds (see _common.steady_heap)")
     args = p.parse_args(argv)
     defaults = dict(batch_size=64, iters=20, repeats=5, warmup=5)
     if args.quick:
@@ -212,6 +214,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    _common.steady_heap(device, args.system_malloc)
     if args.clock == "process":
         if device.type == "cuda":
             p.error("--clock process measures CPU time; use it with --device cpu")

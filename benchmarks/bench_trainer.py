@@ -15,8 +15,8 @@ trainer's clock stops and the bare loop runs as many iterations, so both see the
 over the totals and as the median of the per-chunk ratios. Images/s counts every image drawn
 (``batch x`` schedule entries per iteration). Single-threaded CPU runs (``--quick``) are timed
 in process CPU time; other runs in wall time, with CUDA synchronised at chunk edges. CPU runs
-restart themselves under fixed glibc malloc thresholds (see ``_steady_malloc``;
-``--system-malloc`` keeps the defaults).
+run under the fixed glibc malloc thresholds ``ganzoo train`` sets on CPU (see
+``_common.steady_heap``; ``--system-malloc`` keeps glibc's defaults).
 
     python benchmarks/bench_trainer.py --quick            # CPU, about 2 minutes
     python benchmarks/bench_trainer.py --device cuda      # dcgan at 64 px, batch 64
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import statistics
 import sys
 import tempfile
@@ -177,27 +176,6 @@ def profiled(preset, dataset, batch_size, iters, warmup, device, ema_decay, extr
     return "\n".join(lines)
 
 
-# Keep freed memory for reuse: a fixed mmap threshold (no dynamic raising), no trimming.
-_MALLOC_TUNABLES = ("glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824:"
-                    "glibc.malloc.top_pad=268435456")
-
-
-def _steady_malloc() -> None:
-    """Restart this process under fixed glibc malloc thresholds (CPU runs on Linux).
-
-    On CPU PyTorch allocates each tensor with the C library's malloc, which by default hands
-    large freed blocks back to the OS and maps them again, so every step pays page faults, and
-    how many depends on the allocation history of the process: we counted 900 to 2,500 minor
-    faults per ``test_ddpm`` step, moving either loop by up to 10 % from run to run. Both loops
-    run under the same fixed thresholds, so the ratio compares the loops, not the heap.
-    """
-    if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ:
-        return
-    env = dict(os.environ, GLIBC_TUNABLES=_MALLOC_TUNABLES)
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"],
@@ -211,16 +189,15 @@ def main(argv=None) -> int:
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile N iterations of each loop (torch.profiler)")
     p.add_argument("--system-malloc", action="store_true",
-                   help="CPU: keep glibc's default malloc thresholds (see _steady_malloc)")
+                   help="CPU: keep glibc's default malloc thresholds (see _common.steady_heap)")
     p.add_argument("--trainer-args", default="",
                    help='extra ganzoo.train flags for the trainer side, e.g. "--max-nonfinite 0"')
     args = p.parse_args(argv)
     if args.quick:
         args.device = "cpu"
         torch.set_num_threads(1)
-    if args.device == "cpu" and not args.system_malloc and argv is None:
-        _steady_malloc()
     device = torch.device(args.device)
+    _common.steady_heap(device, args.system_malloc)
     preset = args.model or ("test_dcgan" if args.quick else "dcgan")
     batch = args.batch_size or (16 if args.quick else 64)
     steps = args.steps or 200
