@@ -336,8 +336,9 @@ def score(generated, case: Case, n: int, seed: int, geometry: dict[str, Any]) ->
 def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: Path,
              draws: int = 1) -> dict:
     """Per training seed: each side's FD, the mean over ``draws`` scorings with different
-    sample (and real-subset) seeds; ``ema_minus_live`` keeps the paired per-draw differences,
-    which say whether an EMA-vs-live gap is larger than the scoring's own noise."""
+    generation seeds (the real images stay the dataset's first n); ``ema_minus_live`` keeps
+    the paired per-draw differences, which say whether an EMA-vs-live gap is larger than what
+    a new draw of samples moves."""
     rows = {"ganzoo": [], "ganzoo_live": [], "reference": [], "train_s": [], "ref_s": [],
             "ema_minus_live": []}
     images = None
@@ -364,11 +365,12 @@ def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: P
             rows["ref_s"].append(time.perf_counter() - t0)
             rows["reference"].append(statistics.fmean(
                 score(sampler(n, s), case, n, s, geometry) for s in draw_seeds))
-        print(f"  {name} seed {seed}: " + ", ".join(
-            f"{k} {v[-1]:.2f}" for k, v in rows.items() if v and k != "ema_minus_live")
-            + ("".join(f", EMA - live per draw {' '.join(f'{d:+.2f}' for d in diff)}"
-                       for diff in rows["ema_minus_live"][-1:]) if draws > 1 else ""),
-            flush=True)
+        line = ", ".join(f"{k} {v[-1]:.2f}" for k, v in rows.items()
+                         if v and k != "ema_minus_live")
+        if draws > 1 and model.ema:
+            line += ", EMA - live per draw " + " ".join(
+                f"{d:+.2f}" for d in rows["ema_minus_live"][-1])
+        print(f"  {name} seed {seed}: {line}", flush=True)
     return rows
 
 
