@@ -40,6 +40,12 @@ def bench_items(**options) -> InMemory:  # ignores the sizing options the traine
     return InMemory(_ITEMS)
 
 
+def add_heap_argument(parser) -> None:
+    """``--system-malloc``, the opt-out of :func:`steady_heap`."""
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="CPU: keep glibc's default malloc thresholds (see _common.steady_heap)")
+
+
 def steady_heap(device: torch.device, system_malloc: bool = False) -> None:
     """CPU: the fixed glibc malloc thresholds ``ganzoo train`` runs under
     (``ganzoo.training.malloc``), set before anything is timed so that every side of a

@@ -258,8 +258,7 @@ def main(argv=None) -> None:
                         "(torch.profiler), summarised per training or denoising step")
     p.add_argument("--no-trainer", action="store_false", dest="trainer",
                    help="skip the rows timed through ganzoo.train's Trainer")
-    p.add_argument("--system-malloc", action="store_true",
-                   help="CPU: keep glibc's default malloc thresholds (see _common.steady_heap)")
+    _common.add_heap_argument(p)
     args = p.parse_args(argv)
     if args.quick:
         args.device = args.device or "cpu"

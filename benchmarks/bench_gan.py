@@ -197,8 +197,7 @@ def main(argv=None) -> int:
     p.add_argument("--clock", choices=["wall", "process"], default="wall",
                    help="'process': CPU time of this process (CPU runs on a shared, loaded "
                    "machine; ignores time spent waiting for a core)")
-    p.add_argument("--system-malloc", action="store_true",
-                   help="CPU: keep glibc's default malloc thresholds (see _common.steady_heap)")
+    _common.add_heap_argument(p)
     args = p.parse_args(argv)
     defaults = dict(batch_size=64, iters=20, repeats=5, warmup=5)
     if args.quick:

@@ -188,8 +188,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="trainer runs")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile N iterations of each loop (torch.profiler)")
-    p.add_argument("--system-malloc", action="store_true",
-                   help="CPU: keep glibc's default malloc thresholds (see _common.steady_heap)")
+    _common.add_heap_argument(p)
     p.add_argument("--trainer-args", default="",
                    help='extra ganzoo.train flags for the trainer side, e.g. "--max-nonfinite 0"')
     args = p.parse_args(argv)
