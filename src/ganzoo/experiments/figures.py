@@ -189,7 +189,7 @@ def worst_samples(model, info: RunInfo, path: Path, k: int = 8, pool: int = 64,
     from ..metrics.sources import resolve_input
 
     ev = _eval_settings(info)
-    reference = ev.get("reference") or info.dataset or getattr(model, "default_dataset", "")
+    reference = ev.get("reference") or info.dataset or model.default_dataset
     dkw = dict(ev.get("dataset_kwargs") or {})
     if not ev.get("reference"):
         dkw = {**(info.config.get("dataset_args") or {}), **dkw}
@@ -199,11 +199,11 @@ def worst_samples(model, info: RunInfo, path: Path, k: int = 8, pool: int = 64,
     if resolution is not None:
         dkw.setdefault("resolution", resolution)
     ref = resolve_input(reference, "reference", dkw, resolution)
-    output = next(iter(getattr(model, "eval_references", {"sample": {}})))
+    output = next(iter(model.eval_references))
     view_overrides = model.eval_references.get(output, {})
     real_src = ref[1].view(view_overrides) if ref[0] == "dataset" else ref[1]
     batch = None
-    if getattr(model, "task", "sample") != "sample" and output != "sample":
+    if model.task != "sample" and output != "sample":
         inputs = ref[1].view({}) if ref[0] == "dataset" else real_src
         batch = default_collate([inputs.dataset[i % len(inputs)] for i in range(pool)])
         batch = {key: v.to(model.device) if torch.is_tensor(v) else v for key, v in batch.items()}
