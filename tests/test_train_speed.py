@@ -68,15 +68,19 @@ def test_compiled_steps_match_eager_steps(tmp_path):
                                    msg=key)
 
 
+def _is_channels_last(trainer) -> bool:
+    conv = next(m for m in trainer.unwrapped.modules()
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)))
+    return conv.weight.is_contiguous(memory_format=torch.channels_last) \
+        and not conv.weight.is_contiguous()
+
+
 def test_channels_last_runs_and_gives_the_eager_result(tmp_path):
     states = {}
-    for name, extra in (("plain", ()), ("cl", ("--channels-last",))):
-        trainer = _trainer(tmp_path / name, "--max-steps", "2", "--log-every", "1", *extra,
+    for name, flag in (("plain", "--no-channels-last"), ("cl", "--channels-last")):
+        trainer = _trainer(tmp_path / name, "--max-steps", "2", "--log-every", "1", flag,
                            model="test_dcgan")
-        if extra:
-            conv = next(m for m in trainer.unwrapped.generator.modules()
-                        if isinstance(m, torch.nn.ConvTranspose2d))
-            assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert _is_channels_last(trainer) == (flag == "--channels-last")
         trainer.train()
         states[name] = trainer.unwrapped.state_dict()
     # Adam moves each weight by at most ~lr per step, so two steps that differ only in
@@ -91,6 +95,18 @@ def test_channels_last_runs_and_gives_the_eager_result(tmp_path):
         assert first[1][key] == pytest.approx(first[0][key], rel=1e-4), key
     loaded = ganzoo.from_pretrained(tmp_path / "cl" / "final")  # plain tensors on disk
     assert set(loaded.state_dict()) == set(states["plain"])
+
+
+@pytest.mark.parametrize("model, expected", [("test_dcgan", True), ("test_wgan_gp", False),
+                                             ("test_ddpm", False)])
+def test_channels_last_default_follows_the_family_on_this_device(tmp_path, model, expected):
+    trainer = _trainer(tmp_path / "run", "--max-steps", "1", "--cpu", model=model)
+    assert trainer.run.channels_last is None  # unset: the family decides, per device
+    assert trainer.unwrapped.default_channels_last == ({"cpu"} if expected else set())
+    assert _is_channels_last(trainer) is expected
+    for flag, on in (("--no-channels-last", False), ("--channels-last", True)):
+        assert _is_channels_last(_trainer(tmp_path / flag, "--max-steps", "1", "--cpu", flag,
+                                          model=model)) is on
 
 
 def test_worker_default_follows_the_device(monkeypatch):

@@ -94,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--compile-backend",
                    help="torch.compile backend (default inductor; aot_eager traces without "
                         "generating code, to debug a graph)")
-    a.add_argument("--channels-last", action="store_true",
-                   help="channels_last memory format for the model and the image batches")
+    a.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="channels_last memory format for the model and the image batches "
+                        "(default: the family's default_channels_last for the device; on for "
+                        "dcgan on CPU)")
     a.add_argument("--num-workers", type=int,
                    help="DataLoader worker processes (default: 0 on CPU; on a GPU the cores "
                         "per process minus one, at most 8)")

@@ -138,6 +138,10 @@ class GenerativeModel(nn.Module):
     # t iterations is (1 + t) ** power, capped by default_ema_decay.
     default_ema_warmup_power: ClassVar[float] = 2 / 3
     default_ema_start: ClassVar[int] = 0  # iterations during which the EMA copies the live weights
+    # Device types (``torch.device.type``) on which the trainer runs the model and its batches
+    # in channels_last unless told otherwise (--channels-last / --no-channels-last): only where
+    # it was measured to help this family (docs/training.md, "Speed options").
+    default_channels_last: ClassVar[frozenset[str]] = frozenset()
     # Output name of ``generate`` -> dataset overrides that give its reference images.
     eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
 

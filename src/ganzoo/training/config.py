@@ -64,7 +64,7 @@ class RunConfig:
     compile: bool = False  # torch.compile the networks (Module.compile: state-dict keys kept)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     compile_backend: str = "inductor"  # torch.compile backend ("aot_eager" to debug)
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: the family's default_channels_last on this device
     cpu: bool = False  # train on CPU even when an accelerator is present
     max_nonfinite: int = 20  # consecutive skipped steps before the run stops; 0: no guard
     progress: bool = True

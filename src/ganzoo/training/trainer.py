@@ -268,7 +268,9 @@ class Trainer:
         from accelerate.utils import DistributedType
 
         run, acc = self.run, self.accelerator
-        if run.channels_last:  # before DDP wraps the model (its buckets follow the strides)
+        self.channels_last = run.channels_last if run.channels_last is not None \
+            else acc.device.type in self.model.default_channels_last
+        if self.channels_last:  # before DDP wraps the model (its buckets follow the strides)
             self.model.to(memory_format=torch.channels_last)
         workers = default_num_workers(acc.device, acc.num_processes) \
             if run.num_workers is None else run.num_workers
@@ -332,9 +334,10 @@ class Trainer:
             text = json.dumps(resolved, indent=2)
             logger.info("ganzoo.train: resolved run config\n%s", text)
             logger.info("model %s: %.3f M trainable parameters; groups %s; %d process(es) on %s; "
-                        "mixed precision %s", run.model,
+                        "mixed precision %s; channels_last %s", run.model,
                         sum(p.numel() for p in self.trainable) / 1e6, self.groups,
-                        acc.num_processes, acc.device, self.mixed_precision)
+                        acc.num_processes, acc.device, self.mixed_precision,
+                        "on" if self.channels_last else "off")
             if self.resume_path is not None:
                 logger.info("resuming from %s (step %d)", self.resume_path, self.start_step)
                 self._truncate_metrics(self.start_step)
@@ -643,7 +646,7 @@ class Trainer:
                     else contextlib.nullcontext())
         for _ in range(run.grad_accum):
             batch = next(data_iter)
-            if run.channels_last:
+            if self.channels_last:
                 batch = {k: v.contiguous(memory_format=torch.channels_last)
                          if torch.is_tensor(v) and v.dim() == 4 else v
                          for k, v in batch.items()}
