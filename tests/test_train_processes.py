@@ -179,6 +179,27 @@ def test_torchrun_two_processes_sigterm(env, tmp_path):
     assert rank_out[1].strip() == ""
 
 
+def test_torchrun_dcgan_channels_last_default(env, tmp_path):
+    """dcgan's CPU default layout (channels_last) under DDP with gloo: both ranks hold the same
+    weights after each step, and final/ loads strictly into a fresh (NCHW) model."""
+    import ganzoo
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "ganzoo.train", "--no-progress", "--model", "test_dcgan", "--dataset",
+           "shapes", "--set", "data.size=64", "--batch-size", "4", "--num-samples", "4",
+           "--max-steps", "3", "--save-every", "1", "--sample-every", "0", "--keep", "0",
+           "-o", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "channels_last on" in proc.stdout + proc.stderr
+    for _, path in ckpt.list_checkpoints(out / "checkpoints"):
+        sums = json.loads((path / "trainer_state.json").read_text())["rank_checksums"]
+        assert len(sums) == 2 and sums[0] == sums[1], path
+    model = ganzoo.from_pretrained(out / "final")
+    assert model.sample(2, generator=torch.Generator().manual_seed(0)).isfinite().all()
+
+
 @pytest.mark.timeout(400)
 def test_torchrun_sigterm_at_random_moments_under_load(env, tmp_path):
     """The graceful stop, repeated: SIGTERM to both ranks at a random moment of the run (during
