@@ -6,7 +6,8 @@ same in-memory items (the model's embedded dataset, rendered once before timing)
 is what a careful user writes by hand: a shuffled ``DataLoader``, then for each group of the
 model's schedule a fresh batch, gradients enabled for that group only, ``loss``, ``backward``,
 the group's gradient clipping if it has one, ``step``, ``after_step``, and the EMA update, with
-the optimizer kernels the trainer picks. The ganzoo side is ``Trainer.train()`` itself
+the optimizer kernels and the memory layout the trainer picks (channels_last for ``dcgan`` on
+CPU, its default there). The ganzoo side is ``Trainer.train()`` itself
 (Accelerate, the non-finite guard, logging, LR schedule, sampler, EMA).
 
 The two loops are interleaved: every ``--chunk`` iterations of ``Trainer.train()`` the
@@ -51,8 +52,13 @@ def _clock(device):
 class BareLoop:
     """The hand-written loop, run ``n`` iterations at a time."""
 
-    def __init__(self, model, dataset, batch_size, device, ema_decay):
+    def __init__(self, model, dataset, batch_size, device, ema_decay, channels_last=False):
         self.model, self.device, self.ema_decay = model.to(device).train(), device, ema_decay
+        # The trainer's memory layout (Trainer.channels_last: the flag, else the family's
+        # default on this device), so that only the loop around the kernels differs.
+        self.channels_last = channels_last
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
         self.specs = model.optimizer_groups()
         self.params = {g: model.group_parameters(g) for g in self.specs}
         # The same optimizer kernels the trainer picks, so only the loop around them differs.
@@ -74,7 +80,11 @@ class BareLoop:
         except StopIteration:
             self.it = iter(self.loader)
             b = next(self.it)
-        return {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
+        b = {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
+        if self.channels_last:
+            b = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                 for k, v in b.items()}
+        return b
 
     def run(self, n: int) -> None:
         model, specs, opts = self.model, self.specs, self.opts
@@ -124,12 +134,13 @@ def interleaved(preset, dataset, batch_size, steps, chunk, warmup, device, ema_d
             torch.cuda.synchronize()
         return clock()
 
-    bare = BareLoop(ganzoo.build(preset), dataset, batch_size, device, ema_decay)
-    bare.run(warmup)
     pairs: list[tuple[float, float]] = []
     chunk_start: float | None = None  # clock when the trainer's current chunk began
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer(preset, batch_size, warmup + steps + 1, device, ema_decay, extra, tmp)
+        bare = BareLoop(ganzoo.build(preset), dataset, batch_size, device, ema_decay,
+                        trainer.channels_last)
+        bare.run(warmup)
         schedule = trainer.unwrapped.schedule
 
         def stamped(step):  # the trainer asks for this at the start of each iteration
@@ -153,14 +164,15 @@ def profiled(preset, dataset, batch_size, iters, warmup, device, ema_decay, extr
     """torch.profiler over ``iters`` iterations of each loop after ``warmup``: what the trainer
     adds per iteration (its LR setting, ``requires_grad`` switching, non-finite guard, logging
     and host syncs) beside the bare loop's kernels."""
-    bare = BareLoop(ganzoo.build(preset), dataset, batch_size, device, ema_decay)
-    bare.run(warmup)
-    with _common.Profile(device) as prof:
-        bare.run(iters)
-    lines = [prof.summary("bare loop", iters)]
-    prof = _common.Profile(device)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer(preset, batch_size, warmup + iters + 1, device, ema_decay, extra, tmp)
+        bare = BareLoop(ganzoo.build(preset), dataset, batch_size, device, ema_decay,
+                        trainer.channels_last)
+        bare.run(warmup)
+        with _common.Profile(device) as prof:
+            bare.run(iters)
+        lines = [prof.summary("bare loop", iters)]
+        prof = _common.Profile(device)
         schedule = trainer.unwrapped.schedule
 
         def stamped(step):  # the trainer asks for this at the start of each iteration
