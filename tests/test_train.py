@@ -283,7 +283,8 @@ def test_outputs_pruning_and_final(toys, tmp_path):
     assert recs[-1]["generator/grad_norm"] > 0
     assert list((out / "logs").rglob("events.out.tfevents*")), "no tensorboard events"
     state = json.loads((root / "step_00000004" / "trainer_state.json").read_text())
-    assert state["samples_seen"] == 4 * 3 * 8  # 4 steps x (2 critic + 1 G) batches x 8
+    # 4 steps x 2 batches x 8: the 2 critic steps draw one each, the generator reuses the first
+    assert state["samples_seen"] == 4 * 2 * 8
     model = ganzoo.from_pretrained(out / "final")
     saved = ganzoo.from_pretrained(out / "final")
     assert torch.equal(model.sample(2, torch.Generator().manual_seed(0)),
@@ -324,6 +325,31 @@ def test_only_the_stepped_group_changes(toys, tmp_path):
         assert torch.equal(p, dict(init.discriminator.named_parameters())[n]), n
     assert any(not torch.equal(p, dict(init.generator.named_parameters())[n])
                for n, p in trained.generator.named_parameters())
+
+
+def test_groups_share_the_iterations_batches(toys, tmp_path, monkeypatch):
+    """The k-th step of every group in an iteration gets the iteration's k-th batches (one per
+    micro-step): D and G see the same real images, the critic's extra step fresh ones."""
+    seen = []
+    real_loss = helpers.ToyGAN.loss
+
+    def spy(self, group, batch, step):
+        seen.append((step, group, batch["image"].clone()))
+        return real_loss(self, group, batch, step)
+
+    monkeypatch.setattr(helpers.ToyGAN, "loss", spy)
+    assert main(_args(tmp_path / "run", "--max-steps", "2", "--grad-accum", "2",
+                      "--sample-every", "0", "--save-every", "0")) == 0
+    for step in (0, 1):
+        d = [x for s, g, x in seen if s == step and g == "discriminator"]
+        g = [x for s, g, x in seen if s == step and g == "generator"]
+        assert len(d) == 4 and len(g) == 2  # n_critic 2 x grad_accum 2; 1 x 2
+        assert all(torch.equal(a, b) for a, b in zip(g, d[:2]))  # G reuses D's first step's
+        assert not any(torch.equal(a, b) for a in d[:2] for b in d[2:])  # fresh for step 2
+        assert not torch.equal(d[0], d[1])  # one batch per micro-step
+    first = [x for s, g, x in seen if s == 0 and g == "discriminator"]
+    second = [x for s, g, x in seen if s == 1 and g == "discriminator"]
+    assert not any(torch.equal(a, b) for a in first for b in second)  # new ones per iteration
 
 
 def test_single_group_model_with_grad_accum(toys, tmp_path):

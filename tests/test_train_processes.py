@@ -170,7 +170,8 @@ def test_torchrun_two_processes_sigterm(env, tmp_path):
         state = json.loads((path / "trainer_state.json").read_text())
         sums = state["rank_checksums"]
         assert state["num_processes"] == 2 and len(sums) == 2 and sums[0] == sums[1], path
-        assert state["samples_seen"] == state["step"] * 3 * 8 * 2  # sharded: 2 x 8 per draw
+        # 2 draws per step (2 critic steps; G reuses the first), sharded: 2 x 8 per draw
+        assert state["samples_seen"] == state["step"] * 2 * 8 * 2
         assert len(torch.load(path / "rng.pt", weights_only=True)) == 2
     assert [r["step"] for r in _records(out)] == list(range(1, last + 1))  # one writer
     assert len(list((out / "samples").iterdir())) == 1 + last // 2

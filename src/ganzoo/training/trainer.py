@@ -6,9 +6,11 @@ It relies only on the :class:`~ganzoo.models.base.GenerativeModel` API: ``optimi
 ``batch_keys`` and ``save_pretrained``. It never asks which family it trains.
 
 One training iteration (``step``) runs the groups of ``model.schedule(step)`` in order. For each
-entry it enables gradients for that group's parameters only, draws ``grad_accum`` fresh batches
+entry it enables gradients for that group's parameters only, runs ``grad_accum`` micro-batches
 under ``accelerator.accumulate``, and on the gradient sync unscales (fp16), clips, checks for
-non-finite values, steps the optimizer and calls ``after_step``. After the iteration the EMA
+non-finite values, steps the optimizer and calls ``after_step``. The k-th step of every group
+in an iteration takes the iteration's k-th set of batches, so the discriminator and generator
+steps see the same real images and extra critic steps fresh ones. After the iteration the EMA
 networks are updated once.
 """
 
@@ -633,9 +635,27 @@ class Trainer:
             lrs[g] = lr
         return lrs
 
-    def _group_step(self, group: str, step: int, data_iter) -> dict[str, Any]:
-        acc = self.accelerator
-        run = self.run
+    def _micro_batches(self, k: int, drawn: list, data_iter) -> list:
+        """The batches of a group's ``k``-th step in this iteration, one per gradient-
+        accumulation micro-step: the iteration's ``k``-th set, drawn on first use.
+
+        Every group's first step therefore sees the same real images, as in the references'
+        loops (pytorch/examples ``dcgan/main.py``; CUT's ``optimize_parameters`` in
+        taesungp/contrastive-unpaired-translation ``models/cut_model.py``), and a critic's
+        extra steps (``n_critic``) draw fresh ones (Gulrajani et al. 2017, Algorithm 1)."""
+        n = self.run.grad_accum
+        while len(drawn) < (k + 1) * n:
+            batch = next(data_iter)
+            if self.channels_last:
+                batch = {key: v.contiguous(memory_format=torch.channels_last)
+                         if torch.is_tensor(v) and v.dim() == 4 else v
+                         for key, v in batch.items()}
+            self.samples_seen += self.run.batch_size * self.accelerator.num_processes
+            drawn.append(batch)
+        return drawn[k * n:(k + 1) * n]
+
+    def _group_step(self, group: str, step: int, batches: list) -> dict[str, Any]:
+        acc, run = self.accelerator, self.run
         scaler = self.scalers.get(group)
         opt = self.optimizers[group]
         params = self.group_params[group]
@@ -644,13 +664,7 @@ class Trainer:
         logs: dict[str, Any] = {}
         autocast = (torch.autocast(acc.device.type, dtype=torch.float16) if scaler is not None
                     else contextlib.nullcontext())
-        for _ in range(run.grad_accum):
-            batch = next(data_iter)
-            if self.channels_last:
-                batch = {k: v.contiguous(memory_format=torch.channels_last)
-                         if torch.is_tensor(v) and v.dim() == 4 else v
-                         for k, v in batch.items()}
-            self.samples_seen += run.batch_size * acc.num_processes
+        for batch in batches:
             with acc.accumulate(self.ddp_model):
                 # penalty_grad_scaler: gradient and R1 penalties scale their input gradients
                 # by this group's loss scale (PyTorch's AMP gradient-penalty recipe).
@@ -779,8 +793,12 @@ class Trainer:
         try:
             while total is None or step < total:
                 lrs = self._set_lr(step)
+                drawn: list = []
+                steps_of: dict[str, int] = {}
                 for group in self.unwrapped.schedule(step):
-                    group_logs[group] = self._group_step(group, step, data_iter)
+                    k = steps_of[group] = steps_of.get(group, -1) + 1
+                    group_logs[group] = self._group_step(
+                        group, step, self._micro_batches(k, drawn, data_iter))
                 self._set_trainable(None)
                 if run.log_every and (step + 1) % run.log_every == 0 or \
                         (run.save_every and (step + 1) % run.save_every == 0):
