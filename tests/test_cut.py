@@ -157,6 +157,22 @@ def test_reference_presets_reproduce_the_official_objective():
     assert not any(k.startswith("ema.") for k in ref.state_dict())
     for spec in ref.optimizer_groups().values():
         assert (spec.lr, spec.betas, spec.clip_grad_norm) == (2e-4, (0.5, 0.999), None)
+    assert ref.default_augment == fast.default_augment == "crop_flip"
+
+
+def test_reference_preset_trains_on_the_reference_data_pipeline():
+    """cut_reference's training set gets crop_flip (resize_and_crop + flip) unless the run
+    sets data.augment; the baseline preset's gets no augmentation."""
+    from ganzoo.training.data import build_dataset
+
+    def varies(model, options):
+        ds = build_dataset("shapes_unpaired", {"size": 2, **options}, model=model)
+        return not torch.equal(ds[0]["image_a"], ds[0]["image_a"])
+
+    torch.manual_seed(0)
+    assert varies(ganzoo.build("test_cut_reference"), {})
+    assert not varies(ganzoo.build("test_cut_reference"), {"augment": "none"})
+    assert not varies(ganzoo.build("test_cut"), {})
 
 
 def test_reference_losses_on_fixed_inputs():

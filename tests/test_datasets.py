@@ -115,6 +115,60 @@ def test_flip_preset_only_mirrors():
     assert same + mirrored == 32 and same > 0 and mirrored > 0
 
 
+def _windows(big: torch.Tensor, h: int, w: int) -> list[torch.Tensor]:
+    """Every h x w window of ``big`` and its mirror."""
+    out = []
+    for top in range(big.shape[-2] - h + 1):
+        for left in range(big.shape[-1] - w + 1):
+            crop = big[..., top:top + h, left:left + w]
+            out += [crop, crop.flip(-1)]
+    return out
+
+
+def test_crop_flip_is_a_random_crop_of_the_upsampled_image_maybe_mirrored():
+    """pix2pix/CUT's resize_and_crop + flip on a tensor dataset: 32 px images are upsampled to
+    36 px (286/256), and each item is one 32 px window of that or its mirror; the windows and
+    the flips vary between draws."""
+    from torchvision.transforms.v2 import functional as F
+
+    plain = ganzoo.build_dataset("shapes", resolution=32, size=4)
+    aug = ganzoo.build_dataset("shapes", resolution=32, size=4, augment="crop_flip")
+    big = F.resize(plain[0]["image"], [36, 36], interpolation=F.InterpolationMode.BICUBIC,
+                   antialias=True).clamp(-1, 1)
+    windows = _windows(big, 32, 32)
+    torch.manual_seed(0)
+    draws = [aug[0]["image"] for _ in range(40)]
+    for x in draws:
+        assert x.shape == (3, 32, 32)
+        assert any(torch.allclose(x, wdw, atol=1e-6) for wdw in windows)
+    distinct = {tuple(x.flatten()[:64].tolist()) for x in draws}
+    assert len(distinct) > 10
+    assert any(torch.allclose(x, wdw.flip(-1), atol=1e-6) for x in draws for wdw in windows[::2])
+
+
+def test_crop_flip_on_files_resizes_once_to_the_larger_size(tmp_path):
+    """A folder dataset resizes the file straight to 286/256 of the training size (one
+    resample, as the references resize to --load_size), then crops the training size."""
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(3, 64, 64, generator=g) * 255).to(torch.uint8)
+    (tmp_path / "a").mkdir()
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(tmp_path / "a" / "x.png")
+    ds = ganzoo.build_dataset("image_folder", root=str(tmp_path / "a"), resolution=16,
+                              augment="crop_flip")
+    big = F.resize(pixels, [18, 18], interpolation=F.InterpolationMode.BICUBIC,
+                   antialias=True).float().div(127.5).sub(1).clamp(-1, 1)
+    torch.manual_seed(0)
+    for _ in range(10):
+        x = ds[0]["image"]
+        assert x.shape == (3, 16, 16)
+        assert any(torch.allclose(x, wdw, atol=1e-6) for wdw in _windows(big, 16, 16))
+    with pytest.raises(ValueError, match="crop_flip"):
+        ganzoo.build_dataset("shapes", augment="crop")
+
+
 # -- folders -------------------------------------------------------------------------------
 
 def _write_images(folder, n, size=(40, 30), start=0):

@@ -1,9 +1,15 @@
 """Image transforms shared by the datasets: resize-and-crop to (H, W), augmentation presets.
 
-``flip`` is a horizontal flip with p = 0.5 alone: the generator plan's phase 1C baseline.
-``structure`` is the plan's structure-preserving augmentation: horizontal flip with p = 0.5,
-rotation within ±5°, mild colour jitter (brightness ±0.1, contrast ±0.1, saturation ±0.05); no
+``flip`` is a horizontal flip with p = 0.5 alone (the phase-1C baseline of docs/data.md).
+``structure`` is a structure-preserving augmentation: horizontal flip with p = 0.5, rotation
+within ±5°, mild colour jitter (brightness ±0.1, contrast ±0.1, saturation ±0.05); no
 translation and no vertical flip, which would change layouts a model should learn.
+``crop_flip`` is pix2pix/CycleGAN/CUT's default training pipeline (``--preprocess
+resize_and_crop --load_size 286 --crop_size 256`` plus a horizontal flip with p = 0.5, in
+junyanz/pytorch-CycleGAN-and-pix2pix and taesungp/contrastive-unpaired-translation,
+``data/base_dataset.py``): the image is resized to 286/256 of the training size, a random
+training-size crop is taken, then flipped with p = 0.5. Folder datasets resize the file once,
+straight to the larger size; datasets that make tensors at the training size upsample them.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import torch
 __all__ = ["augment_fn", "load_transform", "AUGMENTATIONS", "Augment"]
 
 # The augmentation presets every dataset takes (one definition for all their signatures).
-Augment = Literal["none", "flip", "structure"]
-AUGMENTATIONS = ("none", "flip", "structure")
+Augment = Literal["none", "flip", "structure", "crop_flip"]
+AUGMENTATIONS = ("none", "flip", "structure", "crop_flip")
+# crop_flip's resize before the crop: the references' --load_size 286 for --crop_size 256.
+CROP_FLIP_SCALE = 286 / 256
 
 
 def augment_fn(name: Augment | None) -> Callable | None:
@@ -29,6 +37,8 @@ def augment_fn(name: Augment | None) -> Callable | None:
 
     if name == "flip":  # flipping commutes with the [-1, 1] scaling
         return v2.RandomHorizontalFlip(p=0.5)
+    if name == "crop_flip":
+        return _crop_flip
     aug = v2.Compose([
         v2.RandomHorizontalFlip(p=0.5),
         v2.RandomRotation(5, interpolation=v2.InterpolationMode.BILINEAR),
@@ -40,6 +50,28 @@ def augment_fn(name: Augment | None) -> Callable | None:
         return aug((img + 1) / 2).clamp(0, 1) * 2 - 1
 
     return apply
+
+
+def _load_size(height: int, width: int) -> tuple[int, int]:
+    return round(height * CROP_FLIP_SCALE), round(width * CROP_FLIP_SCALE)
+
+
+def _crop_flip(img: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """A random ``size`` crop (default: the image's own size) of ``img`` at 286/256 of that
+    size, flipped with p = 0.5. ``img`` is already that large when a folder dataset loaded it
+    so; otherwise it is upsampled here (bicubic, values clamped to [-1, 1])."""
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as F
+
+    height, width = size or tuple(img.shape[-2:])
+    load = _load_size(height, width)
+    if tuple(img.shape[-2:]) != load:
+        img = F.resize(img, list(load), interpolation=v2.InterpolationMode.BICUBIC,
+                       antialias=True).clamp(-1, 1)
+    top = int(torch.randint(0, load[0] - height + 1, ()))
+    left = int(torch.randint(0, load[1] - width + 1, ()))
+    img = img[..., top:top + height, left:left + width]
+    return img.flip(-1) if bool(torch.rand(()) < 0.5) else img
 
 
 def load_transform(height: int, width: int | None = None,
@@ -54,15 +86,19 @@ def load_transform(height: int, width: int | None = None,
 
     width = width or height
     aug = augment_fn(augment)
+    # crop_flip crops from a larger image: resize the file straight to that size (one resample)
+    cover = _load_size(height, width) if augment == "crop_flip" else (height, width)
 
     def apply(img) -> torch.Tensor:
         img = img.convert("RGB")
-        scale = max(height / img.height, width / img.width)
-        size = (max(height, round(img.height * scale)), max(width, round(img.width * scale)))
+        scale = max(cover[0] / img.height, cover[1] / img.width)
+        size = (max(cover[0], round(img.height * scale)), max(cover[1], round(img.width * scale)))
         t = F.pil_to_tensor(img)
         t = F.resize(t, list(size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
-        t = F.center_crop(t, [height, width])
+        t = F.center_crop(t, list(cover))
         t = t.float().div(127.5).sub(1.0).clamp(-1, 1)
+        if augment == "crop_flip":
+            return _crop_flip(t, (height, width))
         return aug(t) if aug is not None else t
 
     return apply

@@ -142,6 +142,10 @@ class GenerativeModel(nn.Module):
     # in channels_last unless told otherwise (--channels-last / --no-channels-last): only where
     # it was measured to help this family (docs/training.md, "Speed options").
     default_channels_last: ClassVar[frozenset[str]] = frozenset()
+    # The augmentation (ganzoo.datasets.transforms) the trainer gives a training dataset that
+    # takes one, unless the run sets ``data.augment``: for a family whose reference trains
+    # with one (cut_reference: crop_flip, the CUT code's resize_and_crop + flip).
+    default_augment: str = "none"
     # Output name of ``generate`` -> dataset overrides that give its reference images.
     eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
 

@@ -13,8 +13,10 @@ MLP per layer (the projection head, ``netF`` in the reference) maps them to 256-
 Presets: ``cut`` (the photo->Monet baseline, see below), ``fastcut`` and ``cut_nce_idt``
 (the reference's FastCUT and CUT settings of the NCE loss, in the baseline's training frame),
 ``cut_reference`` and ``fastcut_reference`` (the reference's objective end to end: LSGAN,
-the anti-aliased discriminator with Xavier init, no DiffAugment, clipping or EMA), plus the
-tiny ``test_cut`` / ``test_fastcut`` / ``test_cut_reference`` at 32 px.
+the anti-aliased discriminator with Xavier init, no DiffAugment, clipping or EMA, and its data
+pipeline, ``data_augment="crop_flip"``), plus the tiny ``test_cut`` / ``test_fastcut`` /
+``test_cut_reference`` at 32 px. docs/cut.md compares ``cut_reference`` with the reference on
+copied weights (``tools/compare_cut.py``) and at a training budget.
 
 Departures from the reference, all on purpose:
 
@@ -31,6 +33,13 @@ Departures from the reference, all on purpose:
   over ``n_epochs_decay``; schedules are the trainer's (``--lr-schedule linear
   --lr-decay-start N``; ``configs/cut_reference.yaml`` sets it), per step rather than per
   epoch.
+- Data: the reference pairs each A with a B drawn at random every time; ganzoo's ``unpaired``
+  folders pair A[i] with B[perm[i]] for a seeded permutation, and the sampler reshuffles the
+  items every epoch. No loss term reads a pair (D sees B, PatchNCE sees A, identity NCE sees
+  B), so at batch 1 the two differ only in drawing B with or without replacement. The
+  reference's ``resize_and_crop`` + flip is ``data_augment="crop_flip"``; it stops cropping
+  (resizes to the crop size) once the learning rate decays, which ganzoo's dataset, not
+  knowing the schedule, does not.
 - The projection MLP is built eagerly from the known channel counts of the tapped layers (the
   reference builds it on the first forward pass), so the optimizer sees it from the start and
   the model can be built on the ``meta`` device.
@@ -40,7 +49,8 @@ Departures from the reference, all on purpose:
   flip is applied and the norm is per-image (instance/none), instead of a second encoder pass:
   the same features, one encoder pass fewer.
 - Each optimizer group computes ``G(a)`` itself (the trainer steps D and G from separate
-  ``loss`` calls), so one iteration costs one generator forward more than the reference.
+  ``loss`` calls, on the same batch), so one iteration costs one generator forward more than
+  the reference.
 - Numerical safeguards (from the baseline): feature normalisation with eps = 1e-6, logits
   clamped to +-50 before the softmax, and a non-finite NCE loss flagged in the logs
   (``nce_nonfinite``) and returned as is, so the trainer's non-finite guard takes over.
@@ -143,6 +153,9 @@ class CUTConfig(cfg.Config):
     betas: tuple[float, float] = (0.5, 0.999)
     clip_grad_norm: float | None = 10.0
     ema: bool = True  # EMA of the generator for translation (the reference keeps none)
+    # Augmentation of the training images (ganzoo.datasets.transforms), unless the run sets
+    # data.augment: "crop_flip" is the reference's resize_and_crop (286/256) + flip.
+    data_augment: Literal["none", "flip", "structure", "crop_flip"] = "none"
 
     def __post_init__(self):
         super().__post_init__()
@@ -447,6 +460,7 @@ class CUT(GenerativeModel):
         super().__init__(config)
         c = config
         self.ema_networks = ("generator",) if c.ema else ()
+        self.default_augment = c.data_augment
         self.generator = ResnetGenerator(c)
         self.projector = PatchProjector([self.generator.layer_channels[i] for i in c.nce_layers],
                                         c.projector_channels, c.init_gain)
@@ -654,7 +668,8 @@ def cut_nce_idt(**kwargs) -> CUT:
 # The reference's training objective (taesungp/contrastive-unpaired-translation): LSGAN, its
 # anti-aliased, Xavier-initialised discriminator, no augmentation, clipping, identity L1 or EMA.
 _REFERENCE = dict(adv_loss="lsgan", disc_antialias=True, disc_init="xavier", diffaugment="",
-                  identity_warm_weight=0.0, clip_grad_norm=None, ema=False)
+                  identity_warm_weight=0.0, clip_grad_norm=None, ema=False,
+                  data_augment="crop_flip")
 
 
 @register_model

@@ -64,15 +64,17 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_dataset(name: str, options: dict[str, Any], model=None) -> Dataset:
-    """Build dataset ``name``. Options the user did not set default to what fits the model
-    (``ganzoo.datasets.dataset_kwargs_for``: resolution, aspect ratio) when the dataset
-    takes them."""
+    """Build dataset ``name`` for training. Options the user did not set default to what fits
+    the model (``ganzoo.datasets.dataset_kwargs_for``: resolution, aspect ratio) and to its
+    ``default_augment``, when the dataset takes them."""
     from ..datasets import dataset_kwargs_for
     from ..registry import DATASETS
 
     options = check_dataset_options(name, options)
     known, var_kw = _factory_options(DATASETS.get(name))
     fitted = dataset_kwargs_for(model) if model is not None else {}
+    if model is not None and model.default_augment != "none":
+        fitted["augment"] = model.default_augment
     for option, value in fitted.items():
         if option not in options and (option in known or var_kw):
             options[option] = value
