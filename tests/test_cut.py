@@ -158,6 +158,7 @@ def test_reference_presets_reproduce_the_official_objective():
     for spec in ref.optimizer_groups().values():
         assert (spec.lr, spec.betas, spec.clip_grad_norm) == (2e-4, (0.5, 0.999), None)
     assert ref.default_augment == fast.default_augment == "crop_flip"
+    assert ref.config.nce_eps == fast.config.nce_eps == 1e-7  # Normalize in models/networks.py
 
 
 def test_reference_preset_trains_on_the_reference_data_pipeline():
@@ -173,6 +174,23 @@ def test_reference_preset_trains_on_the_reference_data_pipeline():
     assert varies(ganzoo.build("test_cut_reference"), {})
     assert not varies(ganzoo.build("test_cut_reference"), {"augment": "none"})
     assert not varies(ganzoo.build("test_cut"), {})
+
+
+def test_reference_nce_keeps_the_heads_small_start_at_unit_length():
+    """The Xavier-0.02 projection head starts with outputs of norm 1e-6 to 1e-3; the reference
+    normalises them as x / (|x| + 1e-7), so they stay unit vectors. The baseline's eps 1e-6
+    shrinks the smallest by a third, which flattens PatchNCE's logits and changes the head's
+    gradients by orders of magnitude (docs/cut.md, "Against the authors' code")."""
+    from ganzoo.losses.patchnce import l2_normalize
+
+    torch.manual_seed(0)
+    model = ganzoo.build("test_cut_reference")
+    c = model.config
+    feats = model.generator.encode(_batch()["image_a"], c.nce_layers)
+    heads, _ = model.projector(feats, c.num_patches)
+    assert min(h.norm(dim=1).min().item() for h in heads) < 1e-4  # the small start
+    for h in heads:
+        assert l2_normalize(h, eps=c.nce_eps).norm(dim=1).min() > 0.9
 
 
 def test_reference_losses_on_fixed_inputs():

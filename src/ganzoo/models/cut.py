@@ -134,7 +134,7 @@ class CUTConfig(cfg.Config):
     nce_idt: bool = False  # identity NCE on G(b) vs b (the reference's CUT default)
     nce_negatives_from_minibatch: bool = False
     flip_equivariance: bool = False  # FastCUT
-    nce_eps: float = 1e-6
+    nce_eps: float = 1e-6  # x / (|x| + eps): the baseline's; the reference's Normalize: 1e-7
     nce_logit_clamp: float = 50.0
     # Loss weights.
     # Shared ganzoo losses; "lsgan" is the reference's (D loss halved, as its compute_D_loss).
@@ -666,10 +666,14 @@ def cut_nce_idt(**kwargs) -> CUT:
 
 
 # The reference's training objective (taesungp/contrastive-unpaired-translation): LSGAN, its
-# anti-aliased, Xavier-initialised discriminator, no augmentation, clipping, identity L1 or EMA.
+# anti-aliased, Xavier-initialised discriminator, no DiffAugment, clipping, identity L1 or EMA,
+# its data pipeline, and its PatchNCE normalisation x / (|x| + 1e-7) (``Normalize`` in
+# models/networks.py). The eps matters: the Xavier-0.02 projection head starts with outputs
+# of norm 1e-5 to 1e-3, which 1e-6 shrinks towards zero (docs/cut.md, "Against the authors'
+# code").
 _REFERENCE = dict(adv_loss="lsgan", disc_antialias=True, disc_init="xavier", diffaugment="",
                   identity_warm_weight=0.0, clip_grad_norm=None, ema=False,
-                  data_augment="crop_flip")
+                  data_augment="crop_flip", nce_eps=1e-7)
 
 
 @register_model

@@ -1,0 +1,200 @@
+"""ganzoo's CUT against the official code on copied weights.
+
+    git clone https://github.com/taesungp/contrastive-unpaired-translation ~/src/cut
+    python tools/compare_cut.py --official ~/src/cut                    # 32 px, ResNet-6
+    python tools/compare_cut.py --official ~/src/cut --resolution 256 --ngf 64 --ndf 64 \\
+        --n-blocks 9
+
+Builds the official ``CUTModel`` (``models/cut_model.py``) and ganzoo's ``cut_reference`` (or
+``fastcut_reference`` with ``--mode fastcut``) at the same sizes, copies ganzoo's generator,
+discriminator and projection head into the official ``netG``, ``netD`` and ``netF`` (every
+parameter mapped, shapes checked), and feeds both the same batch. It prints the outputs'
+largest differences per network (the generator, its PatchNCE taps, the discriminator, the
+projection head on the same locations, the fixed blur filters), every loss term of one
+discriminator and one generator step, and the gradients those losses give. The PatchNCE
+locations ganzoo samples are replayed in the official code, so the NCE terms see the same
+patches. ``--mode fastcut`` turns the random flip off on both sides (its draw uses different
+generators). The figures are in docs/cut.md, "Against the authors' code".
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ganzoo  # noqa: E402
+from _official import (checkout, copy_weights, count, importable, max_diff,  # noqa: E402
+                       print_tables, rel_diff)
+from ganzoo.losses.patchnce import l2_normalize  # noqa: E402
+
+REPO = "taesungp/contrastive-unpaired-translation"
+
+
+def build_official(root: Path, a, mode: str):
+    # The mode's defaults spelled out: CUTModel sets them from sys.argv, not from cmd_line.
+    defaults = ("--nce_idt True --lambda_NCE 1" if mode == "CUT" else
+                "--nce_idt False --lambda_NCE 10 --flip_equivariance True")
+    with importable(root):
+        import models
+        from options.train_options import TrainOptions
+
+        opt = TrainOptions(cmd_line=(
+            f"--dataroot none --gpu_ids -1 --checkpoints_dir {a.tmp} --name compare "
+            f"--CUT_mode {mode} {defaults} --batch_size {a.batch} --crop_size {a.resolution} "
+            f"--load_size {a.resolution} --ngf {a.ngf} --ndf {a.ndf} "
+            f"--netG resnet_{a.n_blocks}blocks --num_patches {a.num_patches}")).parse()
+        model = models.create_model(opt)
+    return model
+
+
+def _rename(prefix_from: str, prefix_to: str, *pairs: tuple[str, str]):
+    def rename(key: str) -> str:
+        key = re.sub(f"^{prefix_from}", prefix_to, key)
+        for old, new in pairs:
+            key = re.sub(old, new, key)
+        return key
+    return rename
+
+
+def _recording_randperm(log: list):
+    real = torch.randperm
+
+    def randperm(n, *args, **kwargs):
+        out = real(n, *args, **kwargs)
+        log.append(out.cpu().numpy())
+        return out
+    return randperm
+
+
+def _replaying_permutation(log: list):
+    """np.random.permutation that returns ganzoo's recorded locations first (the official
+    PatchSampleF keeps the first num_patches of a permutation)."""
+    def permutation(n):
+        ids = log.pop(0)
+        rest = np.setdiff1d(np.arange(n), ids)
+        return np.concatenate([ids, rest])
+    return permutation
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--official", help=f"a checkout of {REPO}")
+    p.add_argument("--mode", choices=["cut", "fastcut"], default="cut")
+    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--ngf", type=int, default=16)
+    p.add_argument("--ndf", type=int, default=16)
+    p.add_argument("--n-blocks", type=int, default=6)
+    p.add_argument("--num-patches", type=int, default=256)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tmp", default="/tmp/ganzoo_compare_cut")
+    a = p.parse_args(argv)
+    root = checkout(a.official, "models/cut_model.py", REPO)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    preset = "cut_reference" if a.mode == "cut" else "fastcut_reference"
+    ours = ganzoo.build(preset, resolution=a.resolution, ngf=a.ngf, ndf=a.ndf,
+                        n_blocks=a.n_blocks, num_patches=a.num_patches).train()
+    theirs = build_official(root, a, "CUT" if a.mode == "cut" else "FastCUT")
+    g = torch.Generator().manual_seed(a.seed)
+    x = torch.rand(a.batch, 3, a.resolution, a.resolution, generator=g) * 2 - 1
+    y = torch.rand(a.batch, 3, a.resolution, a.resolution, generator=g) * 2 - 1
+    data = {"A": x, "B": y, "A_paths": ["a"] * a.batch, "B_paths": ["b"] * a.batch}
+    with importable(root):
+        theirs.data_dependent_initialize(data)  # builds netF, as its train.py does
+    if a.mode == "fastcut":  # the flip draws differ between the sides: no flip on either
+        ours._flip = lambda: False
+        theirs.opt.flip_equivariance = False
+
+    # Copy ganzoo's weights into the official networks.
+    (d,) = ours.discriminator.scales
+    rename_g = _rename("layers.", "model.", (r"\.branch\.", ".conv_block."))
+    copy_weights(ours.generator.state_dict(), theirs.netG, rename_g)
+    copy_weights(d.state_dict(), theirs.netD, _rename("model.", "model."))
+    copy_weights(ours.projector.state_dict(), theirs.netF,
+                 lambda k: re.sub(r"^mlps\.(\d+)\.", r"mlp_\1.", k))
+    taps = ours.config.nce_layers
+
+    # The networks on the same inputs.
+    rows = []
+    with torch.no_grad():
+        rows.append(("generator G(a)", count(ours.generator), count(theirs.netG),
+                     max_diff(ours.generator(x), theirs.netG(x))))
+        feats = ours.generator.encode(x, taps)
+        rows.append((f"generator PatchNCE taps {list(taps)}", count(ours.generator),
+                     count(theirs.netG), max_diff(feats, theirs.netG(x, list(taps), True))))
+        rows.append(("discriminator D(b)", count(d), count(theirs.netD),
+                     max_diff(d(y), theirs.netD(y))))
+        q, ids = ours.projector(feats, a.num_patches)
+        q_ref, _ = theirs.netF(feats, a.num_patches, [i.numpy() for i in ids])
+        rows.append(("projection head F (L2-normalised)", count(ours.projector),
+                     count(theirs.netF), max_diff([l2_normalize(v, eps=ours.config.nce_eps) for v in q], q_ref)))
+        filters = [(m.filt, theirs.netG.model[i].filt) for i, m in enumerate(ours.generator.layers)
+                   if hasattr(m, "filt")]
+        filters += [(m.filt, theirs.netD.model[i].filt) for i, m in enumerate(d.model)
+                    if hasattr(m, "filt")]
+        rows.append((f"blur filters ({len(filters)}, fixed buffers)", 0, 0,
+                     max_diff([f for f, _ in filters], [r for _, r in filters])))
+
+    # One discriminator and one generator loss on the same batch, and their gradients.
+    batch = {"image_a": x, "image_b": y}
+    ours.zero_grad(set_to_none=True)
+    d_loss, _ = ours.loss("discriminator", batch, 0)
+    d_loss.backward()
+    grad_d_ours = [p.grad.clone() for p in d.parameters()]
+    ours.zero_grad(set_to_none=True)
+    log: list = []
+    real_randperm, torch.randperm = torch.randperm, _recording_randperm(log)
+    try:
+        g_loss, g_logs = ours.loss("generator", batch, 0)
+    finally:
+        torch.randperm = real_randperm
+    g_loss.backward()
+    theirs.set_input(data)
+    theirs.forward()
+    for net in (theirs.netG, theirs.netD, theirs.netF):
+        net.zero_grad(set_to_none=True)
+    theirs.compute_D_loss().backward()
+    grad_d = rel_diff(grad_d_ours, [p.grad for p in theirs.netD.parameters()])
+    theirs.netD.zero_grad(set_to_none=True)
+    real_permutation, np.random.permutation = np.random.permutation, _replaying_permutation(log)
+    try:
+        theirs.compute_G_loss().backward()
+    finally:
+        np.random.permutation = real_permutation
+    grad_g = rel_diff([p.grad for p in ours.generator.parameters()],
+                      [p.grad for p in theirs.netG.parameters()])
+    grad_f = rel_diff([p.grad for p in ours.projector.parameters()],
+                      [p.grad for p in theirs.netF.parameters()])
+    rows += [("D gradients of the D loss (relative)", count(d), count(theirs.netD), grad_d),
+             ("G gradients of the G loss (relative)", count(ours.generator), count(theirs.netG),
+              grad_g),
+             ("F gradients of the G loss (relative)", count(ours.projector), count(theirs.netF),
+              grad_f)]
+    w_nce = ours.config.nce_weight  # the official loss_NCE holds lambda_NCE
+    losses = [("D: ½ (LSGAN real + fake)", d_loss.item(), theirs.loss_D.item()),
+              ("G: LSGAN", g_logs["g_adv"].item(), theirs.loss_G_GAN.item()),
+              ("G: λ_NCE · PatchNCE(G(a), a)", w_nce * g_logs["nce"].item(),
+               theirs.loss_NCE.item())]
+    if ours.config.nce_idt:
+        losses.append(("G: λ_NCE · PatchNCE(G(b), b)", w_nce * g_logs["nce_idt"].item(),
+                       theirs.loss_NCE_Y.item()))
+    losses.append(("G: total", g_loss.item(), theirs.loss_G.item()))
+    worst = print_tables(rows, losses, (
+        f"{preset} vs {REPO} ({a.mode}), {a.resolution} px, ngf {a.ngf}, ndf {a.ndf}, "
+        f"ResNet-{a.n_blocks}, {a.num_patches} patches, batch {a.batch}, seed {a.seed}, "
+        f"torch {torch.__version__}, float32 on CPU"))
+    print(f"\nlargest difference: {worst:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
