@@ -96,6 +96,9 @@ class BlobGANConfig(cfg.Config):
     feature_jitter_xy: float = 0.0
     feature_jitter_shift: float = 0.0
     feature_jitter_angle: float = 0.0
+    # Where splatting puts pixel j of a row: its centre (j + 0.5) / W, or its corner j / W (the
+    # reference's splat_features; see layout.py and docs/blobgan.md, "Against the authors' code").
+    pixel_coordinates: Literal["centre", "corner"] = "centre"
 
     def __post_init__(self):
         super().__post_init__()
@@ -272,7 +275,7 @@ class BlobGAN(GenerativeModel):
         ``jitter``: offsets of :meth:`draw_jitter`)."""
         c = self.config
         return render_scores(layout, height or c.resolution, width or c.width, c.ab_norm,
-                             jitter)
+                             jitter, c.pixel_coordinates)
 
     def draw_jitter(self, layout: L.Layout,
                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor] | None:
