@@ -327,6 +327,31 @@ def test_encoder_predicts_the_latent_at_mlp_idx(tmp_path):
         ganzoo.build("test_blobgan_encoder", resolution=64)
 
 
+def test_encoder_with_the_reference_inverter_predicts_the_layout_vector():
+    """The reference inverter (dave-epstein/blobgan, src/models/invertblobgan.py): a StyleGAN2
+    discriminator without minibatch std whose output is the layout MLP's output
+    (``mlp_idx = len(mlp)``)."""
+    torch.manual_seed(0)
+    enc = ganzoo.build("test_blobgan_encoder", backbone="stylegan2_discriminator",
+                       disc_channel_base=512, disc_channel_max=32, mlp_idx=4)
+    net = enc.blobgan.ema["layout_net"]
+    assert len(net.mlp) == 4 and net.latent_dim(4) == net.mlp[-1].weight.shape[0]
+    assert isinstance(enc.encoder, StyleGAN2Discriminator) and not enc.encoder.minibatch_std
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    vector = enc.encode(images)
+    assert vector.shape == (2, net.mlp[-1].weight.shape[0])
+    k = enc.blobgan.config.n_blobs
+    torch.testing.assert_close(enc.invert(images)["sizes"], vector[:, :k + 1])
+    loss, _ = enc.loss("encoder", {"image": images}, step=10)
+    loss.backward()
+    assert all(p.grad is not None for p in enc.encoder.parameters())
+    with pytest.raises(ValueError, match="mlp_idx"):
+        ganzoo.build("test_blobgan_encoder", mlp_idx=5)
+    with pytest.raises(ValueError, match="pretrained_backbone"):
+        ganzoo.build("test_blobgan_encoder", backbone="stylegan2_discriminator",
+                     pretrained_backbone=True)
+
+
 def test_encoder_phases_generated_then_real():
     enc = ganzoo.build("test_blobgan_encoder", real_from_step=3)
     batch = {"image": torch.rand(2, 3, 32, 32) * 2 - 1}

@@ -86,7 +86,8 @@ class LayoutMLP(nn.Module):
     ``mlp`` is a ``Sequential`` of ``[PixelNorm, Linear x n_layers]``, as in the reference, so
     ``mlp_idx`` indexes it the same way: ``latent(z, mlp_idx)`` runs ``mlp[:mlp_idx]`` and
     ``forward(h, mlp_idx)`` runs ``mlp[mlp_idx:]``; ``mlp_idx = -1`` is the input of the last
-    layer (the encoder's target).
+    layer (OCTET's encoder target) and ``mlp_idx = len(mlp)`` the MLP's output, the raw layout
+    vector (the reference inverter's target, ``invertblobgan.py``).
     """
 
     def __init__(self, n_blobs: int, noise_dim: int, feature_dim: int, style_dim: int,
@@ -105,7 +106,10 @@ class LayoutMLP(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def latent_dim(self, mlp_idx: int = -1) -> int:
-        """Width of the latent at ``mlp_idx`` (the input of ``mlp[mlp_idx]``)."""
+        """Width of the latent at ``mlp_idx`` (the input of ``mlp[mlp_idx]``; the output width
+        for ``mlp_idx = len(mlp)``)."""
+        if mlp_idx == len(self.mlp):
+            return self.mlp[-1].weight.shape[0]
         layer = self.mlp[mlp_idx]
         if isinstance(layer, _PixelNorm):
             layer = self.mlp[1]
