@@ -18,7 +18,8 @@ Figures (medians over ``--repeats`` windows):
   re-expressed here (the reference repository needs its CUDA extensions and PyTorch Lightning,
   so its model cannot run in this process); the maximum difference of the pyramids is printed.
 
-The reference model itself is not run: that is the one comparison this benchmark cannot make.
+The reference model itself is not run here; ``tools/compare_blobgan.py`` runs the authors' networks
+against ganzoo's on copied weights (docs/blobgan.md, "Against the authors' code").
 """
 
 from __future__ import annotations

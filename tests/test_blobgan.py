@@ -43,6 +43,30 @@ def test_opacity_peaks_at_centre_and_decays():
     assert a[0, 39] < 1e-3  # far away: transparent
 
 
+def test_corner_pixel_coordinates_are_the_centre_grid_shifted_by_half_a_pixel():
+    """``pixel_coordinates="corner"`` puts pixel j at j / W, as the reference's
+    ``splat_features`` (dave-epstein/blobgan, src/models/blobgan.py); the default at
+    (j + 0.5) / W. A blob rendered on the corner grid is the centre-grid blob moved by half a
+    pixel down and right."""
+    lay = one_blob(x=0.3, y=0.6)
+    corner = L.blob_opacity(lay, 8, 16, pixel_coordinates="corner")
+    centre_moved = L.blob_opacity(L.move_blob(lay, 0, dx=0.5 / 16, dy=0.5 / 8), 8, 16)
+    torch.testing.assert_close(corner, centre_moved)
+    assert (corner - L.blob_opacity(lay, 8, 16)).abs().max() > 0.01
+    with pytest.raises(ValueError, match="pixel_coordinates"):
+        L.render_scores(lay, 8, 8, pixel_coordinates="middle")
+
+
+def test_config_pixel_coordinates_reaches_every_render():
+    model = ganzoo.build("test_blobgan", pixel_coordinates="corner")
+    lay = model.sample_layout(2, generator=torch.Generator().manual_seed(0))
+    expected = L.render_scores(lay, 32, 32, model.config.ab_norm, pixel_coordinates="corner")
+    torch.testing.assert_close(model.blob_scores(lay), expected)
+    assert not torch.allclose(ganzoo.build("test_blobgan").blob_scores(lay), expected)
+    with pytest.raises(ValueError, match="pixel_coordinates"):
+        BlobGANConfig(pixel_coordinates="middle")
+
+
 def test_covariance_has_fixed_determinant_and_rotates():
     raw = torch.tensor([[[2.0, -1.0, 1.0, 1.0]]])
     cov = L.blob_covariance(raw)[0, 0]
@@ -301,6 +325,31 @@ def test_encoder_predicts_the_latent_at_mlp_idx(tmp_path):
     assert enc2.encoder.head.out_features == hidden
     with pytest.raises(ValueError, match="resolution"):
         ganzoo.build("test_blobgan_encoder", resolution=64)
+
+
+def test_encoder_with_the_reference_inverter_predicts_the_layout_vector():
+    """The reference inverter (dave-epstein/blobgan, src/models/invertblobgan.py): a StyleGAN2
+    discriminator without minibatch std whose output is the layout MLP's output
+    (``mlp_idx = len(mlp)``)."""
+    torch.manual_seed(0)
+    enc = ganzoo.build("test_blobgan_encoder", backbone="stylegan2_discriminator",
+                       disc_channel_base=512, disc_channel_max=32, mlp_idx=4)
+    net = enc.blobgan.ema["layout_net"]
+    assert len(net.mlp) == 4 and net.latent_dim(4) == net.mlp[-1].weight.shape[0]
+    assert isinstance(enc.encoder, StyleGAN2Discriminator) and not enc.encoder.minibatch_std
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    vector = enc.encode(images)
+    assert vector.shape == (2, net.mlp[-1].weight.shape[0])
+    k = enc.blobgan.config.n_blobs
+    torch.testing.assert_close(enc.invert(images)["sizes"], vector[:, :k + 1])
+    loss, _ = enc.loss("encoder", {"image": images}, step=10)
+    loss.backward()
+    assert all(p.grad is not None for p in enc.encoder.parameters())
+    with pytest.raises(ValueError, match="mlp_idx"):
+        ganzoo.build("test_blobgan_encoder", mlp_idx=5)
+    with pytest.raises(ValueError, match="pretrained_backbone"):
+        ganzoo.build("test_blobgan_encoder", backbone="stylegan2_discriminator",
+                     pretrained_backbone=True)
 
 
 def test_encoder_phases_generated_then_real():

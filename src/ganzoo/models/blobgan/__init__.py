@@ -23,8 +23,9 @@ Departures (every one deliberate):
   ``G_feature_mean``/``G_feature_variance`` weights of its config are never used by its code.
 - The rectangular grid is rendered directly (coordinates normalised per axis, i.e. the same
   stretch as OCTET's), instead of rendering a square grid and resizing it.
-- Blob coordinates are measured at pixel centres; the score pyramid is built with 2x2 average
-  pooling (equal to the reference's bilinear halving). See ``layout.py``.
+- Blob coordinates are measured at pixel centres (the reference: pixel corners,
+  ``pixel_coordinates="corner"``); the score pyramid is built with 2x2 average pooling (equal to
+  the reference's bilinear halving). See ``layout.py``.
 - Native PyTorch up/down-sampling and activations instead of the reference's CUDA kernels.
 - Splatting jitter (``feature_jitter_xy/shift/angle``, on in ``blobgan_256x512`` as in
   OCTET's ``blobgan40.yaml``) is applied to the training renders only (G and D steps);
@@ -34,6 +35,13 @@ Departures (every one deliberate):
 - No random blob dropout, shuffling or style swapping (off in the reference configs); the
   number of blobs is fixed at K (``n_features_min = n_features_max``).
 - ``sample`` clamps images to [-1, 1] (the generator's raw output is unbounded).
+- Training loop: the trainer's EMA warm-up (``--ema-warmup-power 0``: the reference's constant
+  decay), the EMA updated after the G optimizer step (the reference: before it), D then G in
+  each iteration (the reference's Lightning loop: G then D), lazy R1 at D steps 0, 16, ... (the
+  reference: 15, 31, ...).
+
+``tools/compare_blobgan.py`` runs the reference's networks, losses and optimizer steps against
+these on copied weights; docs/blobgan.md ("Against the authors' code") has the measurements.
 """
 
 from __future__ import annotations
@@ -96,6 +104,9 @@ class BlobGANConfig(cfg.Config):
     feature_jitter_xy: float = 0.0
     feature_jitter_shift: float = 0.0
     feature_jitter_angle: float = 0.0
+    # Where splatting puts pixel j of a row: its centre (j + 0.5) / W, or its corner j / W (the
+    # reference's splat_features; see layout.py and docs/blobgan.md, "Against the authors' code").
+    pixel_coordinates: Literal["centre", "corner"] = "centre"
 
     def __post_init__(self):
         super().__post_init__()
@@ -272,7 +283,7 @@ class BlobGAN(GenerativeModel):
         ``jitter``: offsets of :meth:`draw_jitter`)."""
         c = self.config
         return render_scores(layout, height or c.resolution, width or c.width, c.ab_norm,
-                             jitter)
+                             jitter, c.pixel_coordinates)
 
     def draw_jitter(self, layout: L.Layout,
                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor] | None:

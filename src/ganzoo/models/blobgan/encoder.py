@@ -16,7 +16,13 @@ reference's layouts carry (:func:`layout_latent_loss`), not as their raw paramet
 directions ``(u, v)`` and ``(2u, 2v)`` are the same blob).
 
 Departures: the backbone is any timm model (``num_classes=0``, global pooling) plus a linear
-head, instead of a StyleGAN2 discriminator (OCTET) - pass ``backbone`` to choose; the VGG
+head, instead of a StyleGAN2 discriminator (the reference and OCTET) - pass ``backbone`` to
+choose; ``backbone="stylegan2_discriminator"`` builds the reference's inverter (StyleGAN2's
+residual discriminator without the minibatch-std layer, ``d_out`` = the latent width, channels
+from ``disc_channel_base``/``disc_channel_max``). The reference inverter predicts the layout
+MLP's output (``mlp_idx = len(mlp)``, here ``mlp_n_layers + 1``), OCTET's and ganzoo's default
+the input of its last layer (``mlp_idx = -1``); ``tools/compare_blobgan.py`` compares the
+reference's choice against the authors' code. The VGG
 perceptual loss replaces LPIPS (no LPIPS weights can be downloaded here); OCTET's
 decision-model feature-matching term is left out (it needs the decision model at training time);
 the reference renders its generated training layouts with the BlobGAN's splatting jitter, here
@@ -36,6 +42,7 @@ from ... import config as cfg
 from ...registry import MODELS, register_model
 from ..base import GenerativeModel, OptimizerSpec
 from .layout import LAYOUT_KEYS, blob_covariance
+from .stylegan2 import StyleGAN2Discriminator
 
 __all__ = ["BlobGANEncoder", "BlobGANEncoderConfig", "LatentEncoder", "layout_latent_loss",
            "blobgan_encoder_256", "blobgan_encoder_256x512", "test_blobgan_encoder"]
@@ -55,6 +62,9 @@ def layout_latent_loss(pred: dict[str, torch.Tensor], true: dict[str, torch.Tens
     return sum(terms) / len(terms)
 
 
+STYLEGAN2_BACKBONE = "stylegan2_discriminator"
+
+
 @dataclass
 class BlobGANEncoderConfig(cfg.Config):
     # Field names of ganzoo 0.1 (saved config.json files still load, with a FutureWarning).
@@ -72,9 +82,15 @@ class BlobGANEncoderConfig(cfg.Config):
     blobgan_weights: str | None = None  # saved BlobGAN folder / Hub id, loaded at build
     resolution: int = 256  # image height: must match the BlobGAN's (sizes the dataset)
     aspect_ratio: float = 1.0  # must match the BlobGAN's
-    backbone: str = "resnet34"  # any timm model name
+    # any timm model name, or "stylegan2_discriminator" (the reference inverter: StyleGAN2's
+    # residual D without minibatch std, min(disc_channel_max, disc_channel_base / res) channels)
+    backbone: str = "resnet34"
     pretrained_backbone: bool = False  # timm ImageNet weights (downloads)
-    mlp_idx: int = -1  # predict the input of layout_net.mlp[mlp_idx]
+    disc_channel_base: int = 32768  # stylegan2_discriminator only (the reference's multiplier 2)
+    disc_channel_max: int = 512
+    # predict the input of layout_net.mlp[mlp_idx]; mlp_n_layers + 1 = len(mlp): the MLP's
+    # output, the reference inverter's target
+    mlp_idx: int = -1
     lr: float = 0.002
     eps: float = 1e-5
     real_from_step: int = 10_000  # generated images only before this step, then real + generated
@@ -92,6 +108,10 @@ class BlobGANEncoderConfig(cfg.Config):
             raise ValueError("blobgan must name a BlobGAN preset")
         if not self.backbone:
             raise ValueError("backbone must name a timm model")
+        if self.backbone == STYLEGAN2_BACKBONE and self.pretrained_backbone:
+            raise ValueError(f"pretrained_backbone needs a timm backbone, not {self.backbone!r}")
+        if self.disc_channel_base < 1 or self.disc_channel_max < 1:
+            raise ValueError("disc_channel_base and disc_channel_max must be >= 1")
         if self.real_from_step < 0:
             raise ValueError(f"real_from_step must be >= 0, got {self.real_from_step}")
         if not 0.0 <= self.truncation <= 1.0:
@@ -140,8 +160,18 @@ class BlobGANEncoder(GenerativeModel):
             raise ValueError(f"resolution/aspect_ratio ({config.resolution}, "
                              f"{config.aspect_ratio}) must match the BlobGAN '{config.blobgan}' "
                              f"({bc.resolution}, {bc.aspect_ratio})")
-        latent_dim = blobgan.ema["layout_net"].latent_dim(config.mlp_idx)
-        self.encoder = LatentEncoder(config.backbone, latent_dim, config.pretrained_backbone)
+        layout_net = blobgan.ema["layout_net"]
+        if not -len(layout_net.mlp) <= config.mlp_idx <= len(layout_net.mlp):
+            raise ValueError(f"mlp_idx must be in [-{len(layout_net.mlp)}, "
+                             f"{len(layout_net.mlp)}] (the layout MLP's modules), "
+                             f"got {config.mlp_idx}")
+        latent_dim = layout_net.latent_dim(config.mlp_idx)
+        if config.backbone == STYLEGAN2_BACKBONE:
+            self.encoder = StyleGAN2Discriminator(
+                config.resolution, config.aspect_ratio, config.disc_channel_base,
+                config.disc_channel_max, minibatch_std=False, d_out=latent_dim)
+        else:
+            self.encoder = LatentEncoder(config.backbone, latent_dim, config.pretrained_backbone)
         self._perceptual = None
 
     @classmethod

@@ -36,8 +36,11 @@ gradient reaches the unrotated one.
 Departures from the reference, all deliberate:
 
 - Coordinates are normalised per axis and measured at pixel centres (``(j + 0.5) / W``); the
-  reference uses ``j / S`` on a square grid. For a rectangular grid (OCTET) this is the same as
-  OCTET's rendering of a square grid stretched to the aspect ratio, without the resampling.
+  reference uses ``j / S`` on a square grid, i.e. pixel corners: its blobs sit half a pixel of
+  the score grid up and left of ours (``pixel_coordinates="corner"`` renders the reference's
+  grid; ``tools/compare_blobgan.py`` measures both). For a rectangular grid (OCTET) this is the
+  same as OCTET's rendering of a square grid stretched to the aspect ratio, without the
+  resampling.
 - Scores are rendered once at the output resolution and the pyramid halves them with 2x2
   average pooling, which equals the reference's bilinear halving (``align_corners=False``).
 - The angle jitter rotates the blob's direction ``(u, v)`` by the drawn angle. The reference
@@ -50,6 +53,7 @@ Departures from the reference, all deliberate:
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -82,7 +86,8 @@ class LayoutMLP(nn.Module):
     ``mlp`` is a ``Sequential`` of ``[PixelNorm, Linear x n_layers]``, as in the reference, so
     ``mlp_idx`` indexes it the same way: ``latent(z, mlp_idx)`` runs ``mlp[:mlp_idx]`` and
     ``forward(h, mlp_idx)`` runs ``mlp[mlp_idx:]``; ``mlp_idx = -1`` is the input of the last
-    layer (the encoder's target).
+    layer (OCTET's encoder target) and ``mlp_idx = len(mlp)`` the MLP's output, the raw layout
+    vector (the reference inverter's target, ``invertblobgan.py``).
     """
 
     def __init__(self, n_blobs: int, noise_dim: int, feature_dim: int, style_dim: int,
@@ -101,7 +106,10 @@ class LayoutMLP(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def latent_dim(self, mlp_idx: int = -1) -> int:
-        """Width of the latent at ``mlp_idx`` (the input of ``mlp[mlp_idx]``)."""
+        """Width of the latent at ``mlp_idx`` (the input of ``mlp[mlp_idx]``; the output width
+        for ``mlp_idx = len(mlp)``)."""
+        if mlp_idx == len(self.mlp):
+            return self.mlp[-1].weight.shape[0]
         layer = self.mlp[mlp_idx]
         if isinstance(layer, _PixelNorm):
             layer = self.mlp[1]
@@ -178,10 +186,18 @@ def draw_jitter(layout: Layout, xy: float = 0.0, shift: float = 0.0, angle: floa
     return out
 
 
+PixelCoordinates = Literal["centre", "corner"]
+
+
 def blob_opacity(layout: Layout, height: int, width: int, ab_norm: float = 0.02,
-                 jitter: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                 jitter: dict[str, torch.Tensor] | None = None,
+                 pixel_coordinates: PixelCoordinates = "centre") -> torch.Tensor:
     """Per-blob opacity ``sigmoid(size - mahalanobis^2)``: (N, K, H, W), before compositing;
-    ``jitter``: offsets from :func:`draw_jitter`."""
+    ``jitter``: offsets from :func:`draw_jitter`. Pixel ``j`` of a row sits at ``(j + 0.5) / W``
+    (``"centre"``) or at ``j / W`` (``"corner"``, the reference's ``splat_features``)."""
+    if pixel_coordinates not in ("centre", "corner"):
+        raise ValueError(f"pixel_coordinates must be 'centre' or 'corner', "
+                         f"got {pixel_coordinates!r}")
     jitter = jitter or {}
     xs, ys, sizes = layout["xs"], layout["ys"], layout["sizes"][:, 1:]
     if "dx" in jitter:
@@ -191,8 +207,9 @@ def blob_opacity(layout: Layout, height: int, width: int, ab_norm: float = 0.02,
     cov = blob_covariance(layout["covs"], ab_norm, jitter.get("dangle"))
     det = cov[..., 0, 0] * cov[..., 1, 1] - cov[..., 0, 1] * cov[..., 1, 0]
     ia, ib, ic = cov[..., 1, 1] / det, -cov[..., 0, 1] / det, cov[..., 0, 0] / det  # inverse
-    gx = (torch.arange(width, device=xs.device, dtype=xs.dtype) + 0.5) / width
-    gy = (torch.arange(height, device=xs.device, dtype=xs.dtype) + 0.5) / height
+    offset = 0.5 if pixel_coordinates == "centre" else 0.0
+    gx = (torch.arange(width, device=xs.device, dtype=xs.dtype) + offset) / width
+    gy = (torch.arange(height, device=xs.device, dtype=xs.dtype) + offset) / height
     dx = (gx - xs[..., None])[..., None, :]  # (N, K, 1, W)
     dy = (gy - ys[..., None])[..., :, None]  # (N, K, H, 1)
     d2 = ia[..., None, None] * dx.square() + 2 * ib[..., None, None] * dx * dy \
@@ -213,10 +230,11 @@ def composite(alpha: torch.Tensor) -> torch.Tensor:
 
 
 def render_scores(layout: Layout, height: int, width: int, ab_norm: float = 0.02,
-                  jitter: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                  jitter: dict[str, torch.Tensor] | None = None,
+                  pixel_coordinates: PixelCoordinates = "centre") -> torch.Tensor:
     """Composited blob weights (N, K + 1, H, W) of a layout, background first (``jitter``:
-    offsets from :func:`draw_jitter`)."""
-    return composite(blob_opacity(layout, height, width, ab_norm, jitter))
+    offsets from :func:`draw_jitter`; ``pixel_coordinates``: see :func:`blob_opacity`)."""
+    return composite(blob_opacity(layout, height, width, ab_norm, jitter, pixel_coordinates))
 
 
 def score_pyramid(scores: torch.Tensor, size_in: int) -> dict[int, torch.Tensor]:
