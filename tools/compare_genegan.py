@@ -307,7 +307,7 @@ def compare_networks(model, off: OfficialGraph, au, b0) -> dict[str, float]:
 
 # (label, the authors' tensor, ganzoo log key, ganzoo weight field or None)
 LOSS_TERMS = [
-    ("nulling mean|e|", ("G_loss", "e"), "nulling@{r}", "nulling_weight"),
+    ("nulling mean abs(e)", ("G_loss", "e"), "nulling@{r}", "nulling_weight"),
     ("reconstruction Au (cycle_Ax)", ("G_loss", "cycle_Ax"), "cycle_with@{r}", "cycle_weight"),
     ("reconstruction B0 (cycle_Be)", ("G_loss", "cycle_Be"), "cycle_without@{r}",
      "cycle_weight"),
