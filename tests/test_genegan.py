@@ -239,6 +239,23 @@ def test_critic_step_leaves_generator_statistics_alone():
             assert torch.equal(v, state[k]), k
 
 
+@pytest.mark.parametrize("name", TINY)
+def test_critic_step_updates_generator_statistics_the_official_way(name):
+    # Prinsphield/GeneGAN model.py builds d_opt under control_dependencies(UPDATE_OPS): a
+    # critic step moves the splitter's and joiner's running statistics too.
+    model = _build(name, generator_bn_update="all_steps").train()
+    res = model.config.resolutions[-1]
+    nets = (model.splitter, model.joiner)
+    before = {(i, k): v.clone() for i, net in enumerate(nets)
+              for k, v in net.state_dict().items() if "running_mean" in k}
+    model.loss("critic", _batch(res), 1)
+    after = {(i, k): v for i, net in enumerate(nets)
+             for k, v in net.state_dict().items() if "running_mean" in k}
+    moved = {key for key in before if not torch.equal(after[key], before[key])}
+    assert {i for i, _ in moved} == {0, 1}
+    assert moved == set(before)  # multi_res_mode "all": every resolution's statistics ran
+
+
 def _only(**weights):
     base = dict(cycle_weight=0.0, nulling_weight=0.0, parallelogram_weight=0.0,
                 adversarial_weight=0.0, weight_decay=0.0)

@@ -40,6 +40,10 @@ Config options for the queued experiments: EXP01 ``obj_blockconv`` / ``obj_block
 / ``multiscale_critics``, EXP03 ``multi_res_mode``, EXP04 ``norm``, EXP05
 ``scale_weighting``, EXP06 ``init_vqvae_ckpt`` / ``init_vqvae_map``.
 
+The ``genegan`` preset was run against the official model.py with copied weights (every
+network in training and test mode, every ``G_loss`` / ``D_loss`` term, their gradients):
+tools/compare_genegan.py, docs/genegan.md "Against the authors' code".
+
 Departures, each deliberate:
 
 - Units. Images are in [-1, 1] (ganzoo's convention); the official code works on 0..255
@@ -60,20 +64,23 @@ Departures, each deliberate:
   convolution reads its neighbours across the block edge (zero padding only at the border of
   the map); the queue's implementation zero-pads every block on its own. Ours equals one plain
   ``Conv2d`` exactly when all blocks share a kernel.
-- BatchNorm running statistics: TensorFlow's ``batch_normalization`` without ``UPDATE_OPS``
-  never updated them in the official code (it always used batch statistics). We update them in
-  generator steps only (as genegan_torch does; critic steps freeze the generator's) so that
-  ``eval()`` inference works. BatchNorm uses TF's eps 1e-3 and momentum 0.01.
-- RMSprop: torch's accumulator starts at 0 (TensorFlow's at 1), eps 1e-8. The official
-  learning-rate decay (x0.8 every 10k iterations) is not applied: the queue trains at a
-  constant 5e-5 and its FIDs were measured that way.
-- The last joiner layer has a bias (genegan_torch's ``out_bias``); the official has none.
+- BatchNorm running statistics. The official ``d_opt`` and ``g_opt`` are built under
+  ``control_dependencies(UPDATE_OPS)`` (model.py), so every critic step and every generator
+  step moves the moving statistics of every BatchNorm of the graph; its test.py builds
+  ``Model(is_train=False)`` and infers with them. We update the splitter's and joiner's in
+  generator steps only, as genegan_torch does (``generator_bn_update="all_steps"`` gives the
+  official behaviour), and the critics' with the images they score in each step (the
+  official generator step also passes the real images through them; the critics' running
+  statistics are never used). BatchNorm uses TF's eps 1e-3 and momentum 0.01.
+- RMSprop: torch's accumulator starts at 0 (TensorFlow's ``RMSPropOptimizer`` at 1) and adds
+  eps 1e-8 outside the square root (TensorFlow: 1e-10 inside). The learning rate is a
+  constant 5e-5 in both (the official ``decay_rate`` is 1 since its commit d57128a).
 - No EMA of the splitter/joiner: neither reference uses one, the critic weight clipping and
   RMSprop at 5e-5 already move the generator slowly, and the queue's FIDs were measured on the
   live weights, so EMA would make the experiments incomparable to them.
 - ``transfer`` and the evaluation outputs use the networks in whatever mode the model is in;
-  the ganzoo trainer calls them in ``eval()`` mode (running statistics). The official test
-  script ran with batch statistics.
+  the ganzoo trainer calls them in ``eval()`` mode (running statistics), as the official
+  test.py does (``is_train=False``).
 """
 
 from __future__ import annotations
@@ -117,6 +124,10 @@ class GeneGANConfig(cfg.Config):
     norm_groups: int = 32
     bn_eps: float = 1e-3
     bn_momentum: float = 0.01
+    # Which steps update the splitter's and joiner's BatchNorm running statistics:
+    # "generator_steps" (genegan_torch) or "all_steps" (Prinsphield/GeneGAN model.py, whose
+    # d_opt and g_opt both run every UPDATE_OPS of the graph); see docs/genegan.md.
+    generator_bn_update: Literal["generator_steps", "all_steps"] = "generator_steps"
     init_std: float = 0.02
     # multi-resolution training
     multi_res_mode: Literal["all", "random"] = "all"  # EXP03
@@ -668,7 +679,9 @@ class GeneGAN(GenerativeModel):
         total = au_full.new_zeros(())
         for r, w_r in res_weights.items():
             au, b0 = _resize(au_full, r), _resize(b0_full, r)
-            with torch.no_grad(), _frozen_bn_statistics(self.splitter, self.joiner):
+            frozen = ((self.splitter, self.joiner)
+                      if self.config.generator_bn_update == "generator_steps" else ())
+            with torch.no_grad(), _frozen_bn_statistics(*frozen):
                 _, _, _, a0s, bus = self._split_join(au, b0, r)
             adv_w = self._adversarial_weights({r: w_r})
             for s, w_s in adv_w.items():
