@@ -173,6 +173,77 @@ def test_d_step_detaches_fakes():
     assert {"d_loss", "real_score", "fake_score"} <= set(logs)
 
 
+def test_shared_fakes_leave_no_generator_gradients_and_keep_their_graph():
+    """The first D step of an iteration (G enabled by the trainer for it) builds one fake batch
+    with a graph: D's loss leaves G without gradients, and the G step backpropagates through
+    those very fakes, giving the gradients of G(z) for the same z."""
+    from ganzoo.models.base import SHARED_FORWARD, SharedForward
+
+    torch.manual_seed(0)
+    model = ganzoo.build("test_dcgan")
+    batch = {**_batch(model), SHARED_FORWARD: SharedForward()}
+    torch.manual_seed(1)
+    d_loss, _ = model("discriminator", batch, 0)
+    d_loss.backward()
+    assert all(p.grad is None for p in model.generator.parameters())
+    shared = batch[SHARED_FORWARD].value
+    assert shared is not None and shared.requires_grad
+    model.discriminator.requires_grad_(False)  # as the trainer does for the G step
+    g_loss, _ = model("generator", batch, 0)
+    g_loss.backward()
+    assert batch[SHARED_FORWARD].value is None  # taken once, graph freed with its use
+    reused = [p.grad.clone() for p in model.generator.parameters()]
+    model.generator.zero_grad(set_to_none=True)
+    torch.manual_seed(1)  # the same z, a fresh forward (train-mode BatchNorm: same output)
+    fresh = model.adv_loss.g_loss(model.discriminator(model._fakes(batch["image"])))
+    assert torch.allclose(fresh, g_loss)
+    fresh.backward()
+    for a, b in zip(reused, model.generator.parameters()):
+        assert torch.allclose(a, b.grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, share, forwards", [
+    ("test_dcgan", True, 1), ("test_dcgan", False, 2),
+    ("test_wgan_gp", True, 2), ("test_wgan_gp", False, 3)])  # n_critic 2
+def test_generator_forwards_per_iteration_through_the_trainer(tmp_path, monkeypatch, name,
+                                                               share, forwards):
+    """With share_fakes the G step reuses the first D step's fakes, graph intact; extra critic
+    steps get fresh fakes without a graph; share_fakes=False restores fresh fakes everywhere."""
+    from ganzoo.models.base import SharedForward
+    from ganzoo.models.dcgan import LatentGAN
+    from ganzoo.train import main
+
+    calls, taken = [], []
+    real_fakes, real_take = LatentGAN._fakes, SharedForward.take
+
+    def fakes(self, real):
+        out = real_fakes(self, real)
+        calls.append(out)
+        return out
+
+    def take(self):
+        out = real_take(self)
+        taken.append(out)
+        return out
+
+    monkeypatch.setattr(LatentGAN, "_fakes", fakes)
+    monkeypatch.setattr(SharedForward, "take", take)
+    assert main(["--model", name, "--dataset", "shapes", "--set", "data.size=32",
+                 "--set", f"share_fakes={str(share).lower()}", "--batch-size", "8",
+                 "--max-steps", "2", "--sample-every", "0", "--save-every", "0",
+                 "--no-progress", "-o", str(tmp_path / "run")]) == 0
+    assert len(calls) == 2 * forwards
+    for it in range(2):
+        mine = calls[it * forwards:(it + 1) * forwards]
+        if share:
+            assert mine[0].requires_grad  # the first D step's, kept for the G step
+            assert all(not f.requires_grad for f in mine[1:])  # extra critic steps: fresh
+            assert taken[it] is mine[0]
+        else:
+            assert mine[-1].requires_grad and not any(f.requires_grad for f in mine[:-1])
+    assert bool(taken) == share
+
+
 def test_wgan_gp_penalty_in_critic_loss():
     torch.manual_seed(0)
     model = ganzoo.build("test_wgan_gp")

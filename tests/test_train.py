@@ -352,6 +352,27 @@ def test_groups_share_the_iterations_batches(toys, tmp_path, monkeypatch):
     assert not any(torch.equal(a, b) for a in first for b in second)  # new ones per iteration
 
 
+def test_a_model_can_draw_a_batch_per_group_step(toys, tmp_path, monkeypatch):
+    """shares_batches = False (GeneGAN's train.py): every group step of an iteration gets
+    batches of its own."""
+    seen = []
+    real_loss = helpers.ToyGAN.loss
+
+    def spy(self, group, batch, step):
+        seen.append(batch["image"].clone())
+        return real_loss(self, group, batch, step)
+
+    monkeypatch.setattr(helpers.ToyGAN, "loss", spy)
+    monkeypatch.setattr(helpers.ToyGAN, "shares_batches", False)
+    out = tmp_path / "run"
+    assert main(_args(out, "--max-steps", "2", "--sample-every", "0", "--save-every", "2")) == 0
+    assert len(seen) == 6  # 2 iterations x (2 critic steps + 1 generator step)
+    assert not any(torch.equal(a, b) for i, a in enumerate(seen) for b in seen[i + 1:])
+    state = json.loads((out / "checkpoints" / "step_00000002" / "trainer_state.json")
+                       .read_text())
+    assert state["samples_seen"] == 2 * 3 * 8
+
+
 def test_single_group_model_with_grad_accum(toys, tmp_path):
     out = tmp_path / "run"
     assert main(_args(out, "--max-steps", "3", "--grad-accum", "2", "--sample-every", "3",

@@ -44,9 +44,15 @@ def _comparable(records):
     return [{k: v for k, v in r.items() if k not in ("time", "it_per_s")} for r in records]
 
 
-def test_resume_is_bitwise_exact(env, tmp_path):
+# test_wgan_gp: two critic steps, the G step reusing the first one's fakes (share_fakes).
+WGAN = ["--model", "test_wgan_gp", "--dataset", "shapes", "--set", "data.size=64",
+        "--batch-size", "8", "--num-samples", "4", "--log-every", "1"]
+
+
+@pytest.mark.parametrize("model", [TOY, WGAN], ids=["toy", "test_wgan_gp"])
+def test_resume_is_bitwise_exact(env, tmp_path, model):
     """N steps straight == N/2 steps + resume + N/2 steps: weights, EMA, optimizer, logs."""
-    common = [*TOY, "--save-every", "2", "--sample-every", "1"]
+    common = [*model, "--save-every", "2", "--sample-every", "1"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     procs = [subprocess.Popen(helpers.train_cmd(*common, "-o", str(straight), "--max-steps",
                                                 "4"), env=env, stderr=subprocess.PIPE,

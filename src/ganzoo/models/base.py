@@ -46,9 +46,37 @@ from torch import nn
 
 from .. import config as cfg
 
-__all__ = ["GenerativeModel", "SquareImages", "OptimizerSpec", "Batch"]
+__all__ = ["GenerativeModel", "SquareImages", "OptimizerSpec", "Batch", "SharedForward",
+           "SHARED_FORWARD"]
 
 Batch = dict[str, torch.Tensor]
+
+
+# The batch key under which the trainer hands each batch of an iteration's first set a
+# SharedForward (the batches that every group's first step sees).
+SHARED_FORWARD = "shared_forward"
+
+
+class SharedForward:
+    """Carries one micro-batch's forward pass from one group's step to a later group's step
+    of the same iteration, as pytorch/examples ``dcgan/main.py`` generates one fake batch for
+    both its D and G updates. The trainer puts one in each batch of an iteration's first set
+    (``batch[SHARED_FORWARD]``); a plain object, so DDP and Accelerate pass it through
+    untouched. Without a trainer (a bare ``model.loss`` call) there is none, and every step
+    computes its own."""
+
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = None
+
+    def put(self, value) -> None:
+        self.value = value
+
+    def take(self):
+        """The value put, once (``None`` if none): its graph is freed with the last use."""
+        value, self.value = self.value, None
+        return value
 
 
 @dataclass
@@ -65,6 +93,11 @@ class OptimizerSpec:
     alpha: float = 0.99  # rmsprop smoothing constant (TensorFlow's "decay")
     steps: int = 1  # times this group steps per training iteration (n_critic)
     clip_grad_norm: float | None = None
+    # Networks outside the group that its first step of an iteration may run with a graph,
+    # which a later group of the iteration backpropagates through (a GAN's D step makes the
+    # fakes its G step reuses: see SharedForward). The trainer lets them build a graph during
+    # that step only; this group's loss must not reach them (it uses the outputs detached).
+    graph_networks: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.networks:
@@ -142,6 +175,10 @@ class GenerativeModel(nn.Module):
     # in channels_last unless told otherwise (--channels-last / --no-channels-last): only where
     # it was measured to help this family (docs/training.md, "Speed options").
     default_channels_last: ClassVar[frozenset[str]] = frozenset()
+    # The groups of an iteration share its batches: the k-th step of every group takes the
+    # iteration's k-th set (the loops of pytorch/examples dcgan, CUT, BlobGAN's Lightning
+    # module). False: every group step draws its own (GeneGAN's train.py).
+    shares_batches: ClassVar[bool] = True
     # The augmentation (ganzoo.datasets.transforms) the trainer gives a training dataset that
     # takes one, unless the run sets ``data.augment``: for a family whose reference trains
     # with one (cut_reference: crop_flip, the CUT code's resize_and_crop + flip).

@@ -57,7 +57,7 @@ from ..layers.common import Norm, check_resolution, init_weights, make_norm
 from ..layers.common import spectral_norm as apply_spectral_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
 from ..registry import register_model
-from .base import Batch, GenerativeModel, OptimizerSpec, SquareImages
+from .base import SHARED_FORWARD, Batch, GenerativeModel, OptimizerSpec, SquareImages
 
 __all__ = ["DCGANConfig", "DCGAN", "LatentGAN", "DCGANGenerator", "DCGANDiscriminator",
            "UpsampleGenerator", "UpsampleDiscriminator"]
@@ -88,6 +88,10 @@ class DCGANConfig(cfg.Config):
     betas: tuple[float, float] = (0.5, 0.999)
     diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"
     init_std: float = 0.02
+    # One generator forward per iteration: the D step's fakes, with their graph, are the G
+    # step's (pytorch/examples dcgan/main.py); False draws fresh fakes for the G step, as
+    # Goodfellow et al.'s Algorithm 1 samples a new minibatch of noise (docs/gan.md).
+    share_fakes: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -273,6 +277,12 @@ class LatentGAN(SquareImages, GenerativeModel):
         return self.config.latent_dim
 
     @property
+    def shared_graph(self) -> tuple[str, ...]:
+        """The D group's graph_networks: the generator when the config shares one fake
+        batch between the D and G steps of an iteration (``share_fakes``)."""
+        return ("generator",) if self.config.share_fakes else ()
+
+    @property
     def discriminator_net(self) -> nn.Module:
         return getattr(self, self.d_name)
 
@@ -291,14 +301,25 @@ class LatentGAN(SquareImages, GenerativeModel):
             return logits[: real.shape[0]], logits[real.shape[0]:]
         return d(real), d(fake)
 
+    def _fakes(self, real: torch.Tensor) -> torch.Tensor:
+        z = torch.randn(real.shape[0], self.latent_dim, device=real.device, dtype=real.dtype)
+        return self.generator(z)
+
     def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
         real = batch["image"]
-        n = real.shape[0]
-        z = torch.randn(n, self.latent_dim, device=real.device, dtype=real.dtype)
         d = self.discriminator_net
+        share = batch.get(SHARED_FORWARD)
         if group == self.d_name:
-            with torch.no_grad():  # the D step trains D only: no graph through G
-                fake = self.generator(z)
+            if share is not None and next(self.generator.parameters()).requires_grad:
+                # The first D step of the iteration (the trainer enables G's graph for it,
+                # graph_networks): one G forward with a graph, detached here and reused, graph
+                # intact, by the G step, as pytorch/examples' dcgan/main.py does.
+                fake = self._fakes(real)
+                share.put(fake)
+                fake = fake.detach()
+            else:  # fresh fakes without a graph (an extra critic step, or share_fakes off)
+                with torch.no_grad():
+                    fake = self._fakes(real)
             real_in, fake_in = self.augment(real), self.augment(fake)
             real_logits, fake_logits = self._d_real_fake(d, real_in, fake_in)
             loss = self.adv_loss.d_loss(real_logits, fake_logits)
@@ -309,7 +330,8 @@ class LatentGAN(SquareImages, GenerativeModel):
                 loss = loss + penalty
                 logs["penalty"] = penalty.detach()
             return loss, logs
-        fake_logits = d(self.augment(self.generator(z)))  # the generator step
+        fake = share.take() if share is not None else None  # the generator step
+        fake_logits = d(self.augment(fake if fake is not None else self._fakes(real)))
         loss = self.adv_loss.g_loss(fake_logits)
         return loss, {"g_loss": loss.detach()}
 
@@ -373,7 +395,8 @@ class DCGAN(LatentGAN):
     def optimizer_groups(self) -> dict[str, OptimizerSpec]:
         c = self.config
         return {
-            "discriminator": OptimizerSpec(("discriminator",), "adam", lr=c.lr, betas=c.betas),
+            "discriminator": OptimizerSpec(("discriminator",), "adam", lr=c.lr, betas=c.betas,
+                                           graph_networks=self.shared_graph),
             "generator": OptimizerSpec(("generator",), "adam", lr=c.lr, betas=c.betas),
         }
 

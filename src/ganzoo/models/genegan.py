@@ -551,6 +551,8 @@ class GeneGAN(GenerativeModel):
     batch_keys = ("image_with", "image_without")
     default_dataset = "shapes_attr"
     eval_references = {"bu": {"subset": "with"}, "a0": {"subset": "without"}}
+    # The authors' train.py feeds every critic and generator step a batch of its own.
+    shares_batches = False
 
     def __init__(self, config: GeneGANConfig):
         super().__init__(config)

@@ -74,6 +74,10 @@ class WGANGPConfig(cfg.Config):
     lr: float = 1e-4
     betas: tuple[float, float] = (0.0, 0.9)
     diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"
+    # The G step reuses the first critic step's fakes and their graph (one generator forward
+    # fewer per iteration; the extra critic steps draw fresh ones); False: fresh fakes for the
+    # G step, as Gulrajani et al.'s Algorithm 1 (docs/gan.md).
+    share_fakes: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -115,7 +119,7 @@ class WGANGP(LatentGAN):
         c = self.config
         return {
             "critic": OptimizerSpec(("critic",), "adam", lr=c.lr, betas=c.betas,
-                                    steps=c.n_critic),
+                                    steps=c.n_critic, graph_networks=self.shared_graph),
             "generator": OptimizerSpec(("generator",), "adam", lr=c.lr, betas=c.betas),
         }
 

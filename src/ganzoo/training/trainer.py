@@ -38,6 +38,7 @@ from .data import (SeededDataset, build_dataset, check_batch_keys, collate_items
                    default_num_workers, make_loader)
 from .._io import atomic_write_text
 from ..losses.adversarial import penalty_grad_scaler
+from ..models.base import SHARED_FORWARD, SharedForward
 from .outputs import (MetricsWriter, check_tracker, save_sample_grid, to_floats,
                       tracker_init_kwargs)
 from .schedules import ema_decay_at, lr_at
@@ -289,6 +290,14 @@ class Trainer:
         self.group_params = {g: self.unwrapped.group_parameters(g) for g in self.groups}
         self.trainable = [p for p in self.unwrapped.parameters() if p.requires_grad]
         self._group_ids = {g: {id(p) for p in ps} for g, ps in self.group_params.items()}
+        # A group's first step per iteration may also run graph_networks with a graph (the
+        # shared forward): their parameters need requires_grad then.
+        self._first_step_ids = {
+            g: self._group_ids[g] | {id(p) for name in self.specs[g].graph_networks
+                                     for p in getattr(self.unwrapped, name).parameters()}
+            for g in self.groups}
+        self._shares_forward = any(self.specs[g].graph_networks for g in self.groups)
+        self._share_batches = self.unwrapped.shares_batches
         self._direct_step = acc.distributed_type in (
             DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
         self.scalers = {}
@@ -614,9 +623,11 @@ class Trainer:
         self._old_handlers.clear()
 
     # -- the loop -----------------------------------------------------------------------------
-    def _set_trainable(self, group: str | None) -> None:
-        """Gradients for ``group``'s parameters only (``None``: every trainable parameter)."""
-        ids = self._group_ids[group] if group is not None else None
+    def _set_trainable(self, group: str | None, first: bool = False) -> None:
+        """Gradients for ``group``'s parameters only (``None``: every trainable parameter);
+        on its ``first`` step of the iteration also for its ``graph_networks``."""
+        ids = None if group is None else \
+            (self._first_step_ids if first else self._group_ids)[group]
         for p in self.trainable:
             on = ids is None or id(p) in ids
             if p.requires_grad != on:
@@ -636,13 +647,13 @@ class Trainer:
         return lrs
 
     def _micro_batches(self, k: int, drawn: list, data_iter) -> list:
-        """The batches of a group's ``k``-th step in this iteration, one per gradient-
-        accumulation micro-step: the iteration's ``k``-th set, drawn on first use.
-
-        Every group's first step therefore sees the same real images, as in the references'
-        loops (pytorch/examples ``dcgan/main.py``; CUT's ``optimize_parameters`` in
+        """The iteration's ``k``-th set of batches, one per gradient-accumulation micro-step,
+        drawn on first use. A group's ``k``-th step takes set ``k`` (``shares_batches``), so
+        every group's first step sees the same real images, as in the references' loops
+        (pytorch/examples ``dcgan/main.py``; CUT's ``optimize_parameters`` in
         taesungp/contrastive-unpaired-translation ``models/cut_model.py``), and a critic's
-        extra steps (``n_critic``) draw fresh ones (Gulrajani et al. 2017, Algorithm 1)."""
+        extra steps (``n_critic``) draw fresh ones (Gulrajani et al. 2017, Algorithm 1);
+        otherwise each group step of the iteration takes a set of its own."""
         n = self.run.grad_accum
         while len(drawn) < (k + 1) * n:
             batch = next(data_iter)
@@ -651,15 +662,17 @@ class Trainer:
                          if torch.is_tensor(v) and v.dim() == 4 else v
                          for key, v in batch.items()}
             self.samples_seen += self.run.batch_size * self.accelerator.num_processes
+            if self._shares_forward and len(drawn) < n:  # the first set: every group sees it
+                batch = {**batch, SHARED_FORWARD: SharedForward()}
             drawn.append(batch)
         return drawn[k * n:(k + 1) * n]
 
-    def _group_step(self, group: str, step: int, batches: list) -> dict[str, Any]:
+    def _group_step(self, group: str, step: int, batches: list, first: bool) -> dict[str, Any]:
         acc, run = self.accelerator, self.run
         scaler = self.scalers.get(group)
         opt = self.optimizers[group]
         params = self.group_params[group]
-        self._set_trainable(group)
+        self._set_trainable(group, first)
         losses = []
         logs: dict[str, Any] = {}
         autocast = (torch.autocast(acc.device.type, dtype=torch.float16) if scaler is not None
@@ -795,10 +808,11 @@ class Trainer:
                 lrs = self._set_lr(step)
                 drawn: list = []
                 steps_of: dict[str, int] = {}
-                for group in self.unwrapped.schedule(step):
+                for i, group in enumerate(self.unwrapped.schedule(step)):
                     k = steps_of[group] = steps_of.get(group, -1) + 1
-                    group_logs[group] = self._group_step(
-                        group, step, self._micro_batches(k, drawn, data_iter))
+                    batches = self._micro_batches(k if self._share_batches else i, drawn,
+                                                  data_iter)
+                    group_logs[group] = self._group_step(group, step, batches, first=k == 0)
                 self._set_trainable(None)
                 if run.log_every and (step + 1) % run.log_every == 0 or \
                         (run.save_every and (step + 1) % run.save_every == 0):
