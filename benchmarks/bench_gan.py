@@ -6,10 +6,13 @@
     python benchmarks/bench_gan.py --presets dcgan --trainer-variants none --profile 10
 
 The ganzoo side is driven exactly as the trainer drives a model, through the model API only:
-for each group of ``model.schedule(step)``, only that group's parameters require gradients,
-``loss, logs = model(group, batch, step)``, backward, the group's optimizer (built from
-``model.optimizer_groups()``) steps, ``model.after_step``; then ``model.update_ema``. (The
-trainer's own loop adds Accelerate, logging and checkpoints; this isolates the family.)
+for each group of ``model.schedule(step)``, only that group's parameters require gradients
+(and, on its first step of the iteration, its ``graph_networks``': the D step's fakes go to the
+G step with ``share_fakes``), ``loss, logs = model(group, batch, step)``, backward, the group's
+optimizer (built from ``model.optimizer_groups()``) steps, ``model.after_step``; then
+``model.update_ema``. (The trainer's own loop adds Accelerate, logging and checkpoints; this
+isolates the family.) ``--trainer-variants ';--set share_fakes=false'`` times the fresh-fakes
+path through ``ganzoo train`` beside the default.
 
 Beside them, for ``dcgan``, ``ganzoo train`` itself (the Trainer on in-memory images, with each
 flag set of ``--trainer-variants``): what a user of the command gets, against the same reference
@@ -37,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import _common  # noqa: E402
 import ganzoo  # noqa: E402
+from ganzoo.models.base import SHARED_FORWARD, SharedForward  # noqa: E402
 
 PRESETS = ["dcgan", "dcgan_upsample", "wgan_gp", "wgan_gp_sn_attn", "dcgan_128", "wgan_gp_128",
            "wgan_gp_sn_attn_128"]
@@ -123,7 +127,7 @@ class Reference:
 class Ganzoo:
     def __init__(self, name, device, batch_size, ema_decay=None):
         self.model = ganzoo.build(name).to(device).train()
-        groups = self.model.optimizer_groups()
+        groups = self.specs = self.model.optimizer_groups()
         self.params = {g: self.model.group_parameters(g) for g in groups}
         self.opts = {g: spec.build(self.params[g]) for g, spec in groups.items()}
         self.all_params = [p for n, p in self.model.named_parameters() if not n.startswith("ema.")]
@@ -132,14 +136,20 @@ class Ganzoo:
 
     def step(self, real, step):
         model = self.model
+        batch = {"image": real, SHARED_FORWARD: SharedForward()}
+        seen = set()
         for group in model.schedule(step):
             for p in self.all_params:
                 p.requires_grad_(False)
             for p in self.params[group]:
                 p.requires_grad_(True)
+            if group not in seen:  # its first step: its graph_networks may build a graph
+                seen.add(group)
+                for name in self.specs[group].graph_networks:
+                    getattr(model, name).requires_grad_(True)
             opt = self.opts[group]
             opt.zero_grad(set_to_none=True)
-            loss, _ = model(group, {"image": real}, step)
+            loss, _ = model(group, batch, step)
             loss.backward()
             opt.step()
             model.after_step(group, step)
