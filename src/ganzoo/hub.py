@@ -20,8 +20,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ._io import atomic_path, atomic_write_text, load_state_dict
 
 WEIGHTS_NAME = "model.safetensors"
@@ -104,6 +102,7 @@ def save_pretrained(model, save_directory, *, push_to_hub: bool = False,
     URL; otherwise the folder is returned. Each file is written under a temporary name and
     renamed, so an interrupted save never leaves a half-written file under the final name.
     """
+    import torch
     from safetensors.torch import save_model
 
     from . import __version__, config as cfg
