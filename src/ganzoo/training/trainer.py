@@ -182,12 +182,15 @@ class Trainer:
         if self.is_main and run.overwrite and self.resume_path is None:
             self._clear_output_dir()
         if self.is_main:
-            logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-            # The root logger at INFO would also print every HTTP request of the Hub client
-            # (httpx, and httpx2 under huggingface_hub 2, log them at INFO): an hf dataset's
-            # download, --push-to-hub.
-            for name in ("httpx", "httpx2"):
-                logging.getLogger(name).setLevel(logging.WARNING)
+            # ganzoo's own records at INFO, other libraries' at WARNING: the root logger at
+            # INFO also printed every HTTP request of the Hub client (httpx) and datasets'
+            # "TensorFlow version ... available".
+            logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+            logging.getLogger("ganzoo").setLevel(logging.INFO)
+            # huggingface_hub and datasets print their warnings with a handler of their own;
+            # passed on to the root handler as well, each line appeared twice.
+            for name in ("huggingface_hub", "datasets"):
+                logging.getLogger(name).propagate = False
 
     def _build_model_and_data(self) -> None:
         import ganzoo
