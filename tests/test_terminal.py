@@ -25,11 +25,12 @@ pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "ganzoo.cli"]
 
 
-def run_in_pty(cmd: list[str], columns: int = 100, timeout: float = 120) -> tuple[int, str]:
-    """Run ``cmd`` with stdin, stdout and stderr on a pseudo-terminal of ``columns`` columns
-    (0: a terminal that reports no size, as under ``script`` or in some editors' shells)."""
+def run_in_pty(cmd: list[str], size: tuple[int, int] = (24, 100),
+               timeout: float = 120) -> tuple[int, str]:
+    """Run ``cmd`` with stdin, stdout and stderr on a pseudo-terminal of ``size`` (rows,
+    columns); (0, 0) is a terminal whose size was never set (``docker exec``, ``script``)."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     out = b""
@@ -66,12 +67,12 @@ def saved_model(tmp_path_factory):
 
 
 # -- sample ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("columns", [100, 0], ids=["sized", "no-size"])
-def test_sample_shows_progress_on_a_terminal(saved_model, tmp_path, columns):
+@pytest.mark.parametrize("size", [(24, 100), (0, 0)], ids=["sized", "no-size"])
+def test_sample_shows_progress_on_a_terminal(saved_model, tmp_path, size):
     """A bar with images written, images per second and time left; also on a terminal that
-    reports no width, where tqdm's own dynamic width printed nothing at all."""
+    reports no size, where tqdm hid its bar (0 rows) and the command printed nothing."""
     code, raw = run_in_pty([*CLI, "sample", str(saved_model), "-n", "24", "--batch-size", "8",
-                            "--out-dir", str(tmp_path / "out")], columns)
+                            "--out-dir", str(tmp_path / "out")], size)
     assert code == 0, raw
     shown = screen_lines(raw)
     bars = [line for line in shown if line.startswith("sampling test_dcgan")]

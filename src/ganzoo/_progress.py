@@ -6,8 +6,9 @@
   pipe) a plain line every ``interval`` seconds and at the end: done, rate, time left;
 - ``enabled=False`` (``--no-progress``): nothing.
 
-A terminal that reports no width (a pseudo-terminal without a size: ``script``, some editors'
-shells) gets an 80-column bar: tqdm's dynamic width is 0 there, and it then prints nothing.
+A terminal that reports no size (a pseudo-terminal whose size was never set: ``docker exec``,
+``script``, some editors' shells) gets an 80 x 24 bar: tqdm hides a bar whose position is not
+above the terminal's height, so at 0 rows it printed nothing at all.
 
 Ctrl-C in a loop that writes outputs one by one raises :class:`Interrupted`, a
 ``KeyboardInterrupt`` that says how many outputs are complete; the command line prints that in
@@ -91,10 +92,11 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, 
         return LogProgress(iterable, total=total, desc=desc, unit=unit, initial=initial,
                            interval=interval, file=file)
     try:
-        width = os.get_terminal_size(file.fileno()).columns
+        width, height = os.get_terminal_size(file.fileno())
     except (OSError, ValueError, AttributeError):
-        width = 0
-    size = {"dynamic_ncols": True} if width > 0 else {"ncols": 80}
+        width = height = 0
+    size = {"dynamic_ncols": True} if width > 0 and height > 0 else \
+        {"ncols": width or 80, "nrows": height or 24}
     return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave,
                 file=file, **size)
 
@@ -110,6 +112,8 @@ class LogProgress:
         self.n = self.initial = initial
         self.interval = interval
         self.file = file or sys.stderr
+        self.disable = False
+        self.postfix = ""
         self.start = self.last = time.monotonic()
         self.closed = False
         self._print()
@@ -127,6 +131,9 @@ class LogProgress:
 
     def set_description(self, desc: str, refresh: bool = True) -> None:  # noqa: ARG002
         self.desc = desc
+
+    def set_postfix(self, values: dict[str, Any], refresh: bool = True) -> None:  # noqa: ARG002
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -150,7 +157,8 @@ class LogProgress:
             text += f", {rate:.3g} {self.unit}/s"
             if self.total and self.n < self.total:
                 text += f", {_clock((self.total - self.n) / rate)} left"
-        return text + f", {_clock(elapsed)} elapsed"
+        text += f", {_clock(elapsed)} elapsed"
+        return text + (f", {self.postfix}" if self.postfix else "")
 
     def _print(self) -> None:
         self.last = time.monotonic()

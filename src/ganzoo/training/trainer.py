@@ -785,10 +785,13 @@ class Trainer:
         total = run.max_steps
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=step, disable=not (self.is_main and run.progress),
-                   dynamic_ncols=True, desc="train", file=sys.stderr)
+        from .._progress import progress_bar
+
+        # A bar on a terminal, a line every 30 s in a log (ganzoo._progress).
+        bar = progress_bar(total=total, initial=step, desc="train",
+                           enabled=self.is_main and run.progress)
         logs_above_bar = contextlib.ExitStack()
-        if not bar.disable:
+        if isinstance(bar, tqdm) and not bar.disable:
             # Records logged in the loop (a checkpoint saved, an evaluation) print above the
             # bar; written into its line, the last checkpoint's left two 100% bars.
             from tqdm.contrib.logging import logging_redirect_tqdm
