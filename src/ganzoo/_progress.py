@@ -1,5 +1,5 @@
-"""Progress and interruption of the long commands (``sample``, ``eval``, ``prepare faces``, ``export``,
-``report``), one rule for all:
+"""Progress and interruption of the long commands (``sample``, ``eval``, ``prepare faces``,
+``export``, ``report``, ``train``), one rule for all:
 
 - ``enabled=None`` (the default): a tqdm bar when stderr is a terminal, nothing otherwise;
 - ``enabled=True`` (``--progress``): the bar on a terminal, and in a log (stderr a file or a

@@ -2,11 +2,13 @@
 
 Built-ins are the modules of a ganzoo sub-package (``ganzoo.models`` and so on), imported on the
 first query that needs an entry (``build``, ``entry``, ``in``) so that ``import ganzoo`` stays
-cheap. Listing names reads them from the sub-package's source instead (the decorated functions,
-found with ``ast``), so ``ganzoo list`` imports neither the families nor torch. Third-party packages add entries through the
-entry-point groups ``ganzoo.models``, ``ganzoo.losses``, ``ganzoo.datasets`` and
-``ganzoo.metrics``: each entry point names a factory ``(**kwargs) -> object``. Entry points are
-read lazily (names only) and cached; ``build`` imports only the one it needs.
+cheap. Listing names reads them from the sub-package's source instead (the decorated
+functions, found with ``ast``), so ``ganzoo list`` imports neither the families nor torch.
+
+Third-party packages add entries through the entry-point groups ``ganzoo.models``,
+``ganzoo.losses``, ``ganzoo.datasets`` and ``ganzoo.metrics``: each entry point names a factory
+``(**kwargs) -> object``. Entry points are read lazily (names only) and cached; ``build``
+imports only the one it needs.
 
 Rules (after fsspec's and xarray's plugin registries):
 

@@ -20,9 +20,10 @@ __all__ = ["queue_main", "report_main", "build_queue_parser", "build_report_pars
 def build_queue_parser() -> argparse.ArgumentParser:
     from .._progress import EXIT_CODES
 
-    p = argparse.ArgumentParser(prog="ganzoo queue", epilog=EXIT_CODES, description="Run a queue of experiments: "
-                                "train each, evaluate it, fill the results table; run again "
-                                "to resume (docs/experiments.md).")
+    p = argparse.ArgumentParser(prog="ganzoo queue", epilog=EXIT_CODES,
+                                description="Run a queue of experiments: train each, "
+                                "evaluate it, fill the results table; run again to resume "
+                                "(docs/experiments.md).")
     sub = p.add_subparsers(dest="action", required=True)
     q = sub.add_parser("run", help="run (or resume) the experiments of a queue file")
     q.add_argument("file", help="queue file, or the name of a shipped queue (ganzoo queue list)")
@@ -128,9 +129,10 @@ def _queue_main(argv: list[str] | None) -> int:
 def build_report_parser() -> argparse.ArgumentParser:
     from .._progress import EXIT_CODES
 
-    p = argparse.ArgumentParser(prog="ganzoo report", epilog=EXIT_CODES, description="A static HTML report (plus "
-                                "report.md) comparing runs: configs, curves, sample grids, "
-                                "interpolations, worst samples and a sortable table.")
+    p = argparse.ArgumentParser(prog="ganzoo report", epilog=EXIT_CODES,
+                                description="A static HTML report (plus report.md) comparing "
+                                "runs: configs, curves, sample grids, interpolations, worst "
+                                "samples and a sortable table.")
     p.add_argument("paths", nargs="+", metavar="RUN_OR_QUEUE",
                    help="run folders, queue output roots or queue files")
     p.add_argument("-o", "--output", required=True, help="report folder (index.html, report.md)")
