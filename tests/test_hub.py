@@ -97,8 +97,49 @@ def test_non_finite_weights_are_never_saved(toy_plugin, tmp_path):
 
 
 def test_bad_source_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither a folder"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         ganzoo.from_pretrained(str(tmp_path / "nope" / "deeper"))
+    with pytest.raises(FileNotFoundError, match="neither a folder"):
+        ganzoo.from_pretrained("not-a-repo-id")
+
+
+def test_a_missing_path_is_no_such_folder_with_close_matches(tmp_path, monkeypatch):
+    """``runs/typo`` (``runs/`` exists), ``./x``, ``~/x``, ``/x``: a path, never a Hub repo
+    id (which said "not in the Hugging Face cache")."""
+    from ganzoo.cli import main
+    from ganzoo.hub import looks_like_path, resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("dcgan_64", "dcgan_32", "vae_64"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    (tmp_path / "runs" / "notes.txt").write_text("")
+    assert looks_like_path("runs/typo") and looks_like_path("./x") and looks_like_path("~/x")
+    assert not looks_like_path("org/name") and not looks_like_path("dcgan")
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_model("runs/dcgan64")
+    assert str(err.value) == ("runs/dcgan64: no such folder. Did you mean: runs/dcgan_64, "
+                              "runs/dcgan_32?")
+    with pytest.raises(FileNotFoundError, match=r"^\./runs/dcgn_32: no such folder\. Did you "
+                                                r"mean: \./runs/dcgan_32"):
+        resolve_model("./runs/dcgn_32")
+    with pytest.raises(FileNotFoundError, match="no such folder .*does not exist either"):
+        ganzoo.from_pretrained(str(tmp_path / "gone" / "run"))
+    with pytest.raises(FileNotFoundError, match="notes.txt is a file"):
+        resolve_model("runs/notes.txt")
+    assert main(["sample", "runs/typo", "-n", "2"]) == 2
+    with pytest.raises(FileNotFoundError, match="runs/zzz: no such folder"):
+        resolve_model("runs/zzz")
+
+
+def test_offline_download_failure_is_one_short_traceback(tmp_path):
+    """``from_pretrained('org/repo')`` offline printed four chained tracebacks (96 lines)."""
+    proc = run_python("import ganzoo; ganzoo.from_pretrained('org/repo')",
+                      env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 1
+    assert proc.stderr.count("Traceback") == 1, proc.stderr
+    assert "direct cause" not in proc.stderr and "during handling" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ganzoo.hub.HubError: 'org/repo' is not in the Hugging Face cache")
 
 
 @pytest.mark.slow
@@ -150,7 +191,8 @@ def test_push_then_pull_through_loopback_hub_and_offline_cache(tmp_path):
 @pytest.mark.timeout(300)
 def test_hub_failures_are_one_ganzoo_error_each(tmp_path):
     """Offline and not cached, an unknown repo, a push without a token, no server at all:
-    each is one HubError that says what happened and what to do, chained to the original."""
+    each is one HubError that says what happened and what to do, raised from None (one
+    traceback, not huggingface_hub's chain) with the original kept as ``hub_exception``."""
     script = """
         import os, ganzoo
         from ganzoo.hub import HubError
@@ -160,7 +202,8 @@ def test_hub_failures_are_one_ganzoo_error_each(tmp_path):
                 fn()
             except HubError as e:
                 assert needle in str(e), str(e)
-                assert e.__cause__ is not None and "\\n" not in str(e), repr(e)
+                assert e.__cause__ is None and e.__suppress_context__, repr(e)
+                assert e.hub_exception is not None and "\\n" not in str(e), repr(e)
                 print("ok:", needle)
             else:
                 raise AssertionError("no HubError")

@@ -537,7 +537,7 @@ def test_cli_writes_protocol_json(tmp_path, capsys):
     assert data["protocol"]["real_stats_cache"] == "miss"
     assert json.loads(capsys.readouterr().out) == data
     rc = main([str(tmp_path / "gen"), "--ref", str(tmp_path / "nowhere"), "--n", "8"])
-    assert rc == 1 and "nowhere" in capsys.readouterr().err
+    assert rc == 2 and "nowhere" in capsys.readouterr().err  # bad input: the one scheme
 
 
 def test_unknown_inputs_and_metrics_are_clear():

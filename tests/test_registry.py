@@ -19,7 +19,7 @@ def test_import_is_cheap():
         import ganzoo
         heavy = [m for m in sys.modules if m.startswith(("torch", "ganzoo.models.",
                  "ganzoo.datasets.", "ganzoo.metrics.", "ganzoo.losses.", "diffusers", "timm"))]
-        assert not heavy, heavy
+        assert not heavy, heavy[:8]
         assert ganzoo.__version__
         print("ok")
     """)
@@ -27,15 +27,35 @@ def test_import_is_cheap():
     assert "ok" in proc.stdout
 
 
-def test_builtins_load_on_first_query():
+def test_listing_imports_no_family_and_building_loads_them():
+    """`ganzoo list` reads built-in names from the source: no family module, no torch (it took
+    ~2 s, the time to import torch and every family); the first build imports them."""
     proc = run_python("""
-        import sys, ganzoo
-        names = ganzoo.list_datasets()
-        assert "shapes" in names and "celeba" in names, names
+        import sys
+        from ganzoo.cli import main
+        for kind in ("models", "losses", "datasets", "metrics"):
+            assert main(["list", kind]) == 0
+        heavy = [m for m in sys.modules if m.startswith(("torch", "ganzoo.models.",
+                 "ganzoo.datasets.", "ganzoo.metrics.", "ganzoo.losses.", "diffusers"))]
+        assert not heavy, heavy[:8]
+        import ganzoo
+        ganzoo.build_dataset("shapes", resolution=8, size=1)
         assert "ganzoo.datasets.shapes" in sys.modules
         print("ok")
     """)
     assert proc.returncode == 0, proc.stderr
+    assert {"dcgan", "hinge", "shapes", "fid", "ok"} <= set(proc.stdout.split())
+
+
+@pytest.mark.parametrize("registry", ["MODELS", "LOSSES", "DATASETS", "METRICS"])
+def test_names_read_from_source_are_those_registered_on_import(registry):
+    import ganzoo.registry
+
+    reg = getattr(ganzoo.registry, registry)
+    reg._load_builtins()
+    imported = {name: e.module for name, e in reg._builtins.items()
+                if e.module.startswith(reg.package)}
+    assert reg._scan_builtins() == imported
 
 
 def test_plugin_listed_without_import_and_built(toy_plugin):

@@ -8,12 +8,13 @@ import contextlib
 import json
 import os
 import pickle
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_dir", "atomic_write_text", "atomic_write_json", "load_json",
-           "load_tensors", "load_state_dict", "save_grid"]
+__all__ = ["atomic_path", "atomic_dir", "atomic_write_text", "atomic_write_json", "current_umask",
+           "shared_mode", "load_json", "load_tensors", "load_state_dict", "save_grid"]
 
 
 @contextlib.contextmanager
@@ -23,6 +24,8 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     A crash or kill mid-write leaves the previous file (or none) under the final name, never
     a half-written one: ``os.replace`` is atomic within a file system. The temporary name
     holds the process id, so two processes saving the same file do not mix their bytes.
+    The file gets the mode the user's umask gives a new file (:func:`shared_mode`), whatever
+    the writer created the temporary with.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +35,7 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+        _apply_umask(tmp)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -44,7 +48,8 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 
     A failure removes the temporary folder and leaves ``path`` as it was. An existing
     ``path`` is refused (FileExistsError) unless ``overwrite``, and then replaced only once the
-    new folder is complete.
+    new folder is complete. Everything in it gets the modes the user's umask gives (as
+    :func:`atomic_path`).
     """
     import shutil
 
@@ -59,6 +64,8 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     old = path.with_name(f".{path.name}.{os.getpid()}.old")
     try:
         yield tmp
+        for sub in [tmp, *tmp.rglob("*")]:
+            _apply_umask(sub)
         if path.exists():
             os.replace(path, old)  # kept until the new folder is in place
         try:
@@ -71,6 +78,39 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists():
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def current_umask() -> int:
+    """The process's umask. Linux shows it in /proc/self/status (since 4.7), read without
+    changing it; elsewhere it is set and restored at once (``os.umask`` has no getter)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shared_mode(is_dir: bool = False, executable: bool = False) -> int:
+    """The mode ``open()`` / ``mkdir()`` give a new file or folder under the user's umask
+    (0644 / 0755 under 022, 0664 / 0775 under 002)."""
+    return (0o777 if is_dir or executable else 0o666) & ~current_umask()
+
+
+def _apply_umask(path: Path) -> None:
+    """Give ``path`` the mode a plain ``open()`` would have. Writers that go through a
+    temporary file of their own (safetensors, ``tempfile.mkstemp``) leave 0600 behind, which
+    locks other users out of a run folder shared on a cluster. Links are left alone."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return
+    mode = shared_mode(stat.S_ISDIR(st.st_mode), bool(st.st_mode & stat.S_IXUSR))
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:

@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from ._progress import EXIT_CODES, EXIT_USAGE, report_interrupted
+
 KINDS = ("models", "losses", "datasets", "metrics")
 
 
@@ -92,17 +94,33 @@ def _sample_kwargs(args, model) -> dict:
     return kwargs
 
 
+def _weights(model, kind: str) -> str:
+    """Which weights were sampled, in words: an "EMA" that still copies the live weights (a
+    run shorter than the family's EMA start) is called what it is."""
+    if kind == "ema" and model.ema_is_live_copy():
+        start = model.default_ema_start
+        return f"live weights: EMA starts at step {start:,}" if start else \
+            "live weights: the EMA copy equals them"
+    return f"{kind.upper() if kind == 'ema' else kind} weights"
+
+
 def _sample(args) -> int:
+    from . import sampling
+
+    model = load_model(args.model, args.device, args.untrained)
+    if args.live:
+        model.use_ema = False
+    progress = args.progress
+    return _sample_files(args, model, progress)
+
+
+def _sample_files(args, model, progress: bool | None) -> int:
     import torch
 
     from . import sampling
     from ._io import save_grid
     from .datasets import example_batch
 
-    model = load_model(args.model, args.device, args.untrained)
-    if args.live:
-        model.use_ema = False
-    progress = False if args.no_progress else None
     if args.input is not None:
         if args.format == "npz":
             raise ValueError("--format npz holds unconditional samples (--out-dir without "
@@ -111,7 +129,8 @@ def _sample(args) -> int:
         info = sampling.generate_folder(model, args.input, out, batch_size=args.batch_size,
                                         donor=args.donor, progress=progress, fmt=args.format)
         print(f"wrote {info['count'] - info['skipped']} images ({info['skipped']} already "
-              f"there) from {args.model} ({info['weights']} weights) to {info['output']}")
+              f"there) from {args.model} ({_weights(model, info['weights'])}) to "
+              f"{info['output']}")
         return 0
     kwargs = _sample_kwargs(args, model)
     if args.out_dir is not None:
@@ -119,7 +138,7 @@ def _sample(args) -> int:
                                          seed=args.seed, fmt=args.format or "png",
                                          progress=progress, **kwargs)
         print(f"wrote {info['written']} images ({info['skipped']} already there) from "
-              f"{args.model} ({info['weights']} weights) to {info['output']}")
+              f"{args.model} ({_weights(model, info['weights'])}) to {info['output']}")
         return 0
     g = torch.Generator().manual_seed(args.seed)
     if model.task == "sample":
@@ -128,7 +147,8 @@ def _sample(args) -> int:
         batch = {k: v.to(model.device) for k, v in example_batch(model, args.n).items()}
         images = model.preview(batch, args.n, generator=g)
     save_grid(images, args.out, nrow=args.nrow or max(1, int(args.n ** 0.5)))
-    print(f"wrote {images.shape[0]} images from {args.model} to {args.out}")
+    print(f"wrote {images.shape[0]} images from {args.model} "
+          f"({_weights(model, sampling.weights_in_use(model))}) to {args.out}")
     return 0
 
 
@@ -136,7 +156,7 @@ def _export(args) -> int:
     from .export import export
 
     out = export(args.model, args.out, args.to, pipeline=args.pipeline, ema=not args.live,
-                 overwrite=args.overwrite)
+                 overwrite=args.overwrite, progress=args.progress)
     print(f"wrote {out} ({args.to}; {'live' if args.live else 'EMA'} weights of {args.model})")
     return 0
 
@@ -162,9 +182,16 @@ def _prepare_faces(args) -> int:
                                 device=args.device, progress=args.progress)
     except ImportError as e:  # the optional faces extra: one line saying what to install
         print(f"ganzoo prepare: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(summary.line())
     return 0
+
+
+def _progress_flag(parser: argparse.ArgumentParser) -> None:
+    """--progress / --no-progress, the rule of every long command (ganzoo._progress)."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress: a bar on a terminal (the default there); --progress "
+                             "also prints a line every 30 s into a log; --no-progress: none")
 
 
 def positive_int(text: str) -> int:
@@ -179,7 +206,8 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ganzoo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="ganzoo", description=__doc__.splitlines()[0],
+                                epilog=EXIT_CODES)
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("list", help="list registered models, losses, datasets or metrics")
@@ -219,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the live weights instead of the EMA copies")
     q.add_argument("--untrained", action="store_true",
                    help="allow a bare preset (random weights)")
-    q.add_argument("--no-progress", action="store_true")
+    _progress_flag(q)
     q.set_defaults(fn=_sample)
 
     q = sub.add_parser("export", help="write a saved model in another library's format")
@@ -230,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="diffusers pipeline class (default: the model's sampler)")
     q.add_argument("--live", action="store_true", help="the live weights, not the EMA copies")
     q.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _progress_flag(q)
     q.set_defaults(fn=_export)
 
     q = sub.add_parser("push", help="upload a saved model, or a run's final/, to the Hub")
@@ -255,8 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--size", type=positive_int, default=128, help="crop size (default 128)")
     q.add_argument("--workers", type=positive_int, default=1, help="processes (default 1)")
     q.add_argument("--device", default="cpu", help="detector device (default cpu)")
-    q.add_argument("--no-progress", action="store_const", const=False, default=None,
-                   dest="progress", help="no progress bar (default: shown on a terminal)")
+    _progress_flag(q)
     q.set_defaults(fn=_prepare_faces)
 
     sub.add_parser("train", help="train a model (same as python -m ganzoo.train)",
@@ -271,11 +299,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``ganzoo ARGV``; returns the exit code (``EXIT_CODES``: 0 done, 1 failed, 2 bad
+    input, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt as e:  # a long command's loop says what is complete
+        return report_interrupted(f"ganzoo {argv[0]}" if argv else "ganzoo", e)
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "train":
         from .train import main as train_main
 
-        return train_main(argv[1:])
+        return train_main(argv[1:], prog="ganzoo train")
     if argv and argv[0] == "eval":
         from .metrics.cli import main as eval_main
 
@@ -292,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError, FileNotFoundError, FileExistsError, HubError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ganzoo {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -32,19 +32,26 @@ def check_exportable(model, to: Format = "diffusers") -> None:
 
 def export(source, out: str | os.PathLike, to: Format = "diffusers", *,
            pipeline: Literal["ddim", "ddpm"] | None = None, ema: bool = True,
-           overwrite: bool = False) -> Path:
+           overwrite: bool = False, progress: bool | None = None) -> Path:
     """Write ``source`` (a model, a saved folder, a trainer run folder or a Hub id) as ``to``
     into ``out``. ``pipeline``: the diffusers pipeline class, by default the model's own
     sampler (``config.sampler``); ``ema=False`` exports the live weights. An existing ``out``
-    is refused unless ``overwrite``."""
+    is refused unless ``overwrite``. ``progress``: its two stages, load and write
+    (:mod:`ganzoo._progress`)."""
     from ._io import atomic_dir
+    from ._progress import progress_bar
     from .hub import resolve_model
 
-    model, kind = resolve_model(source)
-    if kind == "preset" and "." not in os.fspath(source).removeprefix("model:"):
-        raise ValueError(f"'{source}' is a bare preset: its weights are random. Export a "
-                         f"trained model (a run folder, its final/ or a Hub id)")
-    check_exportable(model, to)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        model.to_diffusers(tmp, pipeline=pipeline or model.config.sampler, ema=ema)
+    name = getattr(source, "preset", None) or os.fspath(source)
+    with progress_bar(total=2, desc=f"loading {name}", unit="stage", enabled=progress) as bar:
+        model, kind = resolve_model(source)
+        if kind == "preset" and "." not in name.removeprefix("model:"):
+            raise ValueError(f"'{source}' is a bare preset: its weights are random. Export a "
+                             f"trained model (a run folder, its final/ or a Hub id)")
+        check_exportable(model, to)
+        bar.update(1)
+        bar.set_description(f"writing {out}")
+        with atomic_dir(out, overwrite=overwrite) as tmp:  # Ctrl-C: nothing left behind
+            model.to_diffusers(tmp, pipeline=pipeline or model.config.sampler, ema=ema)
+        bar.update(1)
     return Path(out)

@@ -20,8 +20,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ._io import atomic_path, atomic_write_text, load_state_dict
 
 WEIGHTS_NAME = "model.safetensors"
@@ -34,8 +32,11 @@ __all__ = ["save_pretrained", "from_pretrained", "load_weights", "push_to_hub", 
 
 
 class HubError(RuntimeError):
-    """A Hub transfer failed; the message says why (offline, not found, not logged in) and what
-    to do, and the huggingface_hub exception is chained as ``__cause__``."""
+    """A Hub transfer failed; the message alone says why (offline, not found, not logged in)
+    and what to do. It is raised ``from None``, so a traceback is this one exception, not
+    huggingface_hub's chain of three; the original exception is kept as ``hub_exception``."""
+
+    hub_exception: BaseException | None = None
 
 
 def _hub_error(e: Exception, action: str, repo_id: str, revision: str | None) -> HubError:
@@ -68,7 +69,9 @@ def _hub_error(e: Exception, action: str, repo_id: str, revision: str | None) ->
         why = (f"could not {action} '{repo_id}'{at}: the Hub could not be reached or answered "
                f"an error ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                f"check the network and HF_ENDPOINT")
-    return HubError(why)
+    err = HubError(why)
+    err.hub_exception = e
+    return err
 
 
 def _is_transfer_error(e: Exception) -> bool:
@@ -104,6 +107,7 @@ def save_pretrained(model, save_directory, *, push_to_hub: bool = False,
     URL; otherwise the folder is returned. Each file is written under a temporary name and
     renamed, so an interrupted save never leaves a half-written file under the final name.
     """
+    import torch
     from safetensors.torch import save_model
 
     from . import __version__, config as cfg
@@ -183,7 +187,8 @@ def resolve_folder(source: str | os.PathLike, revision: str | None = None, *,
     elif os.path.isdir(source):
         return _model_folder(Path(source))
     source, revision = split_revision(source, revision)
-    if os.path.exists(source) or source.startswith((".", "/", "~")) or source.count("/") != 1:
+    _check_path_like(source)
+    if os.path.exists(source) or source.count("/") != 1:
         raise FileNotFoundError(
             f"'{source}' is neither a folder with {WEIGHTS_NAME} and {CONFIG_NAME} "
             f"nor a Hub repo id of the form 'org/name'")
@@ -198,8 +203,42 @@ def resolve_folder(source: str | os.PathLike, revision: str | None = None, *,
     except Exception as e:  # noqa: BLE001 - filtered: only transfer errors are translated
         if not _is_transfer_error(e):
             raise
-        raise _hub_error(e, "download", source, revision) from e
+        raise _hub_error(e, "download", source, revision) from None
     return Path(path)
+
+
+def looks_like_path(source: str) -> bool:
+    """A source meant as a local path: it starts with ``.``, ``~`` or ``/``, or it holds a ``/``
+    and its first part exists here (``runs/typo`` where ``runs/`` does). Such a source is never
+    sent to the Hub as a repo id (``hf-hub:`` forces the Hub)."""
+    if source.startswith((".", "~", "/")):
+        return True
+    first = source.split("/", 1)[0]
+    return "/" in source and bool(first) and os.path.exists(first)
+
+
+def _check_path_like(source: str) -> None:
+    """FileNotFoundError "no such folder", with the close matches among its siblings, for a
+    path-like ``source`` that is not a folder."""
+    path = Path(os.path.expanduser(source))
+    if not looks_like_path(source) or path.is_dir():
+        return
+    from .config import close_matches
+
+    if path.exists():
+        raise FileNotFoundError(f"{source} is a file: pass the folder that holds "
+                                f"{WEIGHTS_NAME} and {CONFIG_NAME}")
+    parent = path.parent
+    siblings = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
+    near = [os.path.join(os.path.dirname(source.rstrip("/")), name)
+            for name in close_matches(path.name, siblings)]
+    if not parent.is_dir():
+        hint = f" ({parent} does not exist either)"
+    elif near:
+        hint = f". Did you mean: {', '.join(near)}?"
+    else:
+        hint = f" (nor anything like it in {parent})"
+    raise FileNotFoundError(f"{source}: no such folder{hint}")
 
 
 def _version() -> str:
@@ -300,6 +339,7 @@ def resolve_model(spec, revision: str | None = None, **overrides):
         return from_pretrained(s, revision, **overrides), "hub"
     if s.startswith("local-dir:") or os.path.isdir(s):
         return from_pretrained(s, **overrides), "folder"
+    _check_path_like(s)
     if s.partition(".")[0] in MODELS:
         return build(s, **overrides), "preset"
     if split_revision(s)[0].count("/") == 1 and not s.startswith((".", "/", "~")):
@@ -403,5 +443,5 @@ def _upload(folder: Path, repo_id: str, *, commit_message: str = "Upload ganzoo 
     except Exception as e:  # noqa: BLE001 - filtered: only transfer errors are translated
         if not _is_transfer_error(e):
             raise
-        raise _hub_error(e, "upload", repo_id, branch) from e
+        raise _hub_error(e, "upload", repo_id, branch) from None
     return str(getattr(info, "pr_url", None) or getattr(info, "commit_url", info))

@@ -1,10 +1,14 @@
 """One registry class for models, losses, datasets and metrics.
 
 Built-ins are the modules of a ganzoo sub-package (``ganzoo.models`` and so on), imported on the
-first query so that ``import ganzoo`` stays cheap. Third-party packages add entries through the
-entry-point groups ``ganzoo.models``, ``ganzoo.losses``, ``ganzoo.datasets`` and
-``ganzoo.metrics``: each entry point names a factory ``(**kwargs) -> object``. Entry points are
-read lazily (names only) and cached; ``build`` imports only the one it needs.
+first query that needs an entry (``build``, ``entry``, ``in``) so that ``import ganzoo`` stays
+cheap. Listing names reads them from the sub-package's source instead (the decorated
+functions, found with ``ast``), so ``ganzoo list`` imports neither the families nor torch.
+
+Third-party packages add entries through the entry-point groups ``ganzoo.models``,
+``ganzoo.losses``, ``ganzoo.datasets`` and ``ganzoo.metrics``: each entry point names a factory
+``(**kwargs) -> object``. Entry points are read lazily (names only) and cached; ``build``
+imports only the one it needs.
 
 Rules (after fsspec's and xarray's plugin registries):
 
@@ -17,6 +21,7 @@ Rules (after fsspec's and xarray's plugin registries):
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib
 import importlib.metadata
@@ -24,6 +29,7 @@ import importlib.util
 import pkgutil
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from .config import close_matches
@@ -56,6 +62,7 @@ class Registry:
         self._plugins: dict[str, Entry] | None = None
         self._builtins_loaded = False
         self._loading = False
+        self._scanned: dict[str, str] | None = None  # built-in names -> modules, from source
 
     # -- registration -------------------------------------------------------------------------
     def register(self, fn: Callable | None = None, *, name: str | None = None, **metadata):
@@ -85,6 +92,32 @@ class Registry:
         finally:
             self._loading = False
 
+    def _scan_builtins(self) -> dict[str, str] | None:
+        """Built-in names and their modules, read from the package's source without importing
+        it: every function decorated ``@register_<kind>``, ``@register_<kind>(name=...)`` or
+        ``@<KINDS>.register(...)``. None when the source cannot be read (then the package is
+        imported). tests/test_registry.py checks that this equals what importing registers."""
+        if self._scanned is not None:
+            return self._scanned
+        spec = importlib.util.find_spec(self.package)
+        roots = list(spec.submodule_search_locations or []) if spec else []
+        decorators = {f"register_{self.kind}", f"{self.plural.upper()}.register"}
+        found: dict[str, str] = {}
+        try:
+            for root in map(Path, roots):
+                for path in sorted(root.rglob("*.py")):
+                    rel = path.relative_to(root).with_suffix("").parts
+                    module = ".".join((self.package, *rel)).removesuffix(".__init__")
+                    for name in _registered_names(path.read_text(encoding="utf-8"),
+                                                  decorators):
+                        found.setdefault(name, module)
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            return None
+        if not found:  # no source at all (a zipped or compiled-only install)
+            return None
+        self._scanned = found
+        return found
+
     def _load_plugins(self) -> dict[str, Entry]:
         if self._plugins is not None:
             return self._plugins
@@ -112,9 +145,14 @@ class Registry:
         self._plugins = None
         importlib.invalidate_caches()
 
-    def _entries(self, warn: bool = True) -> dict[str, Entry]:
-        self._load_builtins()
-        entries = dict(self._builtins)
+    def _entries(self, warn: bool = True,
+                 builtins: dict[str, Entry] | None = None) -> dict[str, Entry]:
+        """Built-ins (imported, unless given) and plugins; a plugin never replaces a
+        built-in."""
+        if builtins is None:
+            self._load_builtins()
+            builtins = self._builtins
+        entries = dict(builtins)
         for name, entry in self._load_plugins().items():
             if name in entries:
                 if warn:
@@ -138,10 +176,23 @@ class Registry:
             return False
 
     # -- queries ------------------------------------------------------------------------------
+    def _listed(self) -> dict[str, Entry]:
+        """What :meth:`names` lists: the imported entries once the built-ins are loaded, else
+        the scanned built-in names (placeholders), entries registered in this process and the
+        plugins."""
+        if self._builtins_loaded:
+            return self._entries()
+        scanned = self._scan_builtins()
+        if scanned is None:
+            return self._entries()
+        builtins = {name: Entry(name, _not_imported, module, "ganzoo")
+                    for name, module in scanned.items()}
+        return self._entries(builtins={**builtins, **self._builtins})
+
     def names(self, pattern: str | None = None) -> list[str]:
         """Sorted names, optionally filtered by an fnmatch pattern. Broken plugins warn."""
         out = []
-        for name, entry in self._entries().items():
+        for name, entry in self._listed().items():
             if not self._importable(entry):
                 reason = entry.error or "its module cannot be found"
                 warnings.warn(f"ganzoo {self.kind} plugin '{name}' from '{entry.distribution}' "
@@ -182,6 +233,30 @@ class Registry:
 
     def build(self, name: str, **kwargs) -> Any:
         return self.get(name)(**kwargs)
+
+
+def _not_imported(**kwargs):  # the factory of a listed built-in that is not imported yet
+    raise AssertionError("a scanned registry entry is never built")
+
+
+def _registered_names(source: str, decorators: set[str]) -> list[str]:
+    """Names that the decorators ``decorators`` (dotted names) register at the top level of
+    ``source``: the function's name, or the decorator's ``name=`` argument."""
+    names = []
+    for node in ast.parse(source).body:
+        if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            continue
+        for deco in node.decorator_list:
+            call = deco if isinstance(deco, ast.Call) else None
+            target = call.func if call is not None else deco
+            if ast.unparse(target) not in decorators:
+                continue
+            name = node.name
+            for kw in call.keywords if call is not None else ():
+                if kw.arg == "name" and isinstance(kw.value, ast.Constant):
+                    name = kw.value.value
+            names.append(name)
+    return names
 
 
 MODELS = Registry("model", "ganzoo.models", "ganzoo.models")

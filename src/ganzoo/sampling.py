@@ -10,14 +10,14 @@
   (the Kaggle "images.zip" format).
 
 Both use the EMA weights unless ``model.use_ema`` is off (``--live`` on the command line), and
-report which.
+report which. Progress follows :mod:`ganzoo._progress`; Ctrl-C raises :class:`Interrupted`
+(a ``KeyboardInterrupt``) saying how many outputs are complete.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -26,8 +26,9 @@ from typing import Any, Callable, Literal
 import torch
 
 from ._io import atomic_path, atomic_write_json
+from ._progress import Interrupted, interruptible
 
-__all__ = ["sample_to_folder", "generate_folder", "IMAGE_EXTENSIONS"]
+__all__ = ["sample_to_folder", "generate_folder", "Interrupted", "IMAGE_EXTENSIONS"]
 
 logger = logging.getLogger("ganzoo.sampling")
 
@@ -37,11 +38,9 @@ BATCH_SEED_STRIDE = 1_000_003  # as ganzoo.evaluate: batch b of seed s uses s * 
 
 
 def _bar(total: int, desc: str, progress: bool | None, initial: int = 0):
-    from tqdm.auto import tqdm
+    from ._progress import progress_bar
 
-    show = sys.stderr.isatty() if progress is None else progress
-    return tqdm(total=total, initial=initial, desc=desc, unit="img", disable=not show,
-                file=sys.stderr, dynamic_ncols=True)
+    return progress_bar(total=total, initial=initial, desc=desc, unit="img", enabled=progress)
 
 
 def weights_in_use(model) -> str:
@@ -105,7 +104,9 @@ def sample_to_folder(model, out_dir, n: int, *, batch_size: int = 64, seed: int 
         todo = [bt for bt in batches if not done(*bt)]
     skipped = n - sum(stop - start for _, start, stop in todo)
     atomic_write_json(out / MANIFEST, {**settings, "n": n})
-    with _bar(n, f"sampling {model.preset}", progress, initial=skipped) as bar:
+    complete = skipped
+    with _bar(n, f"sampling {model.preset}", progress, initial=skipped) as bar, \
+            interruptible(lambda: complete, n, out):
         for b, start, stop in todo:
             g = torch.Generator().manual_seed(seed * BATCH_SEED_STRIDE + b)
             images = _to_uint8(model.sample(stop - start, generator=g, **sample_kwargs))
@@ -119,6 +120,7 @@ def sample_to_folder(model, out_dir, n: int, *, batch_size: int = 64, seed: int 
                 with atomic_path(_part(out, b, stop - start)) as tmp:
                     with open(tmp, "wb") as f:
                         np.save(f, images.numpy())
+            complete += stop - start
             bar.update(stop - start)
     if fmt == "npz" and todo:
         _join_parts(out, batches, final_npz)
@@ -246,9 +248,11 @@ def generate_folder(model, src_dir, out, *, batch_size: int = 8,
     else:
         out.mkdir(parents=True, exist_ok=True)
     save_kw = {"format": "JPEG", "quality": quality} if fmt == "jpg" else {"format": "PNG"}
+    complete = len(files) - len(todo)
     try:
         with _bar(len(files), f"{model.task} {src_dir.name}", progress,
-                  initial=len(files) - len(todo)) as bar:
+                  initial=len(files) - len(todo)) as bar, \
+                interruptible(lambda: complete, len(files), out, resumable=not to_zip):
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start:start + batch_size]
                 imgs = [_read(files[i], size, model.channels) for i in chunk]
@@ -264,6 +268,7 @@ def generate_folder(model, src_dir, out, *, batch_size: int = 8,
                     else:
                         with atomic_path(out / names[i]) as tmp:
                             _pil(y).save(tmp, **save_kw)
+                    complete += 1
                 bar.update(len(chunk))
     finally:
         if archive is not None:

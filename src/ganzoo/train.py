@@ -35,12 +35,18 @@ def _group_value(text: str) -> tuple[str, str]:
     return (key.strip(), value.strip()) if sep else ("*", text.strip())
 
 
-def build_parser() -> argparse.ArgumentParser:
+PROG = "python -m ganzoo.train"  # `ganzoo train` passes its own name
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    from ._progress import EXIT_CODES
+
     S = argparse.SUPPRESS  # unset flags stay out of the namespace, so lower layers show through
     p = argparse.ArgumentParser(
-        prog="python -m ganzoo.train", argument_default=S,
+        prog=prog, argument_default=S,
         description="Train a registered ganzoo model on a registered dataset.",
-        epilog="Precedence: defaults < resumed run's config < --config file < flags.")
+        epilog="Precedence: defaults < resumed run's config < --config file < flags. "
+               + EXIT_CODES)
     a = p.add_argument_group("run")
     a.add_argument("--config", help="YAML or JSON run config (keys are the flag names, "
                    "with model_args / dataset_args mappings for --set)")
@@ -122,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--push-to-hub", metavar="ORG/NAME",
                    help="push OUT/final/ to this Hub repo at the end (main process)")
     a.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
-    a.add_argument("--no-progress", action="store_false", dest="progress")
+    a.add_argument("--no-progress", action="store_false", dest="progress",
+                   help="no progress bar (default: shown)")
+    a.add_argument("--verbose", "-v", action="store_true",
+                   help="print the resolved run config at the start (it is always written to "
+                        "OUT/config.json)")
     return p
 
 
@@ -155,14 +165,14 @@ def _cli_layer(ns: argparse.Namespace) -> dict[str, Any]:
     return d
 
 
-def parse_run_config(argv: list[str] | None = None):
+def parse_run_config(argv: list[str] | None = None, prog: str = PROG):
     """The resolved :class:`~ganzoo.training.RunConfig` for a command line."""
     import json
 
     from .training import checkpoint as ckpt
     from .training.config import load_config_file, resolve_run_config
 
-    ns = build_parser().parse_args(argv)
+    ns = build_parser(prog).parse_args(argv)
     file_layer = load_config_file(ns.config) if getattr(ns, "config", None) else {}
     cli_layer = _cli_layer(ns)
     top = {**file_layer, **cli_layer}
@@ -180,21 +190,33 @@ def parse_run_config(argv: list[str] | None = None):
     return resolve_run_config(base, file_layer, cli_layer)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``python -m ganzoo.train`` with ``argv``; returns the exit code."""
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """Run ``python -m ganzoo.train`` with ``argv``; returns the exit code (the scheme of
+    ``ganzoo --help``). ``prog`` is the command's name in its help and errors. Ctrl-C while
+    training is the trainer's graceful stop (a checkpoint, exit 0); before, it is 130."""
+    from ._progress import report_interrupted
+
+    try:
+        return _main(argv, prog)
+    except KeyboardInterrupt as e:
+        return report_interrupted(prog, e)
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
+    from ._progress import EXIT_FAILED, EXIT_OK, EXIT_USAGE
     from .hub import HubError
     from .training.checkpoint import CheckpointError
     from .training.malloc import steady_malloc
     from .training.trainer import Trainer, TrainingError
 
     try:
-        run = parse_run_config(argv)
+        run = parse_run_config(argv, prog)
         trainer = Trainer(run)
     except (KeyError, ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError,
             CheckpointError, HubError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"ganzoo.train: error: {msg}", file=sys.stderr)
-        return 2
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
     if trainer.accelerator.device.type == "cpu":
         # This process is the training run: keep freed host memory for the next step (dcgan
         # 1.05x, a small DDPM U-Net 1.11x on the 2-core CPU; docs/training.md). Not done by
@@ -203,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trainer.train()
     except TrainingError as e:
-        print(f"ganzoo.train: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

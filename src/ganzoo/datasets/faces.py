@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_path, atomic_write_text
+from .._progress import interruptible
 
 __all__ = ["REFERENCE_LANDMARKS", "INSTALL", "reference_landmarks", "fit_alignment",
            "align_face", "FaceDetector", "PrepareSummary", "prepare_faces"]
@@ -205,9 +206,14 @@ _WORKER: tuple | None = None
 
 
 def _worker_init(device: str, size: int, threads: int) -> None:
+    import signal
+
     import torch
 
     global _WORKER
+    # Ctrl-C reaches the whole process group: the main process says what is done; each worker
+    # would print a KeyboardInterrupt traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)  # workers x threads = the cores, not cores squared
     _WORKER = (_LazyDetector(device), size)
 
@@ -332,11 +338,13 @@ def prepare_faces(src, dst, size: int = REFERENCE_SIZE, workers: int = 1, device
             todo.append((rel, src / rel, out))
 
     no_face, unreadable = set(known_no_face), {}
+    aligned = 0
     if todo:
         results = _run(todo, size, workers, device, detector)
         results = _progress(results, len(todo), progress)
-        with open(dst / "skipped.txt", "a") as log:
-            aligned = 0
+        # Each crop is renamed into place as it is done: a second run skips it.
+        with open(dst / "skipped.txt", "a") as log, \
+                interruptible(lambda: done_before + aligned, len(names), dst):
             for rel, status, message in results:
                 if status == "aligned":
                     aligned += 1
@@ -346,8 +354,6 @@ def prepare_faces(src, dst, size: int = REFERENCE_SIZE, workers: int = 1, device
                     log.flush()
                 else:
                     unreadable[rel] = message
-    else:
-        aligned = 0
     _write_list(dst / "skipped.txt", no_face)
     _write_list(dst / "unreadable.txt", set(unreadable))
     if unreadable:
@@ -382,8 +388,7 @@ def _run(todo, size: int, workers: int, device: str, detector):
 
 
 def _progress(results, total: int, progress: bool | None):
-    from tqdm import tqdm
+    from .._progress import progress_bar
 
-    show = sys.stderr.isatty() if progress is None else progress
-    return tqdm(results, total=total, disable=not show, unit="img", desc="aligning faces",
-                dynamic_ncols=True)
+    return progress_bar(results, total=total, unit="img", desc="aligning faces",
+                        enabled=progress)

@@ -26,6 +26,8 @@ from .transforms import Augment, load_transform
 __all__ = ["HFImageDataset", "load_hf"]
 
 INSTALL = "pip install 'ganzoo[datasets]'"
+FOLDER_HINT = ("a plain image folder needs no Hub: --dataset image_folder --set "
+               "data.root=DIR")
 
 
 def _import_datasets():
@@ -69,6 +71,15 @@ def load_hf(path: str, split: str = "train", name: str | None = None,
     if not folder.exists() and (path.startswith((".", "/", "~")) or path.count("/") > 1):
         # A Hub id is "name" or "org/name": this was meant as a local folder.
         raise FileNotFoundError(f"dataset 'hf': no such folder: {path}")
+    if not folder.exists() and not datasets.config.HF_HUB_OFFLINE and \
+            path not in getattr(datasets.packaged_modules, "_PACKAGED_DATASETS_MODULES", {}):
+        why = _hub_unreachable()
+        if why:
+            # Else huggingface_hub retries each request 5 times with back-off: 30 s of
+            # warnings before the same failure.
+            raise HubError(f"dataset 'hf': cannot download '{path}': the Hub cannot be reached "
+                           f"({why}). A dataset downloaded before loads from the cache with "
+                           f"HF_HUB_OFFLINE=1; {FOLDER_HINT}")
     try:
         return datasets.load_dataset(path, name, data_dir=data_dir, split=split,
                                      revision=revision, cache_dir=cache_dir)
@@ -78,9 +89,31 @@ def load_hf(path: str, split: str = "train", name: str | None = None,
     except ConnectionError as e:  # datasets raises it for offline mode and network failures
         raise HubError(f"dataset 'hf': cannot download '{path}' ({_first_line(e)}). Download "
                        f"it once with network access (the cache is HF_HOME), or pass a "
-                       f"folder written by save_to_disk") from e
+                       f"folder written by save_to_disk; {FOLDER_HINT}") from None
     except ValueError as e:  # unknown split or config name
         raise ValueError(f"dataset 'hf': '{path}': {_first_line(e)}") from e
+
+
+def _hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why a TCP connection to the Hub endpoint (``HF_ENDPOINT``) fails, or None when it
+    opens. Behind a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) nothing is probed: only the HTTP
+    client knows that route."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return None
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{host}:{port}: {e.strerror or e}"
+    return None
 
 
 def _first_line(e: Exception) -> str:

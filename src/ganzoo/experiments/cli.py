@@ -18,9 +18,12 @@ __all__ = ["queue_main", "report_main", "build_queue_parser", "build_report_pars
 
 
 def build_queue_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ganzoo queue", description="Run a queue of experiments: "
-                                "train each, evaluate it, fill the results table; run again "
-                                "to resume (docs/experiments.md).")
+    from .._progress import EXIT_CODES
+
+    p = argparse.ArgumentParser(prog="ganzoo queue", epilog=EXIT_CODES,
+                                description="Run a queue of experiments: train each, "
+                                "evaluate it, fill the results table; run again to resume "
+                                "(docs/experiments.md).")
     sub = p.add_subparsers(dest="action", required=True)
     q = sub.add_parser("run", help="run (or resume) the experiments of a queue file")
     q.add_argument("file", help="queue file, or the name of a shipped queue (ganzoo queue list)")
@@ -59,7 +62,7 @@ def _list() -> int:
 
 
 def _copy(name: str, dest: str) -> int:
-    from .queue import QueueError, shipped_queues
+    from .queue import QueueError, load_queue, shipped_queues
 
     shipped = shipped_queues()
     if name not in shipped:
@@ -76,11 +79,28 @@ def _copy(name: str, dest: str) -> int:
     if target.exists():
         raise QueueError(f"{target} exists; remove it or pass another destination")
     shutil.copyfile(shipped[name], target)
-    print(f"wrote {target}; change its data paths, then: ganzoo queue run {target}")
+    queue = load_queue(target, check_paths=False)
+    paths = sorted({f"{section}.{key}: {path}" for exp in queue.experiments
+                    for section, key, path in exp.data_paths})
+    if paths:  # an embedded dataset (shapes, digits) needs no path to change
+        print(f"wrote {target}; change its data paths ({'; '.join(paths)}), then: "
+              f"ganzoo queue run {target}")
+    else:
+        print(f"wrote {target} (its datasets are built in: no paths to change); run it with: "
+              f"ganzoo queue run {target}")
     return 0
 
 
 def queue_main(argv: list[str] | None = None) -> int:
+    from .._progress import report_interrupted
+
+    try:
+        return _queue_main(argv)
+    except KeyboardInterrupt as e:  # outside a run (the runner handles its own signals)
+        return report_interrupted("ganzoo queue", e)
+
+
+def _queue_main(argv: list[str] | None) -> int:
     args = build_queue_parser().parse_args(argv)
     from .queue import QueueError, load_queue
     from .runner import detach, queue_status, run_queue
@@ -107,9 +127,12 @@ def queue_main(argv: list[str] | None = None) -> int:
 
 
 def build_report_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ganzoo report", description="A static HTML report (plus "
-                                "report.md) comparing runs: configs, curves, sample grids, "
-                                "interpolations, worst samples and a sortable table.")
+    from .._progress import EXIT_CODES
+
+    p = argparse.ArgumentParser(prog="ganzoo report", epilog=EXIT_CODES,
+                                description="A static HTML report (plus report.md) comparing "
+                                "runs: configs, curves, sample grids, interpolations, worst "
+                                "samples and a sortable table.")
     p.add_argument("paths", nargs="+", metavar="RUN_OR_QUEUE",
                    help="run folders, queue output roots or queue files")
     p.add_argument("-o", "--output", required=True, help="report folder (index.html, report.md)")
@@ -119,10 +142,15 @@ def build_report_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst-reference", type=int, default=256,
                    help="real images they are compared with")
     p.add_argument("--device", default=None, help="for sampling (default: cuda if available)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress over the runs: a bar on a terminal (the default there); "
+                        "--progress also prints a line every 30 s into a log")
     return p
 
 
 def report_main(argv: list[str] | None = None) -> int:
+    from .._progress import report_interrupted
+
     args = build_report_parser().parse_args(argv)
     from .queue import QueueError
     from .report import ReportError, write_report
@@ -130,7 +158,9 @@ def report_main(argv: list[str] | None = None) -> int:
     try:
         out = write_report(args.paths, args.output, worst=args.worst,
                            worst_pool=args.worst_pool, worst_reference=args.worst_reference,
-                           device=args.device)
+                           device=args.device, progress=args.progress)
+    except KeyboardInterrupt as e:  # index.html is written at the end: nothing half done
+        return report_interrupted("ganzoo report", e)
     except (ReportError, QueueError) as e:
         print(f"ganzoo report: error: {e}", file=sys.stderr)
         return 2

@@ -77,7 +77,7 @@ EVAL_KEYS: dict[str, Any] = {
 # the file leaves finished experiments finished. Budget fields are compared on their own.
 BUDGET_KEYS = ("max_steps", "duration")
 UNTRACKED_KEYS = ("keep", "save_every", "sample_every", "num_samples", "log_every", "log_with",
-                  "wandb_mode", "num_workers", "eval_batch_size")
+                  "wandb_mode", "num_workers", "eval_batch_size", "verbose")
 # Options naming files that must exist before a real run (not a dry run) starts.
 PATH_OPTIONS = {"dataset_args": ("root", "root_a", "root_b"),
                 "model_args": ("init_vqvae_ckpt", "init_vqvae_map"),
@@ -120,6 +120,11 @@ class Experiment:
         from ..training.config import resolve_run_config
 
         return resolve_run_config({**self.train, "output_dir": str(self.dir)})
+
+    @property
+    def data_paths(self) -> list[tuple[str, str, str]]:
+        """``(section, key, path)`` of every data file or folder it names."""
+        return list(_paths(self.run_config, self.eval))
 
     @property
     def train_hash(self) -> str:

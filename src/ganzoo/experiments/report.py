@@ -412,8 +412,12 @@ def _note(page: RunPage, section: str) -> str:
 
 
 def write_report(paths: list[str], output: str | Path, *, worst: int = 8, worst_pool: int = 64,
-                 worst_reference: int = 256, device: str | None = None, warn=None) -> Path:
-    """Write ``output/index.html`` (and ``report.md``, images) for the runs under ``paths``."""
+                 worst_reference: int = 256, device: str | None = None, warn=None,
+                 progress: bool | None = None) -> Path:
+    """Write ``output/index.html`` (and ``report.md``, images) for the runs under ``paths``;
+    ``progress`` over the runs follows :mod:`ganzoo._progress`."""
+    from .._progress import progress_bar
+
     import datetime
 
     warn = warn or (lambda msg: print(f"ganzoo report: {msg}", file=sys.stderr))
@@ -423,7 +427,7 @@ def write_report(paths: list[str], output: str | Path, *, worst: int = 8, worst_
     opts = {"worst": worst, "worst_pool": worst_pool, "worst_reference": worst_reference,
             "device": device}
     pages, slugs = [], set()
-    for info in runs:
+    for info in progress_bar(runs, desc="report", unit="run", enabled=progress):
         slug = _slug(info.name)
         while slug in slugs:
             slug += "_"

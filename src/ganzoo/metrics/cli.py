@@ -5,8 +5,8 @@
 
 GENERATED and REFERENCE take the same meanings as in Python: a saved-model folder, a preset
 name, an image folder, a registered dataset name (``model:``, ``dataset:``, ``folder:`` and
-``hf-hub:`` prefixes disambiguate). Prints the result JSON; exits 1 with one line on a
-missing-weights or input error.
+``hf-hub:`` prefixes disambiguate). Prints the result JSON; exits 2 with one line on a
+missing-weights or input error, 130 on Ctrl-C (the scheme of ``ganzoo --help``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ def _kv(text: str) -> tuple[str, object]:
 
 
 def build_parser(prog: str = "ganzoo eval") -> argparse.ArgumentParser:
+    from .._progress import EXIT_CODES
+
     p = argparse.ArgumentParser(prog=prog, description="Score generated images against a "
                                 "reference (FID, KID, IS, precision/recall, MiFID, LPIPS "
-                                "diversity, PSNR, SSIM).")
+                                "diversity, PSNR, SSIM).", epilog=EXIT_CODES)
     p.add_argument("generated", help="model folder, preset name, image folder or dataset name")
     p.add_argument("--ref", "--reference", dest="reference", default=None,
                    help="reference: image folder or dataset name")
@@ -58,12 +60,25 @@ def build_parser(prog: str = "ganzoo eval") -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write the result JSON here")
-    p.add_argument("--no-progress", action="store_false", dest="progress", default=None,
-                   help="no progress bars (default: shown when stderr is a terminal)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress of generation and feature extraction: a bar on a terminal "
+                        "(the default there); --progress also prints a line every 30 s into "
+                        "a log; --no-progress: none")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .._progress import report_interrupted
+
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as e:  # nothing is written before the end: no resume to offer
+        return report_interrupted("ganzoo eval", e)
+
+
+def _main(argv: list[str] | None) -> int:
+    from .._progress import EXIT_USAGE
+
     args = build_parser().parse_args(argv)
     from .extractors import FeatureExtractorWeightsError
     from .evaluation import evaluate
@@ -72,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in args.metric_kwarg:
         metric, dot, field = key.partition(".")
         if not dot:
-            print(f"ganzoo eval: --metric-kwarg needs METRIC.KEY=VALUE, got {key!r}",
+            print(f"ganzoo eval: error: --metric-kwarg needs METRIC.KEY=VALUE, got {key!r}",
                   file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         metric_kwargs.setdefault(metric, {})[field] = value
     metrics = args.metrics or ["fid"]
     try:
@@ -89,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FeatureExtractorWeightsError, FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ganzoo eval: error: {msg}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print(json.dumps(result, indent=2, default=str))
     return 0
 

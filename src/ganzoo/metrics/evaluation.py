@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal
@@ -135,12 +134,12 @@ def _batches(n: int, batch_size: int) -> list[tuple[int, int, int]]:
 
 
 def _progress(items: list, desc: str, enabled: bool | None, rank: int):
-    """A tqdm bar over ``items`` on rank 0: on in a terminal (``enabled=None``), as the trainer."""
-    from tqdm.auto import tqdm
+    """Progress over ``items`` on rank 0, by the rule of every long command
+    (:mod:`ganzoo._progress`: a bar on a terminal, with ``enabled`` a line in a log)."""
+    from .._progress import progress_bar
 
-    show = (sys.stderr.isatty() if enabled is None else enabled) and rank == 0
-    return tqdm(items, desc=desc, disable=not show, file=sys.stderr, dynamic_ncols=True,
-                leave=False)
+    return progress_bar(items, desc=desc, unit="batch", leave=False,
+                        enabled=False if rank != 0 else enabled)
 
 
 def _extract_real(src: ImageSource, n: int, batch_size: int, extractor, layer: str,

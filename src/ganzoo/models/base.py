@@ -243,6 +243,15 @@ class GenerativeModel(nn.Module):
             if ema_copy:
                 torch._foreach_copy_([d[k] for d, k in ema_copy], [d[k] for d, k in live_copy])
 
+    @torch.no_grad()
+    def ema_is_live_copy(self) -> bool:
+        """Every EMA network equals its live one: the trainer copies the live weights until
+        ``default_ema_start`` (or ``--ema-start``), so a shorter run's "EMA" is its live
+        weights. False without EMA networks."""
+        return len(self.ema) > 0 and all(
+            torch.equal(a, b) for name, net in self.ema.items()
+            for a, b in zip(net.state_dict().values(), getattr(self, name).state_dict().values()))
+
     def inference_net(self, name: str) -> nn.Module:
         """The network that task methods use: the EMA copy when there is one."""
         if self.use_ema and name in self.ema:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write_text, load_tensors
+from .._io import atomic_path, atomic_write_text, load_tensors
 
 __all__ = ["CheckpointError", "capture_rng", "restore_rng", "write_checkpoint",
            "resolve_checkpoint", "read_checkpoint_files", "list_checkpoints", "prune",
@@ -112,7 +112,8 @@ def write_checkpoint(root: Path, step: int, *, model, optimizers: dict[str, Any]
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "step": str(step)})
+    with atomic_path(tmp / "model.safetensors") as weights:  # safetensors' own file is 0600
+        save_model(model, str(weights), metadata={"format": "pt", "step": str(step)})
     torch.save({g: opt.state_dict() for g, opt in optimizers.items()}, tmp / "optimizers.pt")
     if scalers:
         torch.save({g: s.state_dict() for g, s in scalers.items()}, tmp / "scalers.pt")

@@ -68,6 +68,7 @@ class RunConfig:
     cpu: bool = False  # train on CPU even when an accelerator is present
     max_nonfinite: int = 20  # consecutive skipped steps before the run stops; 0: no guard
     progress: bool = True
+    verbose: bool = False  # print the resolved config at the start (it is in OUT/config.json)
     export: Literal["none", "diffusers"] = "none"  # also write OUT/final-diffusers/ (DDPM)
     push_to_hub: str | None = None  # a Hub repo id: OUT/final/ is pushed there at the end
 

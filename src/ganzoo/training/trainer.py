@@ -185,12 +185,15 @@ class Trainer:
         if self.is_main and run.overwrite and self.resume_path is None:
             self._clear_output_dir()
         if self.is_main:
-            logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-            # The root logger at INFO would also print every HTTP request of the Hub client
-            # (httpx, and httpx2 under huggingface_hub 2, log them at INFO): an hf dataset's
-            # download, --push-to-hub.
-            for name in ("httpx", "httpx2"):
-                logging.getLogger(name).setLevel(logging.WARNING)
+            # ganzoo's own records at INFO, other libraries' at WARNING: the root logger at
+            # INFO also printed every HTTP request of the Hub client (httpx) and datasets'
+            # "TensorFlow version ... available".
+            logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+            logging.getLogger("ganzoo").setLevel(logging.INFO)
+            # huggingface_hub and datasets print their warnings with a handler of their own;
+            # passed on to the root handler as well, each line appeared twice.
+            for name in ("huggingface_hub", "datasets"):
+                logging.getLogger(name).propagate = False
 
     def _build_model_and_data(self) -> None:
         import ganzoo
@@ -343,12 +346,10 @@ class Trainer:
             ckpt.clean_stale(self.out / "checkpoints")
             resolved = run.to_dict()
             text = json.dumps(resolved, indent=2)
-            logger.info("ganzoo.train: resolved run config\n%s", text)
-            logger.info("model %s: %.3f M trainable parameters; groups %s; %d process(es) on %s; "
-                        "mixed precision %s; channels_last %s", run.model,
-                        sum(p.numel() for p in self.trainable) / 1e6, self.groups,
-                        acc.num_processes, acc.device, self.mixed_precision,
-                        "on" if self.channels_last else "off")
+            if run.verbose:
+                logger.info("resolved run config (also in %s):\n%s", self.out / "config.json",
+                            text)
+            logger.info("%s", self.startup_line())
             if self.resume_path is not None:
                 logger.info("resuming from %s (step %d)", self.resume_path, self.start_step)
                 self._truncate_metrics(self.start_step)
@@ -361,6 +362,32 @@ class Trainer:
             (self.out / "logs").mkdir(parents=True, exist_ok=True)
             acc.init_trackers(self.out.name or "ganzoo", config=_flat_config(run.to_dict()),
                               init_kwargs=tracker_init_kwargs(self.out))
+
+    def startup_line(self) -> str:
+        """The one line a run starts with: model, dataset, length, batch, device, precision,
+        layout and EMA (docs/training.md, "What a run prints"); the full config is
+        OUT/config.json, printed by --verbose."""
+        run, acc = self.run, self.accelerator
+        params = sum(p.numel() for p in self.trainable) / 1e6
+        data = ", ".join(f"{k}={v}" for k, v in sorted(run.dataset_args.items()))
+        length = [f"{run.max_steps:,} steps"] if run.max_steps is not None else []
+        length += [f"at most {run.duration}"] if run.duration is not None else []
+        procs = f" x {acc.num_processes} processes" if acc.num_processes > 1 else ""
+        precision = {"no": "fp32"}.get(self.mixed_precision, self.mixed_precision)
+        if not self.has_ema:
+            ema = "no EMA"
+        elif self.ema_start and run.max_steps is not None and run.max_steps <= self.ema_start:
+            ema = f"EMA from step {self.ema_start:,}, after this run (samples: live weights)"
+        elif self.ema_start:
+            ema = f"EMA {self.ema_decay:g} from step {self.ema_start:,}"
+        else:
+            ema = f"EMA {self.ema_decay:g}"
+        start = f"resuming at step {self.start_step:,}, " if self.resume_path is not None \
+            else ""
+        return (f"training {run.model} ({params:.3g} M params) on {run.dataset}"
+                f"{f' ({data})' if data else ''}, {start}{' or '.join(length)}, batch "
+                f"{run.batch_size}{procs}, {acc.device}, {precision}, "
+                f"{'channels_last' if self.channels_last else 'NCHW'}, {ema} -> {self.out}")
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop records logged after the checkpoint we resume from: they are replayed."""
@@ -785,8 +812,18 @@ class Trainer:
         total = run.max_steps
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=step, disable=not (self.is_main and run.progress),
-                   dynamic_ncols=True, desc="train", file=sys.stderr)
+        from .._progress import progress_bar
+
+        # A bar on a terminal, a line every 30 s in a log (ganzoo._progress).
+        bar = progress_bar(total=total, initial=step, desc="train",
+                           enabled=self.is_main and run.progress)
+        logs_above_bar = contextlib.ExitStack()
+        if isinstance(bar, tqdm) and not bar.disable:
+            # Records logged in the loop (a checkpoint saved, an evaluation) print above the
+            # bar; written into its line, the last checkpoint's left two 100% bars.
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            logs_above_bar.enter_context(logging_redirect_tqdm())
         self._install_signals()
         t0 = time.time()
         t_log, step_log = t0, step
@@ -839,9 +876,7 @@ class Trainer:
                     t_log, step_log = now, step
                     if self.is_main:
                         self.metrics.write(record)
-                        bar.set_postfix({k.split("/")[0][:4] + ":" + k.split("/")[1][:8]:
-                                         f"{v:.3g}" for k, v in record.items()
-                                         if "/" in k and k.endswith("loss")}, refresh=False)
+                        bar.set_postfix(_bar_losses(record), refresh=False)
                     if run.log_with != "none":
                         acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
                 if run.sample_every and step % run.sample_every == 0:
@@ -857,6 +892,7 @@ class Trainer:
         finally:
             gc.unfreeze()
             bar.close()
+            logs_above_bar.close()
             self._set_trainable(None)
             self._count_nonfinite()
         if step != last_saved:
@@ -946,6 +982,18 @@ class Trainer:
                                 f"failed: {e}. Push it later with `ganzoo push {self.out} "
                                 f"{repo}`") from e
         logger.info("pushed %s to %s: %s", self.out / "final", repo, url)
+
+
+def _bar_losses(record: dict[str, Any]) -> dict[str, str]:
+    """The progress bar's postfix: each group's ``loss``, and a family's other ``*loss`` logs
+    where they differ from it (a discriminator's ``d_loss`` is its ``loss``: shown once)."""
+    out = {}
+    for key, value in record.items():
+        group, _, name = key.partition("/")
+        if not name.endswith("loss") or (name != "loss" and value == record.get(f"{group}/loss")):
+            continue
+        out[f"{group[:4]}:{name[:8]}"] = f"{value:.3g}"
+    return out
 
 
 def _check_can_push(repo_id: str) -> None:

@@ -279,11 +279,14 @@ def save_metadata(metadata: dict, path_prefix: str | Path) -> tuple[Path, Path]:
     ``PREFIX.json``."""
     from safetensors.torch import save_file
 
+    from ..._io import atomic_path
+
     prefix = Path(path_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     tensors, meta = _flatten(metadata)
     st, js = prefix.with_suffix(".safetensors"), prefix.with_suffix(".json")
-    save_file(tensors, str(st))
+    with atomic_path(st) as tmp:  # safetensors' own file is 0600; this one has the umask's mode
+        save_file(tensors, str(tmp))
     js.write_text(json.dumps(meta, indent=1) + "\n")
     return st, js
 
