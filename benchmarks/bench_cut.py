@@ -24,17 +24,19 @@ layout is kept, the channel widths are 1/4), so the figures are for the path, no
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 import ganzoo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from _official import importable, official_cut  # noqa: E402
 
 
 def _sync(device):
@@ -91,31 +93,22 @@ def build_reference(ref_dir, batch_size, size, ngf, ndf, num_patches, device):
     if not ref_dir or not os.path.isdir(os.path.join(ref_dir, "models")):
         return None, "no --reference-dir given (a checkout of " \
                      "taesungp/contrastive-unpaired-translation)"
-    sys.path.insert(0, ref_dir)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            from options.train_options import TrainOptions
-            import models as ref_models
-
-            gpu = "0" if device.type == "cuda" else "-1"
-            tmp = tempfile.mkdtemp(prefix="cutref_")
-            opt = TrainOptions(cmd_line=(
-                f"--dataroot none --gpu_ids {gpu} --checkpoints_dir {tmp} --name bench "
-                f"--CUT_mode CUT --nce_idt False --batch_size {batch_size} "
-                f"--crop_size {size} --load_size {size} --ngf {ngf} --ndf {ndf} "
-                f"--num_patches {num_patches}")).parse()
-            model = ref_models.create_model(opt)
-            data = {"A": torch.rand(batch_size, 3, size, size) * 2 - 1,
-                    "B": torch.rand(batch_size, 3, size, size) * 2 - 1,
-                    "A_paths": ["a"] * batch_size, "B_paths": ["b"] * batch_size}
+        gpu = "0" if device.type == "cuda" else "-1"
+        model, opt = official_cut(Path(ref_dir), (
+            f"--dataroot none --gpu_ids {gpu} --checkpoints_dir {tempfile.mkdtemp()} "
+            f"--name bench --nce_idt False --batch_size {batch_size} --crop_size {size} "
+            f"--load_size {size} --ngf {ngf} --ndf {ndf} --num_patches {num_patches}"))
+        data = {"A": torch.rand(batch_size, 3, size, size) * 2 - 1,
+                "B": torch.rand(batch_size, 3, size, size) * 2 - 1,
+                "A_paths": ["a"] * batch_size, "B_paths": ["b"] * batch_size}
+        with importable(Path(ref_dir)):
             model.data_dependent_initialize(data)
             model.setup(opt)
             model.parallelize()
         return (model, data), None
     except Exception as e:  # noqa: BLE001 - report and go on with ganzoo only
         return None, f"reference failed to build: {type(e).__name__}: {e}"
-    finally:
-        sys.path.remove(ref_dir)
 
 
 def main(argv=None) -> int:

@@ -73,6 +73,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import ganzoo  # noqa: E402
 from ganzoo.datasets import dataset_kwargs_for  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from _official import importable, official_cut_options  # noqa: E402
+
 EXTRACTOR = "efficientnet_lite0"
 # Where the reference loops train and every side is scored (--device); ``ganzoo train`` picks
 # the device itself, as for a user (CUDA when there is one).
@@ -383,41 +386,31 @@ def train_official_cut(official: Path, root: Path, steps: int, seed: int, augmen
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    sys.path.insert(0, str(official))
-    try:
-        import contextlib
-        import io
+    opt = official_cut_options(official, (
+        f"--dataroot {root} --checkpoints_dir {root / 'official'} --name cut --batch_size 1 "
+        f"--crop_size {size} {pipeline} --ngf {CUT_ARCH['ngf']} --ndf {CUT_ARCH['ndf']} "
+        f"--netG resnet_{CUT_ARCH['n_blocks']}blocks --n_epochs {epochs // 2} "
+        f"--n_epochs_decay {epochs - epochs // 2} --num_threads 0"))
+    with importable(official):  # as its train.py: the dataset, then the model
+        from data import create_dataset
+        from models import create_model
 
-        with contextlib.redirect_stdout(io.StringIO()):
-            from data import create_dataset
-            from models import create_model
-            from options.train_options import TrainOptions
-
-            opt = TrainOptions(cmd_line=(
-                f"--dataroot {root} --gpu_ids -1 --checkpoints_dir {root / 'official'} "
-                f"--name cut --CUT_mode CUT --nce_idt True --lambda_NCE 1 --batch_size 1 "
-                f"--crop_size {size} {pipeline} --ngf {CUT_ARCH['ngf']} "
-                f"--ndf {CUT_ARCH['ndf']} --netG resnet_{CUT_ARCH['n_blocks']}blocks "
-                f"--n_epochs {epochs // 2} --n_epochs_decay {epochs - epochs // 2} "
-                f"--num_threads 0")).parse()
-            dataset = create_dataset(opt)
-            model = create_model(opt)
-            done = 0
-            for epoch in range(opt.epoch_count, opt.n_epochs + opt.n_epochs_decay + 1):
-                dataset.set_epoch(epoch)
-                for i, batch in enumerate(dataset):
-                    if done == 0:
-                        model.data_dependent_initialize(batch)
-                        model.setup(opt)
-                    model.set_input(batch)
-                    model.optimize_parameters()
-                    done += 1
-                    if done == steps:
-                        return model.netG
-                model.update_learning_rate()
-            return model.netG
-    finally:
-        sys.path.remove(str(official))
+        dataset = create_dataset(opt)
+        model = create_model(opt)
+        done = 0
+        for epoch in range(opt.epoch_count, opt.n_epochs + opt.n_epochs_decay + 1):
+            dataset.set_epoch(epoch)
+            for batch in dataset:
+                if done == 0:
+                    model.data_dependent_initialize(batch)
+                    model.setup(opt)
+                model.set_input(batch)
+                model.optimize_parameters()
+                done += 1
+                if done == steps:
+                    return model.netG
+            model.update_learning_rate()
+    return model.netG
 
 
 def run_cut_official(official: Path, steps: int, seeds: list[int], n: int, tmp: Path,
@@ -429,10 +422,10 @@ def run_cut_official(official: Path, steps: int, seeds: list[int], n: int, tmp: 
     root = photo_domains(tmp / "photo2painting", n_train=500, n_test=n, size=size)
     test_a = _folder_images(root / "testA", size).to(DEVICE)
 
-    def fd(images: torch.Tensor) -> float:
+    def fd(images: torch.Tensor) -> float:  # the held-out B statistics are cached once
         res = ganzoo.evaluate(images, str(root / "testB"), metrics=["fid"], n=n,
                               feature_extractor=EXTRACTOR, batch_size=100, device=DEVICE,
-                              resolution=size, cache=False)
+                              resolution=size, cache_dir=tmp / "statistics")
         return res["metrics"][KEY]
 
     rows = {"ganzoo": [], "ganzoo_live": [], "reference": [], "train_s": [], "ref_s": [],

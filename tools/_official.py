@@ -39,6 +39,32 @@ def importable(root: Path, quiet: bool = True):
         sys.path.remove(str(root))
 
 
+CUT_REPO = "taesungp/contrastive-unpaired-translation"
+
+
+def official_cut_options(root: Path, flags: str, mode: str = "CUT"):
+    """The official CUT code's options, parsed by its own ``TrainOptions`` from ``flags`` (a
+    command line; ``--gpu_ids -1`` unless it names a GPU). The mode's defaults are spelled
+    out: ``CUTModel`` reads ``--CUT_mode`` from ``sys.argv``, not from the command line it is
+    given, so without them every mode would get CUT's."""
+    defaults = ("--nce_idt True --lambda_NCE 1" if mode == "CUT" else
+                "--nce_idt False --lambda_NCE 10 --flip_equivariance True")
+    gpu = "" if "--gpu_ids" in flags else "--gpu_ids -1"
+    with importable(root):
+        from options.train_options import TrainOptions
+
+        return TrainOptions(cmd_line=f"{gpu} --CUT_mode {mode} {defaults} {flags}").parse()
+
+
+def official_cut(root: Path, flags: str, mode: str = "CUT"):
+    """The official ``CUTModel`` built from ``official_cut_options``, and those options."""
+    opt = official_cut_options(root, flags, mode)
+    with importable(root):
+        import models
+
+        return models.create_model(opt), opt
+
+
 def copy_weights(ours: dict[str, torch.Tensor], theirs: torch.nn.Module, rename) -> int:
     """Copy ``ours`` (a state dict) into ``theirs`` under ``rename(key)``; every parameter on
     both sides must be matched, with the same shape, so nothing silently stays random.

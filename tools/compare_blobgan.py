@@ -273,8 +273,6 @@ def randomise_(net, seed: int, scale: float = 0.1) -> None:
 
 
 def max_diff(a, b) -> float:
-    import torch
-
     if isinstance(a, dict):
         if set(a) != set(b):
             raise AssertionError(f"keys differ: {sorted(a)} vs {sorted(b)}")

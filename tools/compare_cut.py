@@ -31,27 +31,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ganzoo  # noqa: E402
-from _official import (checkout, copy_weights, count, importable, max_diff,  # noqa: E402
-                       print_tables, rel_diff)
+from _official import (CUT_REPO, checkout, copy_weights, count, importable,  # noqa: E402
+                       max_diff, official_cut, print_tables, rel_diff)
 from ganzoo.losses.patchnce import l2_normalize  # noqa: E402
 
-REPO = "taesungp/contrastive-unpaired-translation"
+REPO = CUT_REPO
 
 
 def build_official(root: Path, a, mode: str):
-    # The mode's defaults spelled out: CUTModel sets them from sys.argv, not from cmd_line.
-    defaults = ("--nce_idt True --lambda_NCE 1" if mode == "CUT" else
-                "--nce_idt False --lambda_NCE 10 --flip_equivariance True")
-    with importable(root):
-        import models
-        from options.train_options import TrainOptions
-
-        opt = TrainOptions(cmd_line=(
-            f"--dataroot none --gpu_ids -1 --checkpoints_dir {a.tmp} --name compare "
-            f"--CUT_mode {mode} {defaults} --batch_size {a.batch} --crop_size {a.resolution} "
-            f"--load_size {a.resolution} --ngf {a.ngf} --ndf {a.ndf} "
-            f"--netG resnet_{a.n_blocks}blocks --num_patches {a.num_patches}")).parse()
-        model = models.create_model(opt)
+    model, _ = official_cut(root, (
+        f"--dataroot none --checkpoints_dir {a.tmp} --name compare --batch_size {a.batch} "
+        f"--crop_size {a.resolution} --load_size {a.resolution} --ngf {a.ngf} --ndf {a.ndf} "
+        f"--netG resnet_{a.n_blocks}blocks --num_patches {a.num_patches}"), mode)
     return model
 
 
