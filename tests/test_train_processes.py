@@ -199,7 +199,7 @@ def test_torchrun_dcgan_channels_last_default(env, tmp_path):
            "-o", str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "channels_last on" in proc.stdout + proc.stderr
+    assert ", channels_last, " in proc.stdout + proc.stderr  # the startup line's layout
     for _, path in ckpt.list_checkpoints(out / "checkpoints"):
         sums = json.loads((path / "trainer_state.json").read_text())["rank_checksums"]
         assert len(sums) == 2 and sums[0] == sums[1], path
