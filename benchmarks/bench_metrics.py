@@ -152,7 +152,7 @@ def main(argv=None) -> int:
         real_f = torch.randn(args.stat_n, 2048, generator=g).relu() @ mix
         real_stats = fid_features_to_statistics(real_f)
         cached = RealFeatures(real_f, real_stats["mu"], real_stats["sigma"])
-        cached.sqrt_sigma  # computed once, as the cache keeps it
+        cached.mean_and_factor()  # computed once, as the cache keeps it
         stat_times = {}
         for n_stat in sorted({n, 64, args.stat_n}):
             fake_f = torch.randn(n_stat, 2048, generator=g).relu() @ mix
