@@ -125,7 +125,8 @@ def test_fid_float64_on_ill_conditioned_covariances(commuting):
     s2 = np.r_[top * rng.uniform(0.9, 1.1, k), 1e-3 * rng.uniform(0.5, 1.5, d - k)]
     mu1 = rng.standard_normal(d)
     mu2 = mu1 + 0.1 * rng.standard_normal(d)
-    x, y = _rows_with_statistics(rng, 500, mu1, s1, v1), _rows_with_statistics(rng, 500, mu2, s2, v2)
+    x = _rows_with_statistics(rng, 500, mu1, s1, v1)
+    y = _rows_with_statistics(rng, 500, mu2, s2, v2)
     b = s1[:, None] * (v1.T @ v2) * s2[None, :]
     want = (mu1 - mu2) @ (mu1 - mu2) + s1 @ s1 + s2 @ s2 - 2 * np.linalg.svd(
         b, compute_uv=False).sum()

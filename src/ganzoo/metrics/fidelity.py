@@ -7,9 +7,9 @@ torch-fidelity's defaults, so for the same features ganzoo and
 mean and covariance are computed in float64 from the features as given (torch-fidelity keeps
 the mean in the features' float32), and ``fid_statistics_to_metric``'s general eigenproblem is
 replaced by the SVD of a product of covariance factors. The value is torch-fidelity's within
-its own rounding, exact to about 1e-13 against a 50-digit reference, and several times faster
-(see :func:`frechet_distance_to_real`). MiFID is not in torch-fidelity and is computed here,
-on the same features as FID.
+its own rounding and exact to about 1e-12 against a 50-digit reference (see
+:func:`frechet_distance_to_real`; docs/evaluation.md, "FID", for accuracy and speed). MiFID
+is not in torch-fidelity and is computed here, on the same features as FID.
 
 - FID: Heusel et al., NeurIPS 2017 (arXiv 1706.08500).
 - KID: Bińkowski et al., ICLR 2018 (arXiv 1801.01401); cubic polynomial kernel, 100 subsets of
@@ -54,7 +54,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma2=None, device=None) ->
     (:func:`~ganzoo.metrics.gaussian.trace_sqrt_product`); here the factors are the symmetric
     square roots (one ``eigh`` each), or ``sqrt_sigma2``: any ``L2`` with ``L2 L2^T = S2``.
     :func:`frechet_distance_to_real` is more exact (it factors the features, not their
-    covariance) and faster; use this one when only statistics exist. Float64 (on ``device``
+    covariance); use this one when only statistics exist. Float64 (on ``device``
     if given; CUDA runs ``torch.linalg`` there).
     """
     r1 = psd_sqrt(sigma1, device)
@@ -72,9 +72,9 @@ def frechet_distance_to_real(fake: torch.Tensor, real: RealFeatures, device=None
     Both sides are factored from their features in float64 by a QR decomposition of the
     centred rows (:func:`~ganzoo.metrics.gaussian.mean_and_factor`; the reference's factor is
     computed once and cached with its statistics), and ``tr (S1 S2)^½`` is the sum of the
-    singular values of ``L1^T L2``, a ``min(N, D) x min(M, D)`` matrix: exact to about 1e-13
+    singular values of ``L1^T L2``, a ``min(N, D) x min(M, D)`` matrix: exact to about 1e-12
     relative on ill-conditioned and large-offset features, where an eigenproblem of a squared
-    matrix is not (docs/evaluation.md, "FID's last step").
+    matrix is not (docs/evaluation.md, "FID").
     """
     mu1, l1 = mean_and_factor(fake, device)
     mu2, l2 = real.mean_and_factor(device)

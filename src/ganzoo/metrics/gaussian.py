@@ -6,7 +6,7 @@ forming ``sigma`` and taking its square root: that squares the condition number,
 low-rank-plus-noise spectra of CNN features the small directions drown in rounding. With
 factors of both covariances, ``tr (S1 S2)^½`` is the sum of the singular values of ``L1^T L2``
 (the eigenvalues of ``S1 S2`` are those of ``(L1^T L2)(L1^T L2)^T``), again without squaring.
-docs/evaluation.md ("FID's last step") gives the accuracy and speed against the alternatives.
+docs/evaluation.md ("FID") gives the accuracy and speed against the alternatives.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def mean_and_factor(features, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     x = as_float64(features, device)
     n = x.shape[0]
     if n < 2:
-        raise ValueError(f"a covariance needs at least 2 feature rows, got {n}")
+        raise ValueError(f"the Fréchet distance needs at least 2 images on each side, got {n}")
     mu = x.mean(0)
     r = torch.linalg.qr(x - mu, mode="r").R
     return mu, r.T / math.sqrt(n - 1)
