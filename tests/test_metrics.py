@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,70 @@ def test_frechet_distance_equals_torch_fidelity(n_fake, n_real, d):
     cached = RealFeatures(real, s2["mu"], s2["sigma"])
     assert frechet_distance_to_real(fake, cached) == pytest.approx(want, rel=1e-6)
     assert frechet_distance_to_real(real, cached) == pytest.approx(0.0, abs=1e-6 * want)
+
+
+def test_fid_float64_on_a_large_common_offset():
+    """Float64 features at 1000 + 0.01 N(0, 1), 2,000 x 64 (issue 31, item 8): a reference mean
+    rounded to float32 was 3% off. Reference: numpy's float64 mean and covariance and scipy's
+    ``sqrtm``, exact here (well conditioned; 1e-10 from a 50-digit mpmath computation)."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(0)
+    x = 1000 + 0.01 * rng.standard_normal((2000, 64))
+    y = 1000 + 0.01 * rng.standard_normal((2000, 64))
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    diff = x.mean(0) - y.mean(0)
+    want = diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(
+        scipy.linalg.sqrtm(s1 @ s2).real)
+    got = ganzoo.build_metric("fid").compute(torch.from_numpy(x), RealFeatures(torch.from_numpy(y)))
+    assert got["fid"] == pytest.approx(want, rel=1e-8)
+    assert frechet_distance(x.mean(0), s1, y.mean(0), s2) == pytest.approx(want, rel=1e-8)
+
+
+def _rows_with_statistics(rng, n, mu, s, v):
+    """``n`` rows whose mean is ``mu`` and covariance (``N - 1`` divisor) ``V diag(s^2) V^T``,
+    exactly but for the rounding of the rows: centred Gaussian rows, orthonormalised (so
+    orthogonal to the ones vector too), scaled by ``sqrt(N - 1) s`` and turned by ``V``."""
+    z = rng.standard_normal((n, len(s)))
+    u = np.linalg.qr(z - z.mean(0))[0]
+    return mu + math.sqrt(n - 1) * (u * s) @ v.T
+
+
+@pytest.mark.parametrize("commuting", [True, False])
+def test_fid_float64_on_ill_conditioned_covariances(commuting):
+    """Low rank plus 1e-3 noise (issue 31, item 8): 8 directions of spread 10-20, 56 of spread
+    1e-3, the two sides' tops close, so the FID is 1% of the traces. An eigenproblem of a
+    squared matrix (the square-root route) was 1e-5 off. With the covariances built exactly,
+    the reference is ``|mu1 - mu2|^2 + |s1|^2 + |s2|^2 - 2 |B|_*``, ``B = diag(s1) V1^T V2
+    diag(s2)``: for commuting covariances ``|s1 - s2|^2``; otherwise numpy's singular values of
+    ``B``, each within a few ulps of the largest (the SVD is backward stable; Golub & Van Loan,
+    Matrix Computations, 4th ed., section 8.6), and nothing squared."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(0)
+    d, k = 64, 8
+    v1 = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    v2 = v1
+    if not commuting:  # the same top subspace turned a little, the noise subspace freely
+        a = rng.standard_normal((k, k))
+        v2 = v1 @ scipy.linalg.block_diag(scipy.linalg.expm(0.1 * (a - a.T)),
+                                          np.linalg.qr(rng.standard_normal((d - k, d - k)))[0])
+    top = 10 * rng.uniform(1, 2, k)
+    s1 = np.r_[top, 1e-3 * rng.uniform(0.5, 1.5, d - k)]
+    s2 = np.r_[top * rng.uniform(0.9, 1.1, k), 1e-3 * rng.uniform(0.5, 1.5, d - k)]
+    mu1 = rng.standard_normal(d)
+    mu2 = mu1 + 0.1 * rng.standard_normal(d)
+    x = _rows_with_statistics(rng, 500, mu1, s1, v1)
+    y = _rows_with_statistics(rng, 500, mu2, s2, v2)
+    b = s1[:, None] * (v1.T @ v2) * s2[None, :]
+    want = (mu1 - mu2) @ (mu1 - mu2) + s1 @ s1 + s2 @ s2 - 2 * np.linalg.svd(
+        b, compute_uv=False).sum()
+    if commuting:
+        assert want == pytest.approx((mu1 - mu2) @ (mu1 - mu2) + (s1 - s2) @ (s1 - s2), rel=1e-13)
+    got = ganzoo.build_metric("fid").compute(torch.from_numpy(x), RealFeatures(torch.from_numpy(y)))
+    assert got["fid"] == pytest.approx(want, rel=1e-9)
+    stats = [(z.mean(0), np.cov(z, rowvar=False)) for z in (x, y)]
+    assert frechet_distance(*stats[0], *stats[1]) == pytest.approx(want, rel=1e-9)
 
 
 @pytest.mark.parametrize("full_max", [10_000, 100])  # torch-fidelity's full and blockwise paths
@@ -487,13 +552,53 @@ def test_cache_env_var_and_file_contents(attr_dataset, tmp_path, monkeypatch):
     (path,) = (tmp_path / "envcache" / "real_stats").glob("*.safetensors")
     with safe_open(str(path), framework="pt") as f:
         key = json.loads(f.metadata()["key"])
-        assert f.get_tensor("features").shape == (12, 64)
-        # The square root of sigma that the Fréchet distance reuses is cached with it.
-        sqrt_sigma, sigma = f.get_tensor("sqrt_sigma"), f.get_tensor("sigma").double()
-    torch.testing.assert_close(sqrt_sigma @ sqrt_sigma, sigma, rtol=1e-6, atol=1e-8)
+        assert f.metadata()["format"] == "ganzoo-real-stats-v2"
+        features = f.get_tensor("features")
+        assert features.shape == (12, 64)
+        # Float64 statistics of the features, and the covariance factor the Fréchet distance
+        # reuses.
+        mu, sigma, factor = (f.get_tensor(k) for k in ("mu", "sigma", "sigma_factor"))
+    assert mu.dtype == sigma.dtype == factor.dtype == torch.float64
+    torch.testing.assert_close(mu, features.double().mean(0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sigma, torch.from_numpy(np.cov(features.double().numpy(),
+                                                              rowvar=False)))
+    torch.testing.assert_close(factor @ factor.T, sigma, rtol=1e-10, atol=1e-12)
     assert key["n"] == 12 and key["resizer"] == "pil_bicubic" and key["extractor"] == EX
     assert key["reference"]["dataset"] == attr_dataset
     assert key["reference"]["kwargs"]["subset"] == "without"
+
+
+def test_cache_format_v1_entry_is_recomputed_from_its_features(attr_dataset, tmp_path):
+    """An entry written before format v2 (float32 mean, symmetric square root instead of the
+    factor) is a hit for its features only: one warning, the statistics recomputed in float64,
+    the same FID as a fresh entry, and the file rewritten as v2."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ganzoo.metrics.fidelity import psd_sqrt
+
+    kw = dict(metrics=["fid"], n=12, feature_extractor=EX, cache_dir=tmp_path,
+              dataset_kwargs={"subset": "without", "size": 12})
+    fresh = evaluate(_images(12, 5), attr_dataset, **kw)
+    (path,) = (tmp_path / "real_stats").glob("*.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta, features, sigma = f.metadata(), f.get_tensor("features"), f.get_tensor("sigma")
+    save_file({"features": features, "mu": features.mean(0), "sigma": sigma,
+               "sqrt_sigma": psd_sqrt(sigma)},
+              str(path), metadata={**meta, "format": "ganzoo-real-stats-v1"})
+    with pytest.warns(UserWarning, match="ganzoo-real-stats-v1, not ganzoo-real-stats-v2"):
+        upgraded = evaluate(_images(12, 5), attr_dataset, **kw)
+    assert upgraded["protocol"]["real_stats_cache"] == "hit"
+    assert upgraded["metrics"] == pytest.approx(fresh["metrics"], rel=1e-12)
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata()["format"] == "ganzoo-real-stats-v2"
+        assert f.get_tensor("mu").dtype == torch.float64 and "sigma_factor" in f.keys()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = evaluate(_images(12, 5), attr_dataset, **kw)
+    assert not [w for w in caught if "ganzoo-real-stats" in str(w.message)]
+    assert again["protocol"]["real_stats_cache"] == "hit"
+    assert again["metrics"] == upgraded["metrics"]
 
 
 # -- errors and the entry points ----------------------------------------------------------------

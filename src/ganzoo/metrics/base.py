@@ -18,47 +18,46 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from .gaussian import as_float64, mean_and_factor
+
 __all__ = ["Metric", "FeatureMetric", "SampleMetric", "PairedMetric", "RealFeatures"]
 
 
 class RealFeatures:
-    """Reference-side features with lazily computed FID statistics (``mu``, ``sigma``) and the
-    symmetric square root of ``sigma`` that the Fréchet distance reuses (cached with them)."""
+    """Reference-side features and their FID statistics, computed on first use in float64 and
+    cached with the features: the mean ``mu`` and ``sigma_factor``, an ``L`` with ``L L^T =
+    sigma`` (:func:`~ganzoo.metrics.gaussian.mean_and_factor`; any factor works, e.g. the
+    symmetric square root). ``sigma`` itself is formed only when asked for (:attr:`stats`)."""
 
-    def __init__(self, features: torch.Tensor, mu=None, sigma=None, sqrt_sigma=None):
+    def __init__(self, features: torch.Tensor, mu=None, sigma=None, sigma_factor=None):
         self.features = features
-        self._stats = None if mu is None else {"mu": mu, "sigma": sigma}
-        self._sqrt_sigma = sqrt_sigma
+        self._mu, self._sigma, self._factor = mu, sigma, sigma_factor
 
     def __len__(self) -> int:
         return len(self.features)
 
+    def mean_and_factor(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, sigma_factor)`` in float64 on ``device``, computed from the features once."""
+        if self._factor is None:
+            mu, self._factor = mean_and_factor(self.features, device)
+            if self._mu is None:
+                self._mu = mu
+        elif self._mu is None:
+            self._mu = as_float64(self.features, device).mean(0)
+        return as_float64(self._mu, device), as_float64(self._factor, device)
+
     @property
     def stats(self) -> dict:
-        if self._stats is None:
-            self._stats = fid_statistics(self.features)
-        return self._stats
+        """``{"mu", "sigma"}``: torch-fidelity's FID statistics, as float64 numpy arrays."""
+        mu, factor = (t.cpu() for t in self.mean_and_factor())
+        if self._sigma is None:
+            self._sigma = (factor @ factor.T).numpy()
+        return {"mu": mu.numpy(), "sigma": self._sigma}
 
     @property
-    def known_sqrt_sigma(self) -> torch.Tensor | None:
-        """The square root of sigma if it was loaded or computed already, else None (for the
-        cache, which stores it without computing it)."""
-        return self._sqrt_sigma
-
-    @property
-    def sqrt_sigma(self) -> torch.Tensor:
-        if self._sqrt_sigma is None:
-            from .fidelity import psd_sqrt
-
-            self._sqrt_sigma = psd_sqrt(self.stats["sigma"])
-        return self._sqrt_sigma
-
-
-def fid_statistics(features: torch.Tensor) -> dict:
-    """Mean and covariance of features, by torch-fidelity's own function."""
-    from torch_fidelity.metric_fid import fid_features_to_statistics
-
-    return fid_features_to_statistics(features.float().cpu())
+    def known_sigma_factor(self) -> torch.Tensor | None:
+        """The factor if it was loaded or computed already, else None."""
+        return self._factor
 
 
 class Metric:

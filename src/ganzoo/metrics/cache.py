@@ -1,7 +1,11 @@
 """On-disk cache of reference-side features and FID statistics.
 
-One safetensors file per key under ``<cache dir>/real_stats/``, holding the features (N, D),
-``mu`` and ``sigma``, with the full key as JSON in the file's metadata (checked on load). The key
+One safetensors file per key under ``<cache dir>/real_stats/``, holding the features (N, D) and
+their float64 FID statistics ``mu``, ``sigma`` and ``sigma_factor`` (``L L^T = sigma``, see
+``gaussian.mean_and_factor``), with the full key as JSON in the file's metadata (checked on
+load). Format v1 entries (a float32 ``mu``, a square root of ``sigma`` in place of the factor)
+load with their features only: the statistics are recomputed from them and the entry rewritten
+as v2 (one warning says so). The key
 names the reference (dataset name and kwargs, or folder path and a hash of its listing), its
 split and resolution, N, the feature extractor and a hash of its weights, the feature layer and
 the resizer. The cache folder is ``cache_dir=``, else ``$GANZOO_CACHE``, else
@@ -14,12 +18,15 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["cache_root", "cache_path", "load_real", "save_real", "CACHE_ENV"]
+FORMAT = "ganzoo-real-stats-v2"
+
+__all__ = ["cache_root", "cache_path", "load_real", "save_real", "CACHE_ENV", "FORMAT"]
 
 CACHE_ENV = "GANZOO_CACHE"
 
@@ -47,8 +54,9 @@ def cache_path(key: dict[str, Any], cache_dir=None) -> Path:
 
 
 def load_real(key: dict[str, Any], cache_dir=None):
-    """``(features, mu, sigma, sqrt_sigma)`` or None when absent or written for another key
-    (``sqrt_sigma`` is None in entries written before ganzoo 0.3)."""
+    """``(features, mu, sigma, sigma_factor)``, or None when absent or written for another key.
+    For a format v1 entry the last three are None: its features are reused, its statistics are
+    not (a float32 mean), and the caller stores the entry again."""
     from safetensors import safe_open
 
     path = cache_path(key, cache_dir)
@@ -56,29 +64,34 @@ def load_real(key: dict[str, Any], cache_dir=None):
         return None
     try:
         with safe_open(str(path), framework="pt") as f:
-            if (f.metadata() or {}).get("key") != _key_json(key):
+            meta = f.metadata() or {}
+            if meta.get("key") != _key_json(key):
                 return None
             features = f.get_tensor("features")
-            mu = f.get_tensor("mu").numpy()
-            sigma = f.get_tensor("sigma").numpy()
-            sqrt_sigma = f.get_tensor("sqrt_sigma") if "sqrt_sigma" in f.keys() else None
+            if meta.get("format") != FORMAT:
+                warnings.warn(f"ganzoo: reference statistics cache entry {path.name} is "
+                              f"{meta.get('format', 'unversioned')}, not {FORMAT} (float64 "
+                              f"statistics); recomputing them from its cached features and "
+                              f"rewriting it", stacklevel=2)
+                return features, None, None, None
+            stats = [f.get_tensor(k).numpy() for k in ("mu", "sigma")]
+            factor = f.get_tensor("sigma_factor")
     except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed, not fatal
         return None
-    return features, mu, sigma, sqrt_sigma
+    return features, *stats, factor
 
 
-def save_real(key: dict[str, Any], features: torch.Tensor, mu, sigma, cache_dir=None,
-              sqrt_sigma: torch.Tensor | None = None) -> Path:
+def save_real(key: dict[str, Any], features: torch.Tensor, mu, sigma, sigma_factor,
+              cache_dir=None) -> Path:
     from safetensors.torch import save_file
 
     from .._io import atomic_path
 
     path = cache_path(key, cache_dir)
-    tensors = {"features": features.contiguous(), "mu": torch.from_numpy(mu).contiguous(),
-               "sigma": torch.from_numpy(sigma).contiguous()}
-    if sqrt_sigma is not None:
-        tensors["sqrt_sigma"] = sqrt_sigma.detach().cpu().contiguous()
+    tensors = {"features": features.contiguous(),
+               "mu": torch.as_tensor(mu, dtype=torch.float64).contiguous(),
+               "sigma": torch.as_tensor(sigma, dtype=torch.float64).contiguous(),
+               "sigma_factor": sigma_factor.detach().to("cpu", torch.float64).contiguous()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp),
-                  metadata={"key": _key_json(key), "format": "ganzoo-real-stats-v1"})
+        save_file(tensors, str(tmp), metadata={"key": _key_json(key), "format": FORMAT})
     return path

@@ -348,7 +348,7 @@ def _reference_features(src: ImageSource, info: dict[str, Any], extractor, resiz
         hit = _cache.load_real(key, cache_dir)
         if all_min(int(hit is not None)):
             info["real_stats_cache"] = "hit"
-            # An entry from before ganzoo 0.3 has no sqrt_sigma: store it again with one.
+            # A format v1 entry comes without statistics: store it again with them.
             return RealFeatures(*hit), (key if hit[3] is None else None)
         info["real_stats_cache"] = "miss"
     return RealFeatures(_extract_real(src, info["n_real"], batch_size, extractor, layer,
@@ -491,10 +491,10 @@ def evaluate(
         results.update(_compute_metrics(o, plan, generated_side, real, extractor,
                                         feature_metrics, sample_metrics, paired_metrics))
         if save_key is not None and rank == 0:
-            # After the metrics, so that the square root of sigma the Fréchet distance
-            # computed (when one was asked for) is cached with the statistics.
+            # After the metrics, so that the covariance factor the Fréchet distance computed
+            # (when one was asked for) is reused rather than computed again.
             _cache.save_real(save_key, real.features, real.stats["mu"], real.stats["sigma"],
-                             cache_dir, sqrt_sigma=real.known_sqrt_sigma)
+                             real.known_sigma_factor, cache_dir)
 
     # 6. the protocol
     protocol = _protocol(metric_objs, extractor, resizer, plan, details, dkw, step, seed,

@@ -3,11 +3,13 @@
 The statistics are torch-fidelity's own functions (``fid_features_to_statistics``,
 ``kid_features_to_metric``, ``isc_features_to_metric``, ``prc_features_to_metric``) with
 torch-fidelity's defaults, so for the same features ganzoo and
-``torch_fidelity.calculate_metrics`` give the same numbers. The one exception is the last step of
-FID, ``fid_statistics_to_metric``: the same value (to 1e-7 relative, tested against it) from
-symmetric eigenproblems instead of a general one, several times faster (see
-:func:`frechet_distance`). MiFID is not in torch-fidelity and is computed here, on the same
-features as FID.
+``torch_fidelity.calculate_metrics`` give the same numbers. The one exception is FID's: its
+mean and covariance are computed in float64 from the features as given (torch-fidelity keeps
+the mean in the features' float32), and ``fid_statistics_to_metric``'s general eigenproblem is
+replaced by the SVD of a product of covariance factors. The value is torch-fidelity's within
+its own rounding and exact to about 1e-12 against a 50-digit reference (see
+:func:`frechet_distance_to_real`; docs/evaluation.md, "FID", for accuracy and speed). MiFID
+is not in torch-fidelity and is computed here, on the same features as FID.
 
 - FID: Heusel et al., NeurIPS 2017 (arXiv 1706.08500).
 - KID: Bińkowski et al., ICLR 2018 (arXiv 1801.01401); cubic polynomial kernel, 100 subsets of
@@ -28,74 +30,57 @@ features as FID.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from ..registry import register_metric
 from .base import FeatureMetric, RealFeatures
+from .gaussian import as_float64, mean_and_factor, psd_sqrt, trace_sqrt_product
 
 __all__ = ["FID", "KID", "InceptionScore", "PrecisionRecall", "MiFID", "frechet_distance",
            "frechet_distance_to_real", "psd_sqrt",
            "memorization_distance"]
 
 
-def _f64(x, device=None) -> torch.Tensor:
-    return torch.as_tensor(x).to(device=device, dtype=torch.float64)
-
-
-def psd_sqrt(sigma, device=None) -> torch.Tensor:
-    """The symmetric square root of a covariance (eigenvalues below 0, rounding, clamped)."""
-    s = _f64(sigma, device)
-    w, v = torch.linalg.eigh((s + s.T) / 2)
-    return (v * w.clamp_min(0).sqrt()) @ v.T
-
-
 def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma2=None, device=None) -> float:
     """Fréchet distance between two Gaussians, ``|mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr
     (S1 S2)^½`` (Dowson & Landau 1982), the value of torch-fidelity's
-    ``fid_statistics_to_metric`` by symmetric eigenproblems only.
+    ``fid_statistics_to_metric`` from statistics alone.
 
     torch-fidelity takes ``sum sqrt(eigvals(S1 @ S2))``: a general, non-symmetric 2048 x 2048
-    eigenproblem, 20-40 s on 2 CPU cores. ``S1 S2`` is similar to ``S2^½ S1 S2^½`` (conjugate
-    by ``S2^½``), which is symmetric positive semi-definite, so the same eigenvalues come from
-    ``eigvalsh`` of that, with ``S2^½`` from one ``eigh``. ``sqrt_sigma2`` passes ``S2^½`` when
-    it is cached with the reference statistics (:class:`RealFeatures.sqrt_sigma`); then one
-    symmetric eigenvalue problem remains. Computed in float64 (on ``device`` if given; CUDA
-    runs ``torch.linalg`` there). Negative eigenvalues from rounding count as 0, as the real
-    part of torch-fidelity's complex square root does.
+    eigenproblem, 20-40 s on 2 CPU cores. With factors ``S1 = L1 L1^T``, ``S2 = L2 L2^T`` the
+    trace is the sum of the singular values of ``L1^T L2``
+    (:func:`~ganzoo.metrics.gaussian.trace_sqrt_product`); here the factors are the symmetric
+    square roots (one ``eigh`` each), or ``sqrt_sigma2``: any ``L2`` with ``L2 L2^T = S2``.
+    :func:`frechet_distance_to_real` is more exact (it factors the features, not their
+    covariance); use this one when only statistics exist. Float64 (on ``device``
+    if given; CUDA runs ``torch.linalg`` there).
     """
-    s1 = _f64(sigma1, device)
-    r = psd_sqrt(sigma2, device) if sqrt_sigma2 is None else _f64(sqrt_sigma2, device)
-    m = r @ s1 @ r
-    tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum()
-    diff = _f64(mu1, device) - _f64(mu2, device)
-    s2_trace = (r * r).sum()  # tr S2 = |S2^½|_F^2
-    return float(diff @ diff + torch.trace(s1) + s2_trace - 2 * tr_covmean)
+    r1 = psd_sqrt(sigma1, device)
+    l2 = psd_sqrt(sigma2, device) if sqrt_sigma2 is None else as_float64(sqrt_sigma2, device)
+    diff = as_float64(mu1, device) - as_float64(mu2, device)
+    # tr S1 = |S1^½|_F^2 and tr S2 = |L2|_F^2
+    return float(diff @ diff + (r1 * r1).sum() + (l2 * l2).sum()
+                 - 2 * trace_sqrt_product(r1, l2))
 
 
 def frechet_distance_to_real(fake: torch.Tensor, real: RealFeatures, device=None) -> float:
-    """:func:`frechet_distance` between the Gaussian of ``fake`` features (N, D) and the cached
-    reference statistics, without forming the fake covariance.
+    """:func:`frechet_distance` between the Gaussian of ``fake`` features (N, D) and the
+    reference's, from covariance factors: neither covariance is formed.
 
-    With ``X`` the centred fake features, ``S1 = X^T X / (N - 1)`` (``np.cov``, as
-    torch-fidelity's ``fid_features_to_statistics``), so ``S2^½ S1 S2^½ = A^T A`` with ``A = X
-    S2^½ / sqrt(N - 1)``, whose nonzero eigenvalues are those of the N x N matrix ``A A^T``:
-    for N < D (a 64-image check at D = 2048) the eigenproblem is N x N.
+    Both sides are factored from their features in float64 by a QR decomposition of the
+    centred rows (:func:`~ganzoo.metrics.gaussian.mean_and_factor`; the reference's factor is
+    computed once and cached with its statistics), and ``tr (S1 S2)^½`` is the sum of the
+    singular values of ``L1^T L2``, a ``min(N, D) x min(M, D)`` matrix: exact to about 1e-12
+    relative on ill-conditioned and large-offset features, where an eigenproblem of a squared
+    matrix is not (docs/evaluation.md, "FID").
     """
-    x = _f64(fake, device)
-    n = x.shape[0]
-    if n < 2:
-        raise ValueError(f"the Fréchet distance needs at least 2 generated images, got {n}")
-    mu1 = x.mean(0)
-    x = x - mu1
-    r = _f64(real.sqrt_sigma, device)
-    a = (x @ r) / math.sqrt(n - 1)
-    gram = a @ a.T if n < a.shape[1] else a.T @ a
-    tr_covmean = torch.linalg.eigvalsh((gram + gram.T) / 2).clamp_min(0).sqrt().sum()
-    diff = mu1 - _f64(real.stats["mu"], device)
-    return float(diff @ diff + (x * x).sum() / (n - 1) + (r * r).sum() - 2 * tr_covmean)
+    mu1, l1 = mean_and_factor(fake, device)
+    mu2, l2 = real.mean_and_factor(device)
+    diff = mu1 - mu2
+    return float(diff @ diff + (l1 * l1).sum() + (l2 * l2).sum()
+                 - 2 * trace_sqrt_product(l1, l2))
 
 
 def _linalg_device() -> torch.device | None:
