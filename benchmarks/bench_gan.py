@@ -11,8 +11,8 @@ for each group of ``model.schedule(step)``, only that group's parameters require
 G step with ``share_fakes``), ``loss, logs = model(group, batch, step)``, backward, the group's
 optimizer (built from ``model.optimizer_groups()``) steps, ``model.after_step``; then
 ``model.update_ema``. (The trainer's own loop adds Accelerate, logging and checkpoints; this
-isolates the family.) ``--trainer-variants ';--set share_fakes=false'`` times the fresh-fakes
-path through ``ganzoo train`` beside the default.
+isolates the family.) ``--trainer-variants ';--set share_fakes=true'`` times one generator
+forward per iteration through ``ganzoo train`` beside the default fresh fakes.
 
 Beside them, for ``dcgan``, ``ganzoo train`` itself (the Trainer on in-memory images, with each
 flag set of ``--trainer-variants``): what a user of the command gets, against the same reference

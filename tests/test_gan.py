@@ -180,7 +180,7 @@ def test_shared_fakes_leave_no_generator_gradients_and_keep_their_graph():
     from ganzoo.models.base import SHARED_FORWARD, SharedForward
 
     torch.manual_seed(0)
-    model = ganzoo.build("test_dcgan")
+    model = ganzoo.build("test_dcgan", share_fakes=True)
     batch = {**_batch(model), SHARED_FORWARD: SharedForward()}
     torch.manual_seed(1)
     d_loss, _ = model("discriminator", batch, 0)

@@ -46,7 +46,8 @@ def _comparable(records):
 
 # test_wgan_gp: two critic steps, the G step reusing the first one's fakes (share_fakes).
 WGAN = ["--model", "test_wgan_gp", "--dataset", "shapes", "--set", "data.size=64",
-        "--batch-size", "8", "--num-samples", "4", "--log-every", "1"]
+        "--set", "share_fakes=true", "--batch-size", "8", "--num-samples", "4",
+        "--log-every", "1"]
 
 
 @pytest.mark.parametrize("model", [TOY, WGAN], ids=["toy", "test_wgan_gp"])
@@ -187,8 +188,9 @@ def test_torchrun_two_processes_sigterm(env, tmp_path):
 
 
 def test_torchrun_dcgan_channels_last_default(env, tmp_path):
-    """dcgan's CPU default layout (channels_last) under DDP with gloo: both ranks hold the same
-    weights after each step, and final/ loads strictly into a fresh (NCHW) model."""
+    """dcgan's CPU default layout (channels_last) under DDP with gloo, with one generator forward
+    per iteration (share_fakes): both ranks hold the same weights after each step, and final/
+    loads strictly into a fresh (NCHW) model."""
     import ganzoo
 
     out = tmp_path / "run"
@@ -196,7 +198,7 @@ def test_torchrun_dcgan_channels_last_default(env, tmp_path):
            "2", "-m", "ganzoo.train", "--no-progress", "--model", "test_dcgan", "--dataset",
            "shapes", "--set", "data.size=64", "--batch-size", "4", "--num-samples", "4",
            "--max-steps", "3", "--save-every", "1", "--sample-every", "0", "--keep", "0",
-           "-o", str(out)]
+           "--set", "share_fakes=true", "-o", str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert ", channels_last, " in proc.stdout + proc.stderr  # the startup line's layout

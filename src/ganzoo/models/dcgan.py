@@ -88,10 +88,11 @@ class DCGANConfig(cfg.Config):
     betas: tuple[float, float] = (0.5, 0.999)
     diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"
     init_std: float = 0.02
-    # One generator forward per iteration: the D step's fakes, with their graph, are the G
-    # step's (pytorch/examples dcgan/main.py); False draws fresh fakes for the G step, as
-    # Goodfellow et al.'s Algorithm 1 samples a new minibatch of noise (docs/gan.md).
-    share_fakes: bool = True
+    # True: one generator forward per iteration, the D step's fakes, with their graph, are
+    # the G step's (pytorch/examples dcgan/main.py). False (the default until its quality is
+    # measured over seeds, docs/gan.md): fresh fakes for the G step, as Goodfellow et al.'s
+    # Algorithm 1 samples a new minibatch of noise.
+    share_fakes: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -310,7 +311,8 @@ class LatentGAN(SquareImages, GenerativeModel):
         d = self.discriminator_net
         share = batch.get(SHARED_FORWARD)
         if group == self.d_name:
-            if share is not None and next(self.generator.parameters()).requires_grad:
+            if share is not None and self.config.share_fakes and \
+                    next(self.generator.parameters()).requires_grad:
                 # The first D step of the iteration (the trainer enables G's graph for it,
                 # graph_networks): one G forward with a graph, detached here and reused, graph
                 # intact, by the G step, as pytorch/examples' dcgan/main.py does.

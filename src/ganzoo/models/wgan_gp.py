@@ -74,10 +74,11 @@ class WGANGPConfig(cfg.Config):
     lr: float = 1e-4
     betas: tuple[float, float] = (0.0, 0.9)
     diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"
-    # The G step reuses the first critic step's fakes and their graph (one generator forward
-    # fewer per iteration; the extra critic steps draw fresh ones); False: fresh fakes for the
-    # G step, as Gulrajani et al.'s Algorithm 1 (docs/gan.md).
-    share_fakes: bool = True
+    # True: the G step reuses the first critic step's fakes and their graph (one generator
+    # forward fewer per iteration; the extra critic steps draw fresh ones). False (the
+    # default until its quality is measured over seeds, docs/gan.md): fresh fakes for the G
+    # step, as Gulrajani et al.'s Algorithm 1.
+    share_fakes: bool = False
 
     def __post_init__(self):
         super().__post_init__()
