@@ -69,7 +69,8 @@ def test_run_folder_and_samples_follow_the_umask(umask, toys, tmp_path):
     sample_to_folder(model, tmp_path / "png", 4, batch_size=2, progress=False)
     sample_to_folder(model, tmp_path / "npz", 4, batch_size=2, fmt="npz", progress=False)
     save_real({"reference": {"dataset": "x"}, "n": 2, "extractor": "e"},
-              torch.zeros(2, 3), np.zeros(3), np.eye(3), cache_dir=tmp_path / "cache")
+              torch.zeros(2, 3), np.zeros(3), np.eye(3), torch.eye(3),
+              cache_dir=tmp_path / "cache")
     assert _wrong_modes(tmp_path) == []
 
 
