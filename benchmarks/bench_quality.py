@@ -429,7 +429,7 @@ def run_cut_official(official: Path, steps: int, seeds: list[int], n: int, tmp: 
         return res["metrics"][KEY]
 
     rows = {"ganzoo": [], "ganzoo_live": [], "reference": [], "train_s": [], "ref_s": [],
-            "ema_minus_live": [], "untranslated": [fd(test_a)]}
+            "ema_minus_live": [], "untranslated": [fd(test_a)], "n": [n]}
     print(f"  cut_official: untranslated A vs B {rows['untranslated'][0]:.2f}", flush=True)
     threads = torch.get_num_threads()
     for seed in seeds:
@@ -562,8 +562,9 @@ def table(results: dict[str, dict], steps: dict[str, int], n: int, draws: int = 
              + "; mean (min–max) over seeds; lower is better."]
     for name, rows in results.items():
         if "untranslated" in rows:
-            notes.append(f"{name}: the untranslated held-out A crops score "
-                         f"{rows['untranslated'][0]:.1f}; reference: the authors' code.")
+            notes.append(f"{name}: n = {rows['n'][0]} held-out images per side; the "
+                         f"untranslated held-out A crops score {rows['untranslated'][0]:.1f}; "
+                         f"reference: the authors' code.")
         diffs = [d for per_seed in rows["ema_minus_live"] for d in per_seed]
         if draws > 1 and diffs:
             notes.append(f"{name}: EMA - live over {len(diffs)} seed-draws {_cell(diffs)}, "
