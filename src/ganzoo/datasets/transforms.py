@@ -14,6 +14,7 @@ straight to the larger size; datasets that make tensors at the training size ups
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Literal
 
 import torch
@@ -86,8 +87,10 @@ def load_transform(height: int, width: int | None = None,
 
     width = width or height
     aug = augment_fn(augment)
-    # crop_flip crops from a larger image: resize the file straight to that size (one resample)
-    cover = _load_size(height, width) if augment == "crop_flip" else (height, width)
+    cover = (height, width)
+    if augment == "crop_flip":  # crops from a larger image: resize the file straight to it
+        cover = _load_size(height, width)
+        aug = functools.partial(_crop_flip, size=(height, width))
 
     def apply(img) -> torch.Tensor:
         img = img.convert("RGB")
@@ -97,8 +100,6 @@ def load_transform(height: int, width: int | None = None,
         t = F.resize(t, list(size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
         t = F.center_crop(t, list(cover))
         t = t.float().div(127.5).sub(1.0).clamp(-1, 1)
-        if augment == "crop_flip":
-            return _crop_flip(t, (height, width))
         return aug(t) if aug is not None else t
 
     return apply
