@@ -1,18 +1,19 @@
 """Face alignment for folders of photographs: ``ganzoo prepare faces SRC DST``.
 
-The generator plan's phase 1B compares full images with MTCNN-aligned faces, aligned once and
-cached to disk. MTCNN is Zhang, Zhang, Li & Qiao, "Joint Face Detection and Alignment Using
-Multitask Cascaded Convolutional Networks", IEEE Signal Processing Letters 2016
+Stage 1B of docs/workflows/generator_evolution.md compares full images with MTCNN-aligned
+faces, aligned once and cached to disk. MTCNN is Zhang, Zhang, Li & Qiao, "Joint Face
+Detection and Alignment Using Multitask Cascaded Convolutional Networks", IEEE Signal
+Processing Letters 2016
 (arXiv:1604.02878), as ported to PyTorch by facenet-pytorch
 (https://github.com/timesler/facenet-pytorch), whose wheel carries the P-, R- and O-Net
 weights, so alignment runs offline. Per image:
 
 1. detect faces and take the five landmarks (eyes, nose, mouth corners) of the most confident;
 2. fit a similarity transform (rotation, uniform scale, translation; scikit-image's
-   least-squares ``SimilarityTransform``) from them to the plan's reference landmarks;
+   least-squares ``SimilarityTransform``) from them to fixed reference landmarks;
 3. warp with bicubic interpolation (``order=3``) into a ``size`` x ``size`` crop and write it.
 
-Departures from the plan's snippet, all deliberate:
+Departures from a plain MTCNN + ``SimilarityTransform`` alignment, all deliberate:
 
 - The most confident face, not the largest: facenet-pytorch returns the largest first unless
   ``select_largest=False``, and a large blurry background face should not win over the subject.
@@ -51,7 +52,8 @@ from .._progress import interruptible
 __all__ = ["REFERENCE_LANDMARKS", "INSTALL", "reference_landmarks", "fit_alignment",
            "align_face", "FaceDetector", "PrepareSummary", "prepare_faces"]
 
-# The generator plan's reference positions in a 128 x 128 crop, (x, y) in pixels.
+# Reference positions in a 128 x 128 crop, (x, y) in pixels (docs/workflows/generator_evolution.md,
+# "Face alignment").
 REFERENCE_LANDMARKS = np.array([
     [38.0, 51.0],  # left eye
     [90.0, 51.0],  # right eye

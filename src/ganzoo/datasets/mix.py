@@ -1,5 +1,5 @@
-"""A mixture of registered datasets in a stated ratio (the generator plan's 1D: aligned faces
-alone vs aligned + raw mixed).
+"""A mixture of registered datasets in a stated ratio (stage 1D of
+docs/workflows/generator_evolution.md: aligned faces alone vs aligned + raw mixed).
 
 ``sources`` is a list of datasets, each a mapping ``{"dataset": NAME, **options}`` or a plain
 path, which is short for ``{"dataset": "image_folder", "root": PATH}``. ``ratio`` gives each

@@ -1,6 +1,7 @@
 """Image transforms shared by the datasets: resize-and-crop to (H, W), augmentation presets.
 
-``flip`` is a horizontal flip with p = 0.5 alone (the phase-1C baseline of docs/data.md).
+``flip`` is a horizontal flip with p = 0.5 alone (the 1C baseline of docs/data.md,
+"Pipeline selection runs").
 ``structure`` is a structure-preserving augmentation: horizontal flip with p = 0.5, rotation
 within ±5°, mild colour jitter (brightness ±0.1, contrast ±0.1, saturation ±0.05); no
 translation and no vertical flip, which would change layouts a model should learn.

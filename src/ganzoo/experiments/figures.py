@@ -1,7 +1,8 @@
 """The report's images: curves (matplotlib), sample-grid picks, latent interpolations and the
 worst samples of a run.
 
-The worst samples are the plan's "failure modes" made measurable: the generated images
+The worst samples make failure modes measurable (docs/workflows/generator_evolution.md,
+"Stage 5"): the generated images
 farthest from every real image in the evaluation's own feature space (its extractor and its
 ``fid`` layer, e.g. Inception pool3), i.e. ``max_i min_j ||f(g_i) - f(r_j)||``. A fixed seed
 draws the generated pool and the real side is the first images of the evaluation's reference

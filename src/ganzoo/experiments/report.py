@@ -7,9 +7,9 @@ inline. ``DIR/report.md`` holds the same comparison table as Markdown, for a pap
 For each run: its config (the fields that differ from the defaults first), loss and metric
 curves, the sample-grid progression (10 % -> 50 % -> 100 % of the run), the final grid, a
 latent interpolation (GAN and VAE families), the worst samples, parameters, training time
-and images/s. The comparison table carries the generator plan's phase 5A columns (FID, IS,
-LPIPS diversity, parameters, training time) and every metric that was evaluated, each with
-its protocol in a tooltip and a footnote.
+and images/s. The comparison table carries the columns of a cross-family comparison (FID, IS,
+LPIPS diversity, parameters, training time; docs/workflows/generator_evolution.md, "Stage 5")
+and every metric that was evaluated, each with its protocol in a tooltip and a footnote.
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ PHASE5 = (("FID", ("fid", "fd")), ("IS", ("isc_mean", "isc")),
 
 def _metric_columns(runs: list[RunInfo]) -> list[tuple[str, str | None]]:
     """``(label, key)`` per metric column: every evaluated key (FID-like, IS, LPIPS first),
-    plus the plan's 5A columns left empty when no run measured them."""
+    plus the cross-family comparison's columns (FID, IS, LPIPS diversity), left empty when no
+    run measured them."""
     keys: list[str] = []
     for r in runs:
         keys += [k for k in r.metrics if k not in keys]

@@ -142,8 +142,9 @@ def _remaining(exp: Experiment, resume_step: int | None) -> tuple[list[str], flo
     """Flags that give a resumed run what is left of its wall-clock budget.
 
     The trainer counts ``duration`` from its own start, so a run resumed after 2 h of a 3 h
-    budget would otherwise train 3 h more; the GeneGAN queue's ground rules give each
-    experiment ~3 h in all. Training time so far comes from ``metrics.jsonl``.
+    budget would otherwise train 3 h more; the budget is per experiment, ~3 h in all
+    (docs/experiments.md, "Fixed budgets, and how the queue keeps them"). Training time so
+    far comes from ``metrics.jsonl``.
     """
     from ..training.config import parse_duration
 

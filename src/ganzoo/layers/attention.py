@@ -1,4 +1,4 @@
-"""Self-attention blocks: SAGAN's, and the generator plan's scaled variant.
+"""Self-attention blocks: SAGAN's, and a scaled variant (``kind="plan"``).
 
 Zhang, Goodfellow, Metaxas & Odena, "Self-Attention Generative Adversarial Networks",
 ICML 2019 (arXiv:1805.08318); reference repo brain-research/self-attention-gan.
@@ -16,11 +16,12 @@ backward that WGAN-GP's gradient penalty needs through a critic.
 ``spectral_norm=True`` wraps the four convolutions with
 ``torch.nn.utils.parametrizations.spectral_norm`` (SAGAN uses spectral norm in both networks).
 
-:class:`ScaledSelfAttention2d` is the ``SelfAttention`` block of the generator plan (step 2.3):
-query and key 1×1 convs to ``mid = max(C // 8, 1)`` channels, a value conv C -> C, no output
-conv, logits scaled by ``mid ** -0.5`` (scaled dot-product attention, Vaswani et al. 2017),
-and ``gamma`` of shape (1,) initialised to 0. Its parameters carry the plan's names (``q``,
-``k``, ``v``, ``gamma``), so weights of the plan's module load as they are.
+:class:`ScaledSelfAttention2d` is the block that step 2.3 of the generator-evolution workflow
+specifies (docs/workflows/generator_evolution.md, "The scaled self-attention block"): query and
+key 1×1 convs to ``mid = max(C // 8, 1)`` channels, a value conv C -> C, no output conv, logits
+scaled by ``mid ** -0.5`` (scaled dot-product attention, Vaswani et al. 2017), and ``gamma`` of
+shape (1,) initialised to 0. Its parameters are named ``q``, ``k``, ``v``, ``gamma``, so a
+state dict of a module written to that description loads as it is.
 :func:`self_attention` builds either by name.
 """
 
@@ -77,13 +78,14 @@ class SelfAttention2d(nn.Module):
 
 
 class ScaledSelfAttention2d(nn.Module):
-    """The generator plan's self-attention: ``x + gamma * v(x) softmax(q(x)^T k(x) / sqrt(mid))``
+    """Scaled self-attention: ``x + gamma * v(x) softmax(q(x)^T k(x) / sqrt(mid))``
     with ``q, k: C -> mid``, ``v: C -> C`` (no output conv), ``mid = max(C // 8, 1)``.
 
     Args:
         channels: input and output channels ``C``.
-        spectral_norm: wrap the three 1×1 convolutions with spectral normalisation (the plan's
-            snippet has plain convs; a spectrally normalised critic wraps them, as SAGAN does).
+        spectral_norm: wrap the three 1×1 convolutions with spectral normalisation (the
+            block is specified with plain convs; a spectrally normalised critic wraps them, as
+            SAGAN does).
     """
 
     def __init__(self, channels: int, spectral_norm: bool = False):

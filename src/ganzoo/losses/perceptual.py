@@ -27,9 +27,9 @@ The VGG is frozen (``requires_grad=False``), always in eval mode, and kept out o
 ``state_dict``: it is a fixed measuring instrument, not part of a trained model, so saved
 checkpoints neither carry nor expect its 1.7 M parameters.
 
-Departures from Johnson et al.: several layers instead of relu2_2 alone (as the generator plan's
-VAE phase and most VAE/GAN uses), and the per-layer loss is a mean, not a sum normalised by C*H*W (the same
-thing up to the batch size).
+Departures from Johnson et al.: several layers instead of relu2_2 alone (as the VAE track of
+docs/workflows/generator_evolution.md and most VAE/GAN uses), and the per-layer loss is a mean,
+not a sum normalised by C*H*W (the same thing up to the batch size).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ copied weights (``tools/compare_cut.py``) and at a training budget.
 
 Departures from the reference, all on purpose:
 
-- ``cut`` is the photo->Monet baseline of the CUT baseline summary, not the reference's CUT
+- ``cut`` is the photo->Monet baseline of docs/workflows/cut_monet.md, not the reference's CUT
   mode: hinge adversarial loss (the reference: LSGAN, ``adv_loss="lsgan"``), the single-scale
   70x70 PatchGAN with strided convs and N(0, 0.02) init (the reference: stride-1 convs and
   blur-pool, Xavier init, ``disc_antialias=True, disc_init="xavier"``), DiffAugment on the

@@ -1,4 +1,4 @@
-"""DCGAN: deep convolutional GANs, and the upsample + conv variant of the DCGAN log.
+"""DCGAN: deep convolutional GANs, and an upsample + conv variant (docs/workflows/dcgan_faces.md).
 
 Radford, Metz & Chintala, "Unsupervised Representation Learning with Deep Convolutional
 Generative Adversarial Networks", ICLR 2016 (arXiv:1511.06434); architecture as in
@@ -12,16 +12,16 @@ Presets:
   Weights from N(0, 0.02) (BatchNorm scales from N(1, 0.02)); BCE loss; Adam lr 2e-4,
   betas (0.5, 0.999); z = 100. ``dcgan_128`` is one block deeper in both networks
   (``16·ngf`` channels at 4×4).
-- ``dcgan_upsample``: the network of the DCGAN experiments log. G = Linear(z -> 8·ngf·4·4),
+- ``dcgan_upsample``: the network of docs/workflows/dcgan_faces.md. G = Linear(z -> 8·ngf·4·4),
   reshape; three Upsample(×2) + Conv 3×3 + BatchNorm + LeakyReLU 0.2 blocks (512 -> 256 ->
   128 -> 64 channels at 64 px); a fourth Upsample(×2) + Conv 3×3 (64 -> 3) + Tanh. D = four
   Conv 3×3 stride-2 blocks, Conv -> BatchNorm -> LeakyReLU 0.2 -> Dropout2d 0.25 (no
   BatchNorm in the first), 64 -> 512 channels, then Linear(512·4·4 -> 1). BCE with label
-  smoothing (real 0.9, fake 0.1). BatchNorm momentum: the log writes ``momentum=0.8`` and
-  calls the default 0.9, i.e. the weight kept on the running statistics (Keras's
-  convention; PyTorch's default 0.1 keeps 0.9), so the preset uses PyTorch's
-  ``bn_momentum=0.2``; ``--set bn_momentum=0.8`` takes the number literally. The log also
-  anneals the learning rate with a cosine from 2e-4 to 1e-5: schedules are the trainer's
+  smoothing (real 0.9, fake 0.1). BatchNorm momentum: the workflow asks for 0.8 against a
+  default of 0.9, i.e. the weight kept on the running statistics (Keras's convention;
+  PyTorch's default 0.1 keeps 0.9), so the preset uses PyTorch's ``bn_momentum=0.2``;
+  ``--set bn_momentum=0.8`` takes the number literally. The workflow also anneals the
+  learning rate with a cosine from 2e-4 to 1e-5: schedules are the trainer's
   job, so run it with ``--lr-schedule cosine --lr-end 1e-5``; the family keeps a constant
   default.
 
@@ -32,12 +32,13 @@ Departures, all deliberate:
 - ``sample`` runs the (EMA) generator with BatchNorm in eval mode (running statistics), so a
   sample does not depend on the other samples drawn with it and does not change the running
   statistics. The EMA copy takes the live network's BatchNorm buffers.
-- ``dcgan_upsample``: convolutions are initialised N(0, 0.02) as in the DCGAN paper (the log
-  leaves the initialisation unspecified); Linear layers keep PyTorch's default. ``Upsample``
-  is nearest-neighbour, PyTorch's default for the log's ``Upsample(scale_factor=2)`` (its
-  comparison table says "bilinear": ``upsample_mode="bilinear"``). In the PyTorch-GAN code the
-  log's network resembles, the "0.8" of ``BatchNorm2d(c, 0.8)`` is the positional ``eps``;
-  the log asks for a momentum, which the preset reads as above.
+- ``dcgan_upsample``: convolutions are initialised N(0, 0.02) as in the DCGAN paper (the
+  workflow leaves the initialisation unspecified); Linear layers keep PyTorch's default.
+  ``Upsample`` is nearest-neighbour, PyTorch's default for ``Upsample(scale_factor=2)``
+  (``upsample_mode="bilinear"`` for bilinear). In the PyTorch-GAN code the network resembles
+  (eriklindernoren/PyTorch-GAN, ``implementations/dcgan/dcgan.py``), the "0.8" of
+  ``BatchNorm2d(c, 0.8)`` is the positional ``eps``; the workflow asks for a momentum, which
+  the preset reads as above.
 
 :class:`LatentGAN` is the shared unconditional GAN: WGAN-GP (``wgan_gp.py``) reuses it and the
 networks below.
@@ -75,9 +76,10 @@ class DCGANConfig(cfg.Config):
     ngf: int = 64
     ndf: int = 64
     arch: Literal["convtranspose", "upsample"] = "convtranspose"
-    # PyTorch's convention (the weight of the new batch). dcgan_upsample: 0.2, the DCGAN log's
-    # "momentum=0.8 (default 0.9)" read in Keras's convention, where the default 0.9 is
-    # PyTorch's 0.1; bn_momentum=0.8 is the log's number taken literally.
+    # PyTorch's convention (the weight of the new batch). dcgan_upsample: 0.2, a momentum of
+    # 0.8 "against a default of 0.9" read in Keras's convention, where the default 0.9 is
+    # PyTorch's 0.1; bn_momentum=0.8 takes the number literally
+    # (docs/workflows/dcgan_faces.md, "BatchNorm momentum").
     bn_momentum: float = 0.1
     upsample_mode: Literal["nearest", "bilinear"] = "nearest"  # arch="upsample" only
     disc_dropout: float = 0.0  # Dropout2d after each D block; dcgan_upsample uses 0.25
@@ -119,7 +121,7 @@ class DCGANGenerator(nn.Module):
     """z (N, latent_dim) -> image (N, C, R, R) in [-1, 1] with ConvTranspose 4×4 blocks.
 
     4×4 map of ``ngf·2^(log2 R - 3)`` channels, halving the channels at each ×2 block, with
-    optional self-attention (``attention``: ``"sagan"`` or the generator plan's ``"plan"``)
+    optional self-attention (``attention``: ``"sagan"`` or the scaled ``"plan"``)
     after the blocks whose output side is in ``attention_resolutions``.
     """
 
@@ -189,8 +191,8 @@ class DCGANDiscriminator(nn.Module):
 
 
 class UpsampleGenerator(nn.Module):
-    """The DCGAN log's generator: Linear(z -> 8·ngf·4·4), reshape, Upsample(×2) + Conv 3×3 +
-    BatchNorm + LeakyReLU 0.2 blocks halving the channels down to ``ngf``, then a last
+    """``dcgan_upsample``'s generator: Linear(z -> 8·ngf·4·4), reshape, Upsample(×2) +
+    Conv 3×3 + BatchNorm + LeakyReLU 0.2 blocks halving the channels down to ``ngf``, then a last
     Upsample(×2) + Conv 3×3 to the image channels + Tanh (4 upsamplings at 64 px)."""
 
     def __init__(self, latent_dim: int = 100, ngf: int = 64, channels: int = 3,
@@ -219,7 +221,7 @@ class UpsampleGenerator(nn.Module):
 
 
 class UpsampleDiscriminator(nn.Module):
-    """The DCGAN log's discriminator: Conv 3×3 stride-2 -> BatchNorm (not in the first block)
+    """``dcgan_upsample``'s discriminator: Conv 3×3 stride-2 -> BatchNorm (not in the first block)
     -> LeakyReLU 0.2 -> Dropout2d blocks down to 4×4, then Linear to one logit."""
 
     def __init__(self, ndf: int = 64, channels: int = 3, resolution: int = 64,
@@ -256,12 +258,12 @@ class LatentGAN(SquareImages, GenerativeModel):
 
     d_name: ClassVar[str] = "discriminator"
     ema_networks = ("generator",)
-    # The generator plan's GAN decay (0.9999). Averaging starts at iteration 20,000, as in
-    # BigGAN-PyTorch's launch scripts (--ema_start 20000); until then the EMA copies the live
-    # weights, so sample() gives the live generator. At 500-2,000 iterations an EMA was
-    # sometimes far better than the live generator and sometimes far worse (FD 162 vs 126 on
-    # one seed of three at 1,500 steps; docs/training.md, "EMA"). After the start the window
-    # grows as sqrt(1 + t): power 1/2 followed the still fast-improving generator best.
+    # Decay 0.9999 (docs/workflows/generator_evolution.md, "Shared settings"). Averaging starts
+    # at iteration 20,000, as in BigGAN-PyTorch's launch scripts (--ema_start 20000); until then
+    # the EMA copies the live weights, so sample() gives the live generator: at 500-2,000
+    # iterations an EMA was sometimes far better than the live generator and sometimes far
+    # worse (docs/training.md, "EMA"). After the start the window grows as sqrt(1 + t): power
+    # 1/2 followed the still fast-improving generator best.
     default_ema_decay = 0.9999
     default_ema_warmup_power = 0.5
     default_ema_start = 20_000
@@ -382,7 +384,7 @@ class DCGAN(LatentGAN):
                                                        bn_momentum=c.bn_momentum,
                                                        dropout=c.disc_dropout)
         # The DCGAN paper: N(0, 0.02) convs, N(1, 0.02) BatchNorm scales; the upsample
-        # generator's Linear keeps PyTorch's default, as in the DCGAN experiments log.
+        # generator's Linear keeps PyTorch's default (docs/workflows/dcgan_faces.md).
         init_weights(self.generator, "normal", c.init_std, linear=False)
         init_weights(self.discriminator, "normal", c.init_std, linear=False)
         from ..losses.adversarial import BCELoss, HingeLoss, NonSaturatingLoss
@@ -404,8 +406,8 @@ class DCGAN(LatentGAN):
 
 
 # -- presets -----------------------------------------------------------------------------------
-# The DCGAN experiments log; its "BatchNorm momentum 0.8 (default 0.9)" is Keras's convention,
-# PyTorch's 0.2 (see DCGANConfig.bn_momentum).
+# docs/workflows/dcgan_faces.md; its BatchNorm momentum 0.8 is Keras's convention, PyTorch's
+# 0.2 (see DCGANConfig.bn_momentum).
 _UPSAMPLE = dict(arch="upsample", bn_momentum=0.2, disc_dropout=0.25, real_label=0.9,
                  fake_label=0.1)
 
@@ -418,7 +420,8 @@ def dcgan(**kwargs) -> DCGAN:
 
 @register_model
 def dcgan_upsample(**kwargs) -> DCGAN:
-    """DCGAN-log variant: Upsample + Conv 3×3 G, dropout D, label smoothing 0.9/0.1, 64 px."""
+    """Upsample + Conv 3×3 G, dropout D, label smoothing 0.9/0.1, 64 px
+    (docs/workflows/dcgan_faces.md)."""
     return DCGAN.from_config(DCGANConfig(**_UPSAMPLE), preset="dcgan_upsample", **kwargs)
 
 

@@ -24,11 +24,12 @@ at 32, 64 and 128 px (``ddpm_32``, ``ddpm_cosine_128``, ...); the unsuffixed nam
 Departures from the reference implementation:
 - Channel multipliers per resolution: 32 px (1, 2, 2, 2) as in the paper's CIFAR-10 model;
   64 px (1, 2, 3, 4) and 128 px (1, 1, 2, 3, 4) follow Improved DDPM / ADM (the DDPM paper has
-  no 64 or 128 px models). Attention is at 16x16 and 8x8 (the plan; the CIFAR-10 model had 16x16
+  no 64 or 128 px models). Attention is at 16x16 and 8x8 (docs/workflows/generator_evolution.md,
+  "Stage 4: DDPM track"; the CIFAR-10 model had 16x16
   only), plus the middle block, single-head as in the paper (``attention_head_dim=None``).
-- The optimiser is AdamW (lr 2e-4, no weight decay, gradient clipping at 1.0), the generator
-  plan's phase 4 settings; the
-  paper's 5000-step learning-rate warm-up is left to the trainer.
+- The optimiser is AdamW (lr 2e-4, no weight decay, gradient clipping at 1.0), the settings
+  of that workflow's DDPM track; the paper's 5000-step learning-rate warm-up is left to the
+  trainer.
 - The time embedding, GroupNorm epsilon and downsampling padding follow the reference
   (sin-then-cos, frequency shift 1, eps 1e-6, "SAME" padding of the stride-2 conv), which is
   also how diffusers' ports of the original checkpoints (``google/ddpm-*``) are configured.
@@ -59,7 +60,8 @@ BetaSchedule = Literal["linear", "cosine"]
 Sampler = Literal["ddim", "ddpm"]
 
 # Our schedule names -> diffusers' ``beta_schedule``. ``squaredcos_cap_v2`` computes exactly the
-# plan's cosine formula (s = 0.008, beta clamped at 0.999; checked in tests/test_ddpm.py), so
+# cosine schedule of Nichol & Dhariwal 2021, arXiv:2102.09672 (s = 0.008, beta clamped at 0.999;
+# checked in tests/test_ddpm.py), so
 # exported schedulers carry the name rather than 1000 explicit betas.
 _DIFFUSERS_SCHEDULE = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 COSINE_S = 0.008
@@ -562,7 +564,8 @@ _CHANNEL_MULT = {32: (1, 2, 2, 2), 64: (1, 2, 3, 4), 128: (1, 1, 2, 3, 4)}
 
 
 def _track(variant: Literal["ddpm", "cosine", "vpred", "wide"], resolution: int) -> DDPMConfig:
-    """The plan's track at one resolution; each variant adds one change to the previous."""
+    """The DDPM track at one resolution, each variant adding one change to the previous
+    (docs/workflows/generator_evolution.md, "Stage 4: DDPM track")."""
     kw: dict[str, Any] = dict(resolution=resolution, channel_mult=_CHANNEL_MULT[resolution])
     if variant in ("cosine", "vpred", "wide"):
         kw["beta_schedule"] = "cosine"

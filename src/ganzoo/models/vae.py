@@ -32,8 +32,8 @@ Logs report the KL in nats per image.
 Departures, all deliberate:
 
 - VQGAN scales the adversarial term by an adaptive weight (ratio of gradient norms at the last
-  decoder layer) times 0.8-1.0; here it is a fixed adversarial_weight (0.1 in vae_patchgan, the generator plan's
-  value).
+  decoder layer) times 0.8-1.0; here it is a fixed adversarial_weight (0.1 in vae_patchgan;
+  docs/workflows/generator_evolution.md, "Stage 3: VAE track").
 - VQGAN/LDM reconstruct with L1 + LPIPS; the track uses MSE + VGG feature MSE (LPIPS's learned
   layer weights need a download of their own).
 - The discriminator sees the sampled-latent reconstruction (as in VQGAN), not the posterior

@@ -1,5 +1,5 @@
-"""Warm-starting part of a model from a checkpoint of another network (the GeneGAN queue's
-EXP06: splitter and joiner from a VQ-VAE's encoder and decoder).
+"""Warm-starting part of a model from a checkpoint of another network (EXP06 of
+docs/workflows/genegan_multires.md: splitter and joiner from a VQ-VAE's encoder and decoder).
 
 Which checkpoint tensor goes where is decided, in this order:
 
@@ -7,7 +7,7 @@ Which checkpoint tensor goes where is decided, in this order:
    ``{model key: checkpoint key}`` (the reference implementation's), told apart by which side
    names the model's keys;
 2. identical names;
-3. with ``shape_match`` (the default, as the queue's EXP06b runs with no mapping file): each
+3. with ``shape_match`` (the default, as EXP06b runs with no mapping file): each
    model tensor still unset takes the next unused checkpoint tensor of the same shape, both in
    state-dict order. Every such pair is reported and logged, since it is a guess.
 

@@ -19,20 +19,23 @@ Presets:
 
 Departures, all deliberate:
 
-- n_critic = 2 (the reference uses 5), the generator plan's setting; PyTorch default
+- n_critic = 2 (the reference uses 5), the setting of the generator-evolution workflow
+  (docs/workflows/generator_evolution.md, "Stage 2: GAN track"); PyTorch default
   initialisation.
 - Self-attention: the ``wgan_gp_sn_attn*`` presets default to SAGAN's block (value C -> C/8,
-  an output 1×1 conv, unscaled logits). The generator plan (step 2.3) gives its own
-  ``SelfAttention`` (value C -> C, no output conv, logits scaled by ``mid ** -0.5``):
-  ``attention="plan"``. SAGAN stays the default because it is the published block these
-  presets cite, with spectral norm on its convs in the critic as in SAGAN, and because
-  changing it would change the weights of every saved ``wgan_gp_sn_attn*`` folder.
-- Critic normalisation: the plan's step 2.3 ("Critic: InstanceNorm -> Spectral
-  Normalization") implies an InstanceNorm critic in step 2.2; ``wgan_gp`` uses layer norm
+  an output 1×1 conv, unscaled logits). ``attention="plan"`` is the scaled block of the
+  workflow's step 2.3 (value C -> C, no output conv, logits scaled by ``mid ** -0.5``;
+  docs/workflows/generator_evolution.md, "The scaled self-attention block"). SAGAN stays
+  the default because it is the published block these presets cite, with spectral norm on
+  its convs in the critic as in SAGAN, and because changing it would change the weights of
+  every saved ``wgan_gp_sn_attn*`` folder.
+- Critic normalisation: the workflow's step 2.3 replaces the critic's InstanceNorm with
+  spectral norm, implying an InstanceNorm critic in step 2.2; ``wgan_gp`` uses layer norm
   (``GroupNorm(1, C)``), the WGAN-GP paper's recommendation (section 4: layer normalisation
   as a drop-in replacement for batch normalisation, which would couple the per-sample
   penalty across the batch) and its code's ``Normalize``. InstanceNorm couples no samples
-  either: ``critic_norm="instance"`` gives the plan's reading (affine InstanceNorm).
+  either: ``critic_norm="instance"`` gives that reading (affine InstanceNorm;
+  docs/workflows/generator_evolution.md, "The critic's normalisation in 2.2").
 
 Everything else is a config field (``critic_norm``, ``generator_norm``, ``spectral_norm``,
 ``attention``, ``attention_resolutions``, ``gp_weight``, ``n_critic``, ``diffaugment``). The
@@ -66,8 +69,8 @@ class WGANGPConfig(cfg.Config):
     critic_norm: Literal["layer", "instance", "none"] = "layer"
     spectral_norm: bool = False  # on every critic convolution
     attention_resolutions: tuple[int, ...] = ()  # feature sides with self-attention (G and D)
-    # "sagan" (SAGAN's block) or "plan" (the generator plan's SelfAttention: value C -> C, no
-    # output conv, logits scaled by mid ** -0.5)
+    # "sagan" (SAGAN's block) or "plan" (value C -> C, no output conv, logits scaled by
+    # mid ** -0.5; docs/workflows/generator_evolution.md, "The scaled self-attention block")
     attention: Literal["sagan", "plan"] = "sagan"
     gp_weight: float = 10.0
     n_critic: int = 2

@@ -343,8 +343,8 @@ class BlobGAN(GenerativeModel):
 
 # -- presets -----------------------------------------------------------------------------------
 # OCTET's blobgan40.yaml: model.dim 256 (style), layout_net.feature_dim 256, override_c_in 256,
-# 40 blobs, size_in 8, aspect 2, c_model 96, and the jitter it enables; the notes count its blob
-# space as about 40 * (256 + 256).
+# 40 blobs, size_in 8, aspect 2, c_model 96, and the jitter it enables: a blob space of about
+# 40 * (256 + 256) (docs/workflows/blobgan_layouts.md, "1. Train the generator").
 _BLOBGAN40 = dict(aspect_ratio=2.0, n_blobs=40, feature_dim=256, style_dim=256,
                   override_c_in=256, size_in=8, feature_jitter_xy=0.04,
                   feature_jitter_shift=0.5, feature_jitter_angle=0.1)
@@ -360,7 +360,7 @@ def blobgan_256(**kwargs) -> BlobGAN:
 @register_model
 def blobgan_256x512(**kwargs) -> BlobGAN:
     """BlobGAN at 256x512 (aspect 2, 8x16 grid), 40 blobs of 256-d features and styles, with
-    splatting jitter: OCTET's ``blobgan40.yaml`` (the BlobGAN notes' training config)."""
+    splatting jitter: OCTET's ``src/configs/experiment/blobgan40.yaml``."""
     return BlobGAN.from_config(BlobGANConfig(**_BLOBGAN40), preset="blobgan_256x512", **kwargs)
 
 

@@ -7,7 +7,7 @@ iterations at lr 0.08 for the blob sizes (so that blobs can appear or vanish) an
 other parameters, cross-entropy of the decision towards the target, and an L1 proximity loss
 weighted by ``lambda_prox``.
 
-Additions to the BlobGAN notes' procedure, documented in ``docs/blobgan.md``:
+Additions to OCTET's procedure, documented in ``docs/blobgan.md``:
 
 - *Blob targeting*: only the blobs in ``blobs`` (indices 0..K-1) change; the background entry
   changes only with ``include_background=True``.
@@ -26,8 +26,9 @@ Outputs of :func:`run_counterfactuals` per batch: ``snapshot_{i}.png`` (rows: im
 reconstructions, then the counterfactuals of each target), ``metadata_{i}.safetensors`` (every
 tensor) and ``metadata_{i}.json`` (names, targets, hyperparameters, the tensor index). No
 pickle. :func:`load_metadata` reads them back into the same nested dict. The keys are those of
-the BlobGAN notes' ``metadata.pt``: ``image_names``, ``blob_optim`` (the inverted layout),
-``init_scores`` (the decision model's scores of the reconstructions) and per target attribute
+the ``metadata_{i}.pt`` files of OCTET's ``octet_invert_counterfactual.py``: ``image_names``,
+``blob_optim`` (the inverted layout), ``init_scores`` (the decision model's scores of the
+reconstructions) and per target attribute
 ``att_{t}`` with ``blob_cf`` (the counterfactual layout) and ``final_scores``; ganzoo adds
 ``inversion_mse``, ``cf_kwargs`` and, per target, ``success`` and ``assignment``. Files written
 before these names (``inverted_blobs``, ``initial_scores``, ``target_{t}``, ``blobs``) are read
@@ -291,7 +292,7 @@ def save_metadata(metadata: dict, path_prefix: str | Path) -> tuple[Path, Path]:
     return st, js
 
 
-# Counterfactual metadata keys of ganzoo 0.1 -> the BlobGAN notes' names.
+# Counterfactual metadata keys of ganzoo 0.1 -> OCTET's names.
 _RENAMED_TOP = {"inverted_blobs": "blob_optim", "initial_scores": "init_scores"}
 _RENAMED_TARGET = {"blobs": "blob_cf"}
 
@@ -307,8 +308,8 @@ def _upgrade_metadata(tree: dict) -> dict:
 
 
 def load_metadata(path_prefix: str | Path) -> dict:
-    """Read back what :func:`save_metadata` wrote (counterfactual files of ganzoo 0.1 get the
-    notes' key names, see the module docstring)."""
+    """Read back what :func:`save_metadata` wrote (counterfactual files of ganzoo 0.1 get
+    OCTET's key names, see the module docstring)."""
     from safetensors.torch import load_file
 
     prefix = Path(path_prefix)
@@ -342,7 +343,7 @@ def run_counterfactuals(model, images: torch.Tensor, decision_model, targets: Se
                      **(invert_kwargs or {}))
         with torch.no_grad():
             init_scores = decision_scores(decision_model, inv.reconstruction, decision)
-        # The BlobGAN notes' metadata keys (blob_optim, init_scores, att_{t}: blob_cf and
+        # OCTET's metadata keys (blob_optim, init_scores, att_{t}: blob_cf and
         # final_scores), plus ganzoo's inversion_mse, cf_kwargs, success and assignment.
         meta = {"image_names": names[b0:b0 + len(batch)], "blob_optim": inv.layout,
                 "init_scores": init_scores, "inversion_mse": inv.losses["mse"],

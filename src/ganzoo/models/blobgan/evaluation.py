@@ -2,9 +2,9 @@
 
 - :func:`fid`: FID of a BlobGAN (or of its encoder's reconstructions) against a dataset, with
   the dataset drawn at the model's ``image_size`` (height *and* width). Reference statistics are
-  cached on disk by ``ganzoo.evaluate`` (the first call computes them: the notes'
-  ``setup_fid`` step; :func:`setup_fid` does only that). ``resizer="pil_bicubic"`` is the
-  clean-fid-style resizing.
+  cached on disk by ``ganzoo.evaluate`` (the first call computes them; :func:`setup_fid` does
+  only that; docs/workflows/blobgan_layouts.md, "2. FID statistics once").
+  ``resizer="pil_bicubic"`` is the clean-fid-style resizing.
 - :func:`load_lpips`: LPIPS when its weights are present (a local file, ``$GANZOO_LPIPS_WEIGHTS``
   or the cache), else None, so inversion/counterfactual metrics fall back to MSE/L1 only.
 """

@@ -1,7 +1,7 @@
 """BlobGAN's layout network, blob parameterisation, splatting and layout edits.
 
-A *layout* is a plain ``dict`` of tensors (the tensor layout of the BlobGAN notes), for a batch
-of N scenes with K blobs:
+A *layout* is a plain ``dict`` of tensors (the keys of OCTET's layouts, ``valeoai/OCTET``),
+for a batch of N scenes with K blobs:
 
 ========================  ==================  ============================================
 key                       shape               meaning
