@@ -218,9 +218,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     if trainer.accelerator.device.type == "cpu":
-        # This process is the training run: keep freed host memory for the next step (dcgan
-        # 1.05x, a small DDPM U-Net 1.11x on the 2-core CPU; docs/training.md). Not done by
-        # Trainer, which may share a process with other work.
+        # This process is the training run: keep freed host memory for the next step
+        # (docs/training.md, "Host memory on CPU"). Not done by Trainer, which may share a
+        # process with other work.
         steady_malloc()
     try:
         trainer.train()

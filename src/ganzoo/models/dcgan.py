@@ -362,9 +362,9 @@ class DCGAN(LatentGAN):
     paper = ("Radford, Metz & Chintala, Unsupervised Representation Learning with Deep "
              "Convolutional Generative Adversarial Networks, ICLR 2016 (arXiv:1511.06434)")
     d_name = "discriminator"
-    # On CPU channels_last made `ganzoo train` 1.08-1.16x faster at 64 px (two CPUs, fresh
-    # processes and in-process runs), dcgan_upsample 1.3-1.56x; wgan_gp, vae and ddpm gained
-    # nothing there (docs/training.md, "Speed options"). No GPU figures yet: CUDA keeps NCHW.
+    # channels_last on CPU only: it sped up this family's training there, while wgan_gp, vae
+    # and ddpm gained nothing (figures: docs/training.md, "Speed options"). No GPU figures
+    # yet, so CUDA keeps NCHW.
     default_channels_last = frozenset({"cpu"})
 
     def __init__(self, config: DCGANConfig):

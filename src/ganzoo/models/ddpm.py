@@ -317,12 +317,10 @@ class DDPM(SquareImages, GenerativeModel):
     ema_networks = ("unet",)
     default_ema_decay = 0.9999  # DDPM
     default_ema_warmup_power = 0.75  # diffusers' train_unconditional.py (EMAModel, power 3/4)
-    # The EMA copies the live U-Net for the first 10k iterations. At 1,000 and 2,000 iterations
-    # (benchmarks/bench_quality.py's ddpm case) the live U-Net still improves fast (FD 190 ->
-    # 126) and an average lags behind it: power 3/4 from step 0 was worse than live at both
-    # budgets in a side-by-side run (2 seeds), and on 2 of 3 seeds of the benchmark (mean 136.7
-    # vs 121.1); powers 1/2 and 2/3 were worse at 2,000 too (docs/training.md, "EMA"). Past the
-    # start the window is the same within 10 % from 100k on, where DDPM's EMA matters.
+    # The EMA copies the live U-Net for the first 10k iterations: early on the live U-Net still
+    # improves fast and an average from step 0 lags behind it, at every warm-up power tried
+    # (docs/training.md, "EMA"). Past the start the window is the same within 10 % from 100k
+    # on, where DDPM's EMA matters.
     default_ema_start = 10_000
 
     def __init__(self, config: DDPMConfig):

@@ -1,9 +1,10 @@
-"""GeneGAN and the multi-resolution GeneGAN of the experiment queue.
+"""GeneGAN, and the multi-resolution GeneGAN of genegan_torch.
 
 Paper: Shuchang Zhou, Taihong Xiao, Yi Yang, Dieqiao Feng, Qinyao He, Weiran He, "GeneGAN:
 Learning Object Transfiguration and Attribute Subspace from Unpaired Data", BMVC 2017
 (arXiv:1705.04932). Reference code: github.com/Prinsphield/GeneGAN (official, TensorFlow, 64 px);
-the multi-resolution model and its experiment queue (EXP00-EXP06): github.com/zsc/genegan_torch.
+the multi-resolution model and its list of ablations (EXP00-EXP06, ``queue.md``):
+github.com/zsc/genegan_torch; the queue that runs them: docs/workflows/genegan_multires.md.
 
 A *splitter* encodes an image into a background code and an object (attribute) code,
 ``Au -> [A, u]`` for an image with the attribute and ``B0 -> [B, eps]`` for one without; a
@@ -23,7 +24,7 @@ weights (wd = 5e-5). The critic is stepped 100 times every 500 iterations and on
 Presets: ``genegan`` (the official 64 px network: three stride-2 convs to an 8x8x512 code of
 which the last quarter of the channels is the object code; mirrored deconvs; a 4-conv critic
 with an fc head), ``genegan_128`` (one more down/up block, as in genegan_torch), and
-``genegan_multires`` (the queue's EXP00 baseline):
+``genegan_multires`` (EXP00, the baseline of genegan_torch's ``queue.md``):
 
 - inputs and outputs at 64, 96 and 128 px; the splitter's bottleneck is 16x16 at 64 and 128
   and 12x12 at 96 (conv 4/2, conv 4/2, conv 3/1, then a fourth conv 4/2 for every resolution
@@ -52,7 +53,7 @@ Departures, each deliberate:
   for the losses so the official weights keep their meaning: the reconstruction is measured on
   [0, 1] pixels (``0.5 * |diff|`` of [-1, 1] tensors) and the parallelogram residual on 0..255
   pixels (``127.5 * |diff|``); the splitter and critics see ``(x + 1) / 2``.
-- Multi-resolution batches. The queue's trainer draws a separate batch per resolution; the
+- Multi-resolution batches. genegan_torch's trainer draws a separate batch per resolution; the
   ganzoo trainer hands the family one batch at the dataset's resolution, which we resize
   (bilinear, antialiased) to each training resolution. The three resolutions therefore see
   the same images in one iteration.
@@ -62,7 +63,7 @@ Departures, each deliberate:
   resolution's scale weight, an unbiased estimate of the ``all`` objective.
 - Block-conv (EXP01): every block of the bottleneck grid has its own kernel, but a block's
   convolution reads its neighbours across the block edge (zero padding only at the border of
-  the map); the queue's implementation zero-pads every block on its own. Ours equals one plain
+  the map); genegan_torch's implementation zero-pads every block on its own. Ours equals one plain
   ``Conv2d`` exactly when all blocks share a kernel.
 - BatchNorm running statistics. The official ``d_opt`` and ``g_opt`` are built under
   ``control_dependencies(UPDATE_OPS)`` (model.py), so every critic step and every generator
@@ -76,7 +77,7 @@ Departures, each deliberate:
   eps 1e-8 outside the square root (TensorFlow: 1e-10 inside). The learning rate is a
   constant 5e-5 in both (the official ``decay_rate`` is 1 since its commit d57128a).
 - No EMA of the splitter/joiner: neither reference uses one, the critic weight clipping and
-  RMSprop at 5e-5 already move the generator slowly, and the queue's FIDs were measured on the
+  RMSprop at 5e-5 already move the generator slowly, and genegan_torch's FIDs were measured on the
   live weights, so EMA would make the experiments incomparable to them.
 - ``transfer`` and the evaluation outputs use the networks in whatever mode the model is in;
   the ganzoo trainer calls them in ``eval()`` mode (running statistics), as the official
@@ -145,7 +146,7 @@ class GeneGANConfig(cfg.Config):
     init_vqvae_ckpt: str | None = None
     init_vqvae_map: str | None = None  # JSON {checkpoint key: "splitter.*" / "joiner.*" key}
     # Model tensors neither mapped nor named alike take checkpoint tensors of the same shape
-    # (ganzoo.models.warmstart), as the queue's EXP06b runs without a mapping file.
+    # (ganzoo.models.warmstart), as genegan_torch's EXP06b runs without a mapping file.
     init_vqvae_shape_match: bool = True
     # loss weights
     cycle_weight: float = 1.0
@@ -855,7 +856,8 @@ def genegan_128(**kwargs) -> GeneGAN:
 
 @register_model
 def genegan_multires(**kwargs) -> GeneGAN:
-    """Multi-resolution GeneGAN at 64/96/128 px, the experiment queue's EXP00 baseline."""
+    """Multi-resolution GeneGAN at 64/96/128 px, genegan_torch's EXP00 baseline
+    (docs/workflows/genegan_multires.md)."""
     return GeneGAN.from_config(GeneGANConfig(arch="multires", resolutions=(64, 96, 128)),
                                preset="genegan_multires", **kwargs)
 

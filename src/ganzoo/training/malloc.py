@@ -3,10 +3,9 @@
 On CPU every tensor comes from the C library's ``malloc``. With glibc's defaults a large freed
 block is handed back to the operating system (``munmap``, or a trim of the heap top) and mapped
 again at the next step, so each step pays page faults, and how many depends on the process's
-allocation history (glibc raises its mmap threshold as it sees blocks freed). Measured on this
-project's 2-core CPU (docs/training.md, "Host memory on CPU"), fresh ``ganzoo train``
-processes with the thresholds below against glibc's defaults: ``dcgan`` at 64 px 1.05x, a
-small single-threaded DDPM U-Net 1.11x (medians of three pairs).
+allocation history (glibc raises its mmap threshold as it sees blocks freed). Fresh ``ganzoo
+train`` processes ran faster with the thresholds below than with glibc's defaults (figures:
+docs/training.md, "Host memory on CPU").
 
 The values are those of a ``GLIBC_TUNABLES`` setting (``mmap_threshold``, ``trim_threshold``,
 ``top_pad``), applied in-process with ``mallopt(3)`` because tunables are read only at process

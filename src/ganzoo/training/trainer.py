@@ -916,9 +916,8 @@ class Trainer:
             # The DDP wrapper holds the process group (its reducer's reference outlives
             # destroy_process_group). Freed here, while the interpreter is alive: left to
             # Python's finalization, a rank of a completed graceful stop sometimes aborted
-            # there ("terminate called without an active exception", no Python frame; 1 of
-            # 28 rounds of the SIGTERM test of tests/test_train_processes.py under load, 0 of
-            # 46 with this), and torchrun reported the run as failed.
+            # and torchrun reported the run as failed (docs/training.md, "Teardown after a
+            # distributed run").
             acc.free_memory()
             self.ddp_model = self.unwrapped
             gc.collect()
