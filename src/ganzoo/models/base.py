@@ -220,7 +220,7 @@ class GenerativeModel(nn.Module):
         statistics; every other buffer is copied.
 
         Averaging the running means and variances with the weights keeps them matched to the
-        averaged weights they normalise; copying the live network's statistics (ganzoo < 0.3)
+        averaged weights they normalise; copying the live network's statistics (ganzoo 0.1)
         pairs the EMA weights with statistics of other weights (measured in
         ``docs/training.md``, "EMA"). Other buffers are copied, not averaged: an average of
         spectral norm's power-iteration vectors is no longer a unit vector, and counters
