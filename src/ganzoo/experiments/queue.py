@@ -2,7 +2,7 @@
 
 A queue file is YAML::
 
-    description: the multi-resolution GeneGAN queue        # optional
+    description: multi-resolution GeneGAN ablations        # optional
     output_root: outputs/genegan                            # <output_root>/<name>/ per experiment
     defaults:                                               # merged into every experiment
       dataset: celeba
