@@ -336,7 +336,7 @@ def _words(verdict: Verdict, key: str, direction: str, better: str | None, names
            diff: float, lonely: str | None) -> str:
     experiment, baseline = names
     if verdict == "no_spread_known":
-        return f"no spread is known ({lonely} has one seed), so no interval"
+        return f"no spread is known ({lonely}), so no interval"
     if verdict == "no_difference_shown":
         return "no difference shown at this spread"
     if better is None:
@@ -364,7 +364,8 @@ def compare(key: str, experiment: Iterable[float], baseline: Iterable[float], *,
     better, lonely = None, None
     if interval is None:
         verdict: Verdict = "no_spread_known"
-        lonely = names[0] if a.n < 2 else names[1]
+        lonely = ("each side has one seed" if a.n < 2 and b.n < 2 else
+                  f"{names[0] if a.n < 2 else names[1]} has one seed")
     elif interval.excludes_zero:
         verdict = "differs"
         better = _better_side(diff, direction, *names)
