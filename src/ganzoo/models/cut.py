@@ -76,7 +76,7 @@ from ..layers.common import init_weights, make_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
 from ..losses.patchnce import nonfinite_flag, patchnce_loss
 from ..registry import register_model
-from .base import Batch, GenerativeModel, OptimizerSpec
+from .base import INPUT, Batch, GenerativeModel, OptimizerSpec
 
 __all__ = ["CUTConfig", "ResnetGenerator", "PatchProjector", "CUT", "rgb_to_lab"]
 
@@ -620,24 +620,25 @@ class CUT(GenerativeModel):
     def _source(batch: Batch) -> torch.Tensor:
         if batch is None:
             raise ValueError("CUT translates images: pass a batch with 'image_a' (or 'image')")
-        if "image_a" in batch:
-            return batch["image_a"]
-        if "image" in batch:
-            return batch["image"]
+        for key in ("image_a", "image", INPUT):
+            if key in batch:
+                return batch[key]
         raise KeyError(f"CUT needs 'image_a' (or 'image') in the batch, got {sorted(batch)}")
 
-    def generate(self, batch: Batch | None, n: int,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def generate(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                 **options) -> dict[str, torch.Tensor]:
         """``{"translated": G(a)}`` for the first ``n`` source images of ``batch``; the
         reference side for evaluation is domain B (``eval_references``)."""
+        self.check_sampling_options(options)
         return {"translated": self.translate(self._source(batch)[:n], generator=generator)}
 
-    def preview(self, batch: Batch | None, n: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def preview(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                **options) -> torch.Tensor:
         """The ``n`` fixed source images followed by their translations (2n images: a grid with
         ``nrow=n`` shows sources on the first row and translations below)."""
         a = self._source(batch)[:n]
-        return torch.cat([a.clamp(-1, 1), self.translate(a, generator=generator)])
+        translated = self.generate({INPUT: a}, n, generator, **options)["translated"]
+        return torch.cat([a.clamp(-1, 1), translated])
 
 
 # -- presets -----------------------------------------------------------------------------------

@@ -312,6 +312,9 @@ class DDPM(SquareImages, GenerativeModel):
              "(arXiv:2006.11239)")
     task = "sample"
     batch_keys = ("image",)
+    sampling_options = {"sampler": "'ddim' or 'ddpm' (default: the config's)",
+                        "num_inference_steps": "denoising steps",
+                        "eta": "DDIM's eta (0: deterministic)"}
     ema_networks = ("unet",)
     default_ema_decay = 0.9999  # DDPM
     default_ema_warmup_power = 0.75  # diffusers' train_unconditional.py (EMAModel, power 3/4)

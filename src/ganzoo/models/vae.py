@@ -61,7 +61,7 @@ from .. import config as cfg
 from ..layers.common import make_norm
 
 from ..registry import register_model
-from .base import Batch, GenerativeModel, OptimizerSpec, SquareImages
+from .base import INPUT, Batch, GenerativeModel, OptimizerSpec, SquareImages
 
 __all__ = ["VAEConfig", "VAE", "VAEEncoder", "VAEDecoder"]
 
@@ -368,22 +368,27 @@ class VAE(SquareImages, GenerativeModel):
         images = self.decode(z.flatten(0, 1)).unflatten(0, z.shape[:2])
         return images[:, 0] if single else images
 
-    def generate(self, batch: Batch | None, n: int,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def generate(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                 **options) -> dict[str, torch.Tensor]:
         """``"sample"``: ``n`` prior samples; ``"reconstruction"``: reconstructions of the
-        first ``n`` images of ``batch["image"]``, in order (paired with them for PSNR/SSIM)."""
+        first ``n`` images of ``batch["image"]``, in order (paired with them for PSNR/SSIM).
+        A batch of outside images (``INPUT``) gives their reconstructions alone."""
+        self.check_sampling_options(options)
+        if batch is not None and INPUT in batch:
+            return {"reconstruction": self.reconstruct(batch[INPUT][:n])}
         out = {"sample": self.sample(n, generator=generator)}
         if batch is not None and "image" in batch:
             out["reconstruction"] = self.reconstruct(batch["image"][:n])
         return out
 
-    def preview(self, batch: Batch | None, n: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def preview(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                **options) -> torch.Tensor:
         """Rows of the sample grid: inputs, their reconstructions, prior samples."""
         if batch is None or "image" not in batch:
-            return self.sample(n, generator=generator)
+            return self.generate(None, n, generator, **options)["sample"]
         x = self._to_model(batch["image"][:n]).clamp(-1, 1)
-        return torch.cat([x, self.reconstruct(x), self.sample(x.shape[0], generator=generator)])
+        out = self.generate({"image": x}, x.shape[0], generator, **options)
+        return torch.cat([x, out["reconstruction"], out["sample"]])
 
 
 # -- presets -----------------------------------------------------------------------------------
