@@ -27,6 +27,7 @@ import torch
 
 from ._io import atomic_path, atomic_write_json, to_uint8
 from ._progress import Interrupted, interruptible, progress_bar
+from .hub import resolve_model
 from .models.base import DONOR, INPUT
 
 __all__ = ["sample_to_folder", "generate_folder", "Interrupted", "IMAGE_EXTENSIONS"]
@@ -217,8 +218,6 @@ def generate_folder(model, src_dir, out, *, batch_size: int = 8,
 
     Returns ``{"weights": "ema" | "live", "count", "skipped", "output"}``.
     """
-    from .hub import resolve_model
-
     model = resolve_model(model)[0]
     _task_fn(model, None)  # a sampling model is refused before the folder is read
     src_dir, out = Path(src_dir), Path(out)

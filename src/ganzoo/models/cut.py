@@ -72,10 +72,13 @@ from torch import nn
 
 from .. import config as cfg
 from ..layers.blurpool import BlurDownsample, BlurUpsample
+from ..layers.attention import SelfAttention2d
 from ..layers.common import init_weights, make_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
+from ..layers.patchgan import PatchGANDiscriminator
+from ..losses.adversarial import feature_matching_loss, r1_penalty
 from ..losses.patchnce import nonfinite_flag, patchnce_loss
-from ..registry import register_model
+from ..registry import LOSSES, register_model
 from .base import INPUT, Batch, GenerativeModel, OptimizerSpec
 
 __all__ = ["CUTConfig", "ResnetGenerator", "PatchProjector", "CUT", "rgb_to_lab"]
@@ -271,8 +274,6 @@ class ResnetBlock(nn.Module):
 
 # -- networks ----------------------------------------------------------------------------------
 def _build_self_attention(channels: int) -> nn.Module:
-    from ..layers.attention import SelfAttention2d
-
     return SelfAttention2d(channels)
 
 
@@ -413,7 +414,6 @@ class MultiScaleDiscriminator(nn.Module):
 
     def __init__(self, config: CUTConfig):
         super().__init__()
-        from ..layers.patchgan import PatchGANDiscriminator
 
         c = config
         self.scales = nn.ModuleList(
@@ -465,9 +465,8 @@ class CUT(GenerativeModel):
         self.projector = PatchProjector([self.generator.layer_channels[i] for i in c.nce_layers],
                                         c.projector_channels, c.init_gain)
         self.discriminator = MultiScaleDiscriminator(c)
-        from .. import build_loss
 
-        self._adv = build_loss(c.adv_loss)
+        self._adv = LOSSES.build(c.adv_loss)
         self.augment = DiffAugment(c.diffaugment)  # of the discriminator's inputs
     @property
     def image_size(self) -> tuple[int, int]:
@@ -520,8 +519,6 @@ class CUT(GenerativeModel):
                 "d_real": torch.stack([r.detach().mean() for r in real_logits]).mean(),
                 "d_fake": torch.stack([f.detach().mean() for f in fake_logits]).mean()}
         if c.r1_gamma > 0:
-            from ..losses.adversarial import r1_penalty
-
             r1 = sum(r1_penalty(r, real_b) for r in real_logits)
             total = total + c.r1_gamma * r1
             logs["r1"] = r1.detach()
@@ -573,7 +570,6 @@ class CUT(GenerativeModel):
                 fake_logits, fake_feats = self.discriminator(self.augment(fake_b), True)
                 with torch.no_grad():
                     _, real_feats = self.discriminator(self.augment(real_b), True)
-                from ..losses.adversarial import feature_matching_loss
 
                 fm = feature_matching_loss(real_feats, fake_feats, mode="mean")
                 total = total + c.feature_matching_weight * fm

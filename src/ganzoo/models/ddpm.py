@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import config as cfg
-from ..registry import register_model
+from ..registry import MODELS, register_model
 from .base import Batch, GenerativeModel, OptimizerSpec, SquareImages
 
 __all__ = ["DDPMConfig", "DDPM", "build_unet", "make_betas", "config_from_diffusers"]
@@ -528,8 +528,6 @@ class DDPM(SquareImages, GenerativeModel):
         if preset is None:
             model = cls.from_config(DDPMConfig(**{**derived, **overrides}), preset="ddpm")
         else:
-            from ..registry import MODELS
-
             model = MODELS.build(preset, **overrides)
             if not isinstance(model, cls):
                 raise ValueError(f"preset {preset!r} is a {type(model).__name__}, not a DDPM")

@@ -99,6 +99,7 @@ from ..layers.common import init_weights, is_pow2
 from ..losses.adversarial import WGANLoss, clip_weights
 from ..registry import register_model
 from .base import DONOR, INPUT, Batch, GenerativeModel, OptimizerSpec
+from .warmstart import warm_start
 
 __all__ = [
     "GeneGANConfig", "SwitchableBN", "BlockConv2d", "GeneGANSplitter", "GeneGANJoiner",
@@ -581,8 +582,6 @@ class GeneGAN(GenerativeModel):
         model = super().from_config(config, preset=preset, **overrides)
         c = model.config
         if c.init_vqvae_ckpt is not None and model.device.type != "meta":
-            from .warmstart import warm_start
-
             model.vqvae_init_report = warm_start(
                 model, c.init_vqvae_ckpt, c.init_vqvae_map, prefixes=("splitter.", "joiner."),
                 shape_match=c.init_vqvae_shape_match, ckpt_field="init_vqvae_ckpt",

@@ -39,6 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import config as cfg
+from ..._io import load_state_dict
+from ...hub import WEIGHTS_NAME, resolve_folder
+from ...losses.perceptual import VGGPerceptualLoss
 from ...registry import MODELS, register_model
 from ..base import INPUT, GenerativeModel, OptimizerSpec
 from .layout import LAYOUT_KEYS, blob_covariance
@@ -183,9 +186,6 @@ class BlobGANEncoder(GenerativeModel):
 
     def load_blobgan(self, source: str) -> None:
         """Load the EMA networks of a saved BlobGAN (folder or Hub id) into the frozen copy."""
-        from ..._io import load_state_dict
-        from ...hub import WEIGHTS_NAME, resolve_folder
-
         state = load_state_dict(resolve_folder(source) / WEIGHTS_NAME)
         ema = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
         if not ema:
@@ -215,8 +215,6 @@ class BlobGANEncoder(GenerativeModel):
         if self.config.perceptual_weights == "none":
             return None
         if self._perceptual is None:
-            from ...losses.perceptual import VGGPerceptualLoss
-
             # Kept out of the module tree (a frozen measuring instrument, not a trained part)
             # and built on first use, so that building the encoder reads no VGG weights.
             object.__setattr__(self, "_perceptual",
