@@ -202,7 +202,8 @@ def test_cli_out_dir_input_and_refusals(tmp_path, capsys):
     assert "wrote 0 images (5 already there)" in capsys.readouterr().out
     assert main(["sample", str(tmp_path / "m"), "--steps", "3", "--out-dir",
                  str(tmp_path / "t")]) == 2
-    assert "diffusion options" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--steps: " in err and "takes no such sampling option" in err
     assert main(["sample", "test_dcgan", "--out-dir", str(tmp_path / "u")]) == 2
     assert "--untrained" in capsys.readouterr().err
     _perturbed("test_cut").save_pretrained(tmp_path / "cut")

@@ -1,6 +1,6 @@
 """File helpers every part of ganzoo shares: atomic writes (files and folders), the one safe
-``.pt`` reader, the one safetensors state-dict reader, and the one "[-1, 1] images to a PNG
-grid" writer."""
+``.pt`` reader, the one safetensors state-dict reader, the one "[-1, 1] images to a PNG
+grid" writer, and the one [-1, 1] -> uint8 rounding (:func:`to_uint8`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["atomic_path", "atomic_dir", "atomic_write_text", "atomic_write_json", "current_umask",
-           "shared_mode", "load_json", "load_tensors", "load_state_dict", "save_grid"]
+           "shared_mode", "load_json", "load_tensors", "load_state_dict", "save_grid", "to_uint8"]
 
 
 @contextlib.contextmanager
@@ -183,3 +183,15 @@ def save_grid(images, path: str | os.PathLike, nrow: int = 8, padding: int = 2,
     with atomic_path(path) as tmp:
         save_image(grid, str(tmp), format="png")
     return grid
+
+
+def to_uint8(images):
+    """Images in [-1, 1] (any shape, any device) to uint8, rounded as
+    ``torchvision.utils.save_image`` rounds (``x * 255 + 0.5`` on [0, 1], clamped): the pixels
+    of the PNGs ganzoo writes, and what ``ganzoo.evaluate`` scores for a tensor, so a file
+    scores as the tensor it came from. uint8 input is returned as it is."""
+    import torch
+
+    if images.dtype == torch.uint8:
+        return images
+    return ((images.float() + 1) / 2).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)

@@ -9,17 +9,40 @@ all are dispatched here so that there is one console script.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
+from ._io import load_json, save_grid
 from ._progress import EXIT_CODES, EXIT_USAGE, report_interrupted
+from .datasets import example_batch
+from .export import export
+from .hub import HubError, push_folder, resolve_model
 
 KINDS = ("models", "losses", "datasets", "metrics")
 
+# Commands with a parser of their own, imported when run (``ganzoo --help`` and ``ganzoo list``
+# import neither torch nor their modules): name -> (module, function, keyword arguments).
+DELEGATED = {"train": ("ganzoo.train", "main", {"prog": "ganzoo train"}),
+             "eval": ("ganzoo.metrics.cli", "main", {}),
+             "queue": ("ganzoo.experiments.cli", "queue_main", {}),
+             "report": ("ganzoo.experiments.cli", "report_main", {})}
 
-def _list(args) -> int:
+# ``ganzoo sample``'s flags for sampling options (``GenerativeModel.sampling_options``): a model
+# that does not list the option refuses the flag. flag -> option name.
+SAMPLING_FLAGS = {"steps": "num_inference_steps", "sampler": "sampler"}
+
+
+def _api():
+    """The public API (listing, ``model_info``), imported on first use: the registry reads
+    entry points, which ``ganzoo --help`` does not need."""
     import ganzoo
 
+    return ganzoo
+
+
+def _list(args) -> int:
+    ganzoo = _api()
     if args.markdown:
         if args.kind != "models":
             raise ValueError("--markdown lists models only")
@@ -33,8 +56,7 @@ def _list(args) -> int:
 
 def model_table(pattern: str | None = None) -> str:
     """The README's model table, generated from the registry (presets built on ``meta``)."""
-    import ganzoo
-
+    ganzoo = _api()
     rows = ["| preset | family | task | size | params | paper |",
             "| --- | --- | --- | --- | --- | --- |"]
     for name in ganzoo.list_models(pattern):
@@ -49,9 +71,7 @@ def model_table(pattern: str | None = None) -> str:
 
 
 def _info(args) -> int:
-    import ganzoo
-
-    print(json.dumps(ganzoo.model_info(args.name), indent=2))
+    print(json.dumps(_api().model_info(args.name), indent=2))
     return 0
 
 
@@ -70,8 +90,6 @@ def load_model(spec: str, device: str = "cpu", untrained: bool = False):
 
     A bare preset has random weights: refused unless ``untrained`` (then a warning), so that
     nobody writes 50,000 images of noise by mistake."""
-    from .hub import resolve_model
-
     model, kind = resolve_model(spec)
     if kind == "preset" and "." not in spec.removeprefix("model:"):  # no pretrained tag
         if not untrained:
@@ -83,15 +101,16 @@ def load_model(spec: str, device: str = "cpu", untrained: bool = False):
 
 
 def _sample_kwargs(args, model) -> dict:
-    kwargs = {}
-    if args.steps is not None:
-        kwargs["num_inference_steps"] = args.steps
-    if args.sampler is not None:
-        kwargs["sampler"] = args.sampler
-    if kwargs and model.family != "ddpm":
-        raise ValueError(f"--steps and --sampler are diffusion options; '{args.model}' is a "
-                         f"{model.family} model")
-    return kwargs
+    """The sampling options given as flags, refused unless the model takes them."""
+    given = {flag: option for flag, option in SAMPLING_FLAGS.items()
+             if getattr(args, flag) is not None}
+    refused = [f"--{flag}" for flag, option in given.items()
+               if option not in model.sampling_options]
+    if refused:
+        takes = ", ".join(model.sampling_options) or "none"
+        raise ValueError(f"{' and '.join(refused)}: '{args.model}' takes no such sampling "
+                         f"option (its sampling options: {takes})")
+    return {option: getattr(args, flag) for flag, option in given.items()}
 
 
 def _weights(model, kind: str) -> str:
@@ -105,21 +124,16 @@ def _weights(model, kind: str) -> str:
 
 
 def _sample(args) -> int:
-    from . import sampling
-
     model = load_model(args.model, args.device, args.untrained)
     if args.live:
         model.use_ema = False
-    progress = args.progress
-    return _sample_files(args, model, progress)
+    return _sample_files(args, model, args.progress)
 
 
 def _sample_files(args, model, progress: bool | None) -> int:
     import torch
 
-    from . import sampling
-    from ._io import save_grid
-    from .datasets import example_batch
+    from . import sampling  # imports torch: only when sampling
 
     if args.input is not None:
         if args.format == "npz":
@@ -141,11 +155,9 @@ def _sample_files(args, model, progress: bool | None) -> int:
               f"{args.model} ({_weights(model, info['weights'])}) to {info['output']}")
         return 0
     g = torch.Generator().manual_seed(args.seed)
-    if model.task == "sample":
-        images = model.sample(args.n, generator=g, **kwargs)
-    else:  # translation-like families show their task on embedded example inputs
-        batch = {k: v.to(model.device) for k, v in example_batch(model, args.n).items()}
-        images = model.preview(batch, args.n, generator=g)
+    # A model whose task takes inputs shows it on embedded example inputs.
+    batch = model.collate(example_batch(model, args.n)) if model.takes_inputs else None
+    images = model.preview(batch, args.n, generator=g, **kwargs)
     save_grid(images, args.out, nrow=args.nrow or max(1, int(args.n ** 0.5)))
     print(f"wrote {images.shape[0]} images from {args.model} "
           f"({_weights(model, sampling.weights_in_use(model))}) to {args.out}")
@@ -153,8 +165,6 @@ def _sample_files(args, model, progress: bool | None) -> int:
 
 
 def _export(args) -> int:
-    from .export import export
-
     out = export(args.model, args.out, args.to, pipeline=args.pipeline, ema=not args.live,
                  overwrite=args.overwrite, progress=args.progress)
     print(f"wrote {out} ({args.to}; {'live' if args.live else 'EMA'} weights of {args.model})")
@@ -162,9 +172,6 @@ def _export(args) -> int:
 
 
 def _push(args) -> int:
-    from ._io import load_json
-    from .hub import push_folder
-
     card = {k: v for k, v in (("license", args.license), ("tags", args.tags)) if v}
     url = push_folder(args.folder, args.repo_id, private=args.private, branch=args.branch,
                       create_pr=args.create_pr, commit_message=args.commit_message,
@@ -175,7 +182,7 @@ def _push(args) -> int:
 
 
 def _prepare_faces(args) -> int:
-    from .datasets.faces import prepare_faces
+    from .datasets.faces import prepare_faces  # the optional faces extra
 
     try:
         summary = prepare_faces(args.src, args.dst, size=args.size, workers=args.workers,
@@ -309,21 +316,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
-    if argv and argv[0] == "train":
-        from .train import main as train_main
-
-        return train_main(argv[1:], prog="ganzoo train")
-    if argv and argv[0] == "eval":
-        from .metrics.cli import main as eval_main
-
-        return eval_main(argv[1:])
-    if argv and argv[0] in ("queue", "report"):
-        from .experiments import cli as experiments_cli
-
-        return getattr(experiments_cli, f"{argv[0]}_main")(argv[1:])
+    if argv and argv[0] in DELEGATED:
+        module, function, kwargs = DELEGATED[argv[0]]
+        return getattr(importlib.import_module(module), function)(argv[1:], **kwargs)
     args = build_parser().parse_args(argv)
-    from .hub import HubError
-
     try:
         return args.fn(args)
     except (KeyError, ValueError, FileNotFoundError, FileExistsError, HubError) as e:

@@ -13,6 +13,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from ._io import atomic_dir
+from ._progress import progress_bar
+from .hub import resolve_model
+
 __all__ = ["FORMATS", "check_exportable", "export"]
 
 FORMATS = ("diffusers",)
@@ -21,7 +25,7 @@ Format = Literal["diffusers"]
 
 def check_exportable(model, to: Format = "diffusers") -> None:
     """ValueError unless ``model`` can be written as ``to``."""
-    from .models.ddpm import DDPM
+    from .models.ddpm import DDPM  # imports torch: ``ganzoo --help`` imports this module
 
     if to not in FORMATS:
         raise ValueError(f"cannot export to {to!r}; formats: {', '.join(FORMATS)}")
@@ -38,10 +42,6 @@ def export(source, out: str | os.PathLike, to: Format = "diffusers", *,
     sampler (``config.sampler``); ``ema=False`` exports the live weights. An existing ``out``
     is refused unless ``overwrite``. ``progress``: its two stages, load and write
     (:mod:`ganzoo._progress`)."""
-    from ._io import atomic_dir
-    from ._progress import progress_bar
-    from .hub import resolve_model
-
     name = getattr(source, "preset", None) or os.fspath(source)
     with progress_bar(total=2, desc=f"loading {name}", unit="stage", enabled=progress) as bar:
         model, kind = resolve_model(source)

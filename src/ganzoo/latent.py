@@ -29,6 +29,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import torch
 
+from ._io import save_grid as _write_grid
+
 __all__ = ["LatentGenerator", "lerp", "slerp", "interpolate", "sample_latents",
            "interpolation_grid", "save_grid"]
 
@@ -112,7 +114,5 @@ def interpolation_grid(model: LatentGenerator, rows: int = 4, steps: int = 8,
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, padding: int = 2) -> Path:
     """Save images in [-1, 1] as one PNG grid (ganzoo's one grid writer); returns the path."""
-    from ._io import save_grid as write
-
-    write(images, path, nrow=nrow, padding=padding)
+    _write_grid(images, path, nrow=nrow, padding=padding)
     return Path(path)

@@ -25,8 +25,10 @@ from typing import Any, Callable, Literal
 
 import torch
 
-from ._io import atomic_path, atomic_write_json
-from ._progress import Interrupted, interruptible
+from ._io import atomic_path, atomic_write_json, to_uint8
+from ._progress import Interrupted, interruptible, progress_bar
+from .hub import resolve_model
+from .models.base import DONOR, INPUT
 
 __all__ = ["sample_to_folder", "generate_folder", "Interrupted", "IMAGE_EXTENSIONS"]
 
@@ -38,8 +40,6 @@ BATCH_SEED_STRIDE = 1_000_003  # as ganzoo.evaluate: batch b of seed s uses s * 
 
 
 def _bar(total: int, desc: str, progress: bool | None, initial: int = 0):
-    from ._progress import progress_bar
-
     return progress_bar(total=total, initial=initial, desc=desc, unit="img", enabled=progress)
 
 
@@ -49,9 +49,8 @@ def weights_in_use(model) -> str:
 
 
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, rounded as ``save_image`` rounds."""
-    x = images.detach().float().cpu().clamp(-1, 1)
-    return ((x + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8 on the CPU (:func:`ganzoo._io.to_uint8`)."""
+    return to_uint8(images.detach().cpu()).permute(0, 2, 3, 1)
 
 
 def _pil(array):
@@ -71,19 +70,21 @@ def sample_to_folder(model, out_dir, n: int, *, batch_size: int = 64, seed: int 
     ``fmt="png"``: ``000000.png``, ``000001.png``, ... (at least six digits). ``fmt="npz"``:
     ``samples.npz`` holding ``arr_0``, uint8 (N, H, W, C), the layout of OpenAI's
     guided-diffusion evaluation suite; batches are kept in ``.parts/`` until all are done.
-    ``sample_kwargs`` go to ``model.sample`` (DDPM: ``sampler``, ``num_inference_steps``).
+    ``sample_kwargs`` are the model's sampling options (``model.sampling_options``; DDPM:
+    ``sampler``, ``num_inference_steps``), passed to ``model.generate``.
     ``out_dir/ganzoo_sampling.json`` records the settings: a folder started with another
     seed, batch size, format or sampler options is refused rather than mixed.
 
     Returns ``{"written", "skipped", "total", "weights", "output"}``.
     """
-    if model.task != "sample":
+    if model.takes_inputs:
         raise ValueError(f"'{model.preset}' is a '{model.task}' model: it has no unconditional "
                          f"samples; give it inputs (ganzoo sample MODEL --input DIR)")
     if n < 1 or batch_size < 1:
         raise ValueError(f"n and batch_size must be positive, got n={n}, batch_size={batch_size}")
     if fmt not in ("png", "npz"):
         raise ValueError(f"fmt must be 'png' or 'npz', got {fmt!r}")
+    model.check_sampling_options(sample_kwargs)
     out = Path(out_dir)
     settings = {"model": model.preset, "seed": seed, "batch_size": batch_size, "format": fmt,
                 "weights": weights_in_use(model),
@@ -109,7 +110,8 @@ def sample_to_folder(model, out_dir, n: int, *, batch_size: int = 64, seed: int 
             interruptible(lambda: complete, n, out):
         for b, start, stop in todo:
             g = torch.Generator().manual_seed(seed * BATCH_SEED_STRIDE + b)
-            images = _to_uint8(model.sample(stop - start, generator=g, **sample_kwargs))
+            images = _to_uint8(_main_output(model.generate(None, stop - start, g,
+                                                           **sample_kwargs)))
             if fmt == "png":
                 for i, img in zip(range(start, stop), images):
                     with atomic_path(out / f"{i:0{digits}d}.png") as tmp:
@@ -171,19 +173,19 @@ def _join_parts(out: Path, batches, final: Path) -> None:
 
 
 # -- one output per input image ----------------------------------------------------------------
+def _main_output(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The task's main output of ``model.generate`` (its first)."""
+    return next(iter(outputs.values()))
+
+
 def _task_fn(model, donor: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The model's image -> image task: translate, reconstruct, or (attribute transfer)
-    remove the attribute (A0), or give each input the ``donor``'s attribute (Bu)."""
-    if model.task == "translate":
-        return model.translate
-    if model.task == "reconstruct":
-        return model.reconstruct
-    if model.task == "transfer":
-        if donor is None:
-            return lambda x: model.transfer(x, x)[0]
-        return lambda x: model.transfer(donor.expand(len(x), -1, -1, -1), x)[1]
-    raise ValueError(f"'{model.preset}' is a '{model.task}' model: it takes no input images; "
-                     f"use ganzoo sample MODEL -n N --out-dir DIR")
+    """The model's image -> image task, through ``model.generate``: one output per input
+    image (``donor``: an attribute-transfer model gives each input the donor's attribute)."""
+    if not model.takes_inputs:
+        raise ValueError(f"'{model.preset}' is a '{model.task}' model: it takes no input "
+                         f"images; use ganzoo sample MODEL -n N --out-dir DIR")
+    extra = {} if donor is None else {DONOR: donor}
+    return lambda x: _main_output(model.generate({INPUT: x, **extra}, len(x)))
 
 
 def _read(path: Path, size: tuple[int, int] | None, channels: int = 3) -> torch.Tensor:
@@ -216,8 +218,6 @@ def generate_folder(model, src_dir, out, *, batch_size: int = 8,
 
     Returns ``{"weights": "ema" | "live", "count", "skipped", "output"}``.
     """
-    from .hub import resolve_model
-
     model = resolve_model(model)[0]
     _task_fn(model, None)  # a sampling model is refused before the folder is read
     src_dir, out = Path(src_dir), Path(out)

@@ -14,12 +14,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from .._progress import EXIT_CODES, report_interrupted
+from .report import ReportError, write_report
+
 __all__ = ["queue_main", "report_main", "build_queue_parser", "build_report_parser"]
 
 
 def build_queue_parser() -> argparse.ArgumentParser:
-    from .._progress import EXIT_CODES
-
     p = argparse.ArgumentParser(prog="ganzoo queue", epilog=EXIT_CODES,
                                 description="Run a queue of experiments: train each, "
                                 "evaluate it, fill the results table; run again to resume "
@@ -92,8 +93,6 @@ def _copy(name: str, dest: str) -> int:
 
 
 def queue_main(argv: list[str] | None = None) -> int:
-    from .._progress import report_interrupted
-
     try:
         return _queue_main(argv)
     except KeyboardInterrupt as e:  # outside a run (the runner handles its own signals)
@@ -127,8 +126,6 @@ def _queue_main(argv: list[str] | None) -> int:
 
 
 def build_report_parser() -> argparse.ArgumentParser:
-    from .._progress import EXIT_CODES
-
     p = argparse.ArgumentParser(prog="ganzoo report", epilog=EXIT_CODES,
                                 description="A static HTML report (plus report.md) comparing "
                                 "runs: configs, curves, sample grids, interpolations, worst "
@@ -149,11 +146,8 @@ def build_report_parser() -> argparse.ArgumentParser:
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    from .._progress import report_interrupted
-
     args = build_report_parser().parse_args(argv)
     from .queue import QueueError
-    from .report import ReportError, write_report
 
     try:
         out = write_report(args.paths, args.output, worst=args.worst,

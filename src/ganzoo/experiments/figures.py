@@ -19,7 +19,11 @@ from typing import Any
 
 import torch
 
-from .runs import RunInfo
+from ..hub import from_pretrained, load_weights
+from ..latent import LatentGenerator, interpolation_grid, save_grid
+from ..metrics.evaluation import reference_views
+from ..metrics.extractors import build_feature_extractor, to_uint8
+from .runs import RunInfo, latest_checkpoint
 
 __all__ = ["MissingExtra", "plot_curves", "pick_progression", "load_run_model",
            "interpolation_strip", "worst_samples"]
@@ -117,17 +121,13 @@ def pick_progression(grids: list[tuple[int, Path]], total: int | None,
 
 def load_run_model(info: RunInfo, device: torch.device):
     """The run's newest weights: ``final/``, else its newest checkpoint (a run stopped early)."""
-    import ganzoo
-
-    from .runs import latest_checkpoint
-
     if info.finished:
-        model = ganzoo.from_pretrained(info.dir / "final")
+        model = from_pretrained(info.dir / "final")
     else:
         latest = latest_checkpoint(info.dir)
         if latest is None or not info.config.get("model"):
             raise FileNotFoundError(f"{info.dir} holds no weights yet (no final/, no checkpoint)")
-        from ..hub import load_weights
+        import ganzoo  # ganzoo.build: the factory, above this package's imports
 
         model = ganzoo.build(info.config["model"], **(info.config.get("model_args") or {}))
         load_weights(model, latest[1] / "model.safetensors")
@@ -137,8 +137,6 @@ def load_run_model(info: RunInfo, device: torch.device):
 def interpolation_strip(model, path: Path, rows: int = 3, steps: int = 8, seed: int = 0) -> bool:
     """Slerp between latent pairs (``ganzoo.latent``); False for a model without a latent
     space (DDPM, translation and transfer families)."""
-    from ..latent import LatentGenerator, interpolation_grid, save_grid
-
     if not isinstance(model, LatentGenerator):
         return False
     g = torch.Generator(device=model.device).manual_seed(seed)
@@ -168,8 +166,6 @@ def _eval_settings(info: RunInfo) -> dict[str, Any]:
 
 
 def _features(extractor, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
-    from ..metrics.extractors import to_uint8
-
     layer = extractor.layers["fid"]
     rows = [extractor(to_uint8(images[i:i + batch]))[layer].float().cpu()
             for i in range(0, len(images), batch)]
@@ -182,35 +178,18 @@ def worst_samples(model, info: RunInfo, path: Path, k: int = 8, pool: int = 64,
     """Save the ``k`` of ``pool`` generated images farthest from any of ``n_reference`` real
     images (nearest-neighbour distance in the evaluation's feature space) as one grid; returns
     their distances and how they were measured."""
-    from torch.utils.data import default_collate
-
-    from ..datasets import dataset_kwargs_for
-    from ..latent import save_grid
-    from ..metrics.extractors import build_feature_extractor
-    from ..metrics.sources import resolve_input
-
     ev = _eval_settings(info)
     reference = ev.get("reference") or info.dataset or model.default_dataset
     dkw = dict(ev.get("dataset_kwargs") or {})
     if not ev.get("reference"):
         dkw = {**(info.config.get("dataset_args") or {}), **dkw}
-    if dkw.get("augment", "none") != "none":
-        dkw["augment"] = "none"  # as in ganzoo.evaluate: no training augmentation
-    resolution = dataset_kwargs_for(model).get("resolution")
-    if resolution is not None:
-        dkw.setdefault("resolution", resolution)
-    ref = resolve_input(reference, "reference", dkw, resolution)
     output = next(iter(model.eval_references))
-    view_overrides = model.eval_references.get(output, {})
-    real_src = ref[1].view(view_overrides) if ref[0] == "dataset" else ref[1]
-    batch = None
-    if model.task != "sample" and output != "sample":
-        inputs = ref[1].view({}) if ref[0] == "dataset" else real_src
-        batch = default_collate([inputs.dataset[i % len(inputs)] for i in range(pool)])
-        batch = {key: v.to(model.device) if torch.is_tensor(v) else v for key, v in batch.items()}
+    inputs, views = reference_views(model, reference, dkw, outputs=[output])
+    real_src = views[output]
+    batch = None if inputs is None else \
+        model.collate([inputs.dataset[i % len(inputs)] for i in range(pool)])
     g = torch.Generator(device=model.device).manual_seed(seed)
-    generated = model.generate(batch, pool, generator=g)
-    generated = (generated if torch.is_tensor(generated) else generated[output])[:pool].float()
+    generated = model.generate(batch, pool, generator=g)[output][:pool].float()
     real = real_src.images(0, min(n_reference, len(real_src)))
     extractor = build_feature_extractor(ev["feature_extractor"],
                                         ev.get("feature_extractor_weights"), device)

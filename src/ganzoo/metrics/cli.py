@@ -15,6 +15,10 @@ import argparse
 import json
 import sys
 
+from .._progress import EXIT_CODES, EXIT_USAGE, report_interrupted
+from .evaluation import evaluate
+from .extractors import FeatureExtractorWeightsError
+
 __all__ = ["main", "build_parser"]
 
 
@@ -29,8 +33,6 @@ def _kv(text: str) -> tuple[str, object]:
 
 
 def build_parser(prog: str = "ganzoo eval") -> argparse.ArgumentParser:
-    from .._progress import EXIT_CODES
-
     p = argparse.ArgumentParser(prog=prog, description="Score generated images against a "
                                 "reference (FID, KID, IS, precision/recall, MiFID, LPIPS "
                                 "diversity, PSNR, SSIM).", epilog=EXIT_CODES)
@@ -68,8 +70,6 @@ def build_parser(prog: str = "ganzoo eval") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .._progress import report_interrupted
-
     try:
         return _main(argv)
     except KeyboardInterrupt as e:  # nothing is written before the end: no resume to offer
@@ -77,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from .._progress import EXIT_USAGE
-
     args = build_parser().parse_args(argv)
-    from .extractors import FeatureExtractorWeightsError
-    from .evaluation import evaluate
 
     metric_kwargs: dict[str, dict] = {}
     for key, value in args.metric_kwarg:

@@ -20,12 +20,17 @@ from typing import Any, Iterable, Literal
 
 import torch
 
+from .._io import atomic_write_json
+from .._progress import progress_bar
+from ..datasets import dataset_kwargs_for
+from ..registry import METRICS
 from . import cache as _cache
 from .base import FeatureMetric, Metric, PairedMetric, RealFeatures, SampleMetric
 from .distributed import all_min, gather_rows, rank_world
+from .extractors import build_feature_extractor, resize_pil_bicubic, to_uint8
 from .sources import DatasetSource, ImageSource, resolve_input
 
-__all__ = ["evaluate", "build_metrics", "EvalProtocol"]
+__all__ = ["evaluate", "build_metrics", "EvalProtocol", "reference_views"]
 
 Resizer = Literal["torch", "pil_bicubic"]
 QUANTIZATION = "uint8, rounded as torchvision.utils.save_image"
@@ -34,8 +39,6 @@ QUANTIZATION = "uint8, rounded as torchvision.utils.save_image"
 def build_metrics(metrics: Iterable[str | Metric] | str,
                   metric_kwargs: dict[str, dict[str, Any]] | None = None) -> list[Metric]:
     """Metric objects from registry names (with per-name kwargs) or instances."""
-    from ..registry import METRICS
-
     if isinstance(metrics, (str, Metric)):
         metrics = [metrics]
     metric_kwargs = metric_kwargs or {}
@@ -74,12 +77,8 @@ class _Runner:
         self.device = _default_device(model)
 
     def _batch(self, start: int, stop: int):
-        from torch.utils.data import default_collate
-
         ds, n = self.source.dataset, len(self.source)
-        batch = default_collate([ds[j % n] for j in range(start, stop)])
-        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()} \
-            if isinstance(batch, dict) else batch
+        return self.model.collate([ds[j % n] for j in range(start, stop)])
 
     @torch.no_grad()
     def __call__(self, i: int, start: int, stop: int) -> dict[str, torch.Tensor]:
@@ -109,8 +108,6 @@ def _reference_view(ref, overrides: dict, output: str | None) -> ImageSource | N
 
 
 def _prepare(images: torch.Tensor, resizer: str, size: int | None) -> torch.Tensor:
-    from .extractors import resize_pil_bicubic, to_uint8
-
     u8 = to_uint8(images)
     if resizer == "pil_bicubic":
         if size is None:
@@ -136,8 +133,6 @@ def _batches(n: int, batch_size: int) -> list[tuple[int, int, int]]:
 def _progress(items: list, desc: str, enabled: bool | None, rank: int):
     """Progress over ``items`` on rank 0, by the rule of every long command
     (:mod:`ganzoo._progress`: a bar on a terminal, with ``enabled`` a line in a log)."""
-    from .._progress import progress_bar
-
     return progress_bar(items, desc=desc, unit="batch", leave=False,
                         enabled=False if rank != 0 else enabled)
 
@@ -244,8 +239,6 @@ def _resolve_sides(generated, reference, metric_objs, dkw: dict, resolution, ima
             gen[1].kwargs.setdefault("resolution", resolution)
         folder_size = resolution
     elif model is not None:
-        from ..datasets import dataset_kwargs_for
-
         for option, value in dataset_kwargs_for(model).items():
             dkw.setdefault(option, value)
         folder_size = tuple(model.image_size)
@@ -268,14 +261,25 @@ def _plan(gen, ref, model, outputs, n: int, seed: int) -> _Plan:
         images = gen[1].view({}) if gen[0] == "dataset" else gen[1]
         return _Plan(None, ["images"], {"images": _reference_view(ref, {}, None)},
                      {"images": ""}, min(n, len(images)), images.description, images=images)
+    names = list(outputs) if outputs is not None else list(model.eval_references)
+    source, views = _task_views(model, ref, names)
+    return _Plan(model, names, views, {o: ("" if names == ["sample"] else f"/{o}") for o in names},
+                 n, f"model:{model.preset or type(model).__name__}",
+                 runner=_Runner(model, source, names, seed))
+
+
+def _task_views(model, ref, names: list[str]) -> tuple[DatasetSource | None,
+                                                       dict[str, ImageSource | None]]:
+    """A model's two uses of the reference side: the source of its task's inputs (``None``
+    for a model without inputs) and, for each output in ``names``, the view of the reference
+    it is scored against (``model.eval_references``)."""
     references = model.eval_references
-    names = list(outputs) if outputs is not None else list(references)
     unknown = [o for o in names if o not in references]
     if unknown:
         raise KeyError(f"{type(model).__name__} has no evaluation output {unknown}; it has "
                        f"{sorted(references)}")
     source = None
-    if model.task != "sample":
+    if model.takes_inputs:
         if ref is None:
             raise ValueError(f"a '{model.task}' model needs input batches: pass the dataset "
                              f"as reference=...")
@@ -283,10 +287,22 @@ def _plan(gen, ref, model, outputs, n: int, seed: int) -> _Plan:
         if not isinstance(source, DatasetSource):
             raise TypeError(f"a '{model.task}' model draws its inputs from a dataset; pass a "
                             f"dataset name or a Dataset as reference")
-    return _Plan(model, names, {o: _reference_view(ref, references[o], o) for o in names},
-                 {o: ("" if names == ["sample"] else f"/{o}") for o in names}, n,
-                 f"model:{model.preset or type(model).__name__}",
-                 runner=_Runner(model, source, names, seed))
+    return source, {o: _reference_view(ref, references[o], o) for o in names}
+
+
+def reference_views(model, reference, dataset_kwargs: dict[str, Any] | None = None,
+                    outputs: Iterable[str] | None = None) -> tuple[DatasetSource | None,
+                                                                   dict[str, ImageSource]]:
+    """What :func:`evaluate` compares ``model``'s outputs with, for callers that score or
+    pick samples themselves (the report's worst samples): ``(inputs, views)``, the source of
+    the task's inputs (``None`` for a model without inputs) and, per output of
+    ``model.eval_references`` (or of ``outputs``), the reference view it is scored against.
+    ``reference`` and ``dataset_kwargs`` are :func:`evaluate`'s; the reference is drawn at the
+    model's ``image_size``, without training augmentation."""
+    dkw = _dataset_options(dataset_kwargs, None)
+    _, ref, _ = _resolve_sides(model, reference, [], dkw, None, None, None)
+    names = list(outputs) if outputs is not None else list(model.eval_references)
+    return _task_views(model, ref, names)
 
 
 def _generate_and_extract(plan: _Plan, extractor, layers: list[str], k_samples: int,
@@ -461,8 +477,6 @@ def evaluate(
     plan = _plan(gen, ref, model, outputs, n, seed)
     extractor = None
     if feature_metrics:
-        from .extractors import build_feature_extractor
-
         extractor = build_feature_extractor(feature_extractor, feature_extractor_weights,
                                             device or _default_device(model))
     layers = sorted({extractor.layers[m.layer] for m in feature_metrics}) if extractor else []
@@ -502,8 +516,6 @@ def evaluate(
     protocol.time_s = round(time.perf_counter() - t0, 3)
     result = {"metrics": results, "protocol": protocol.to_dict()}
     if out is not None and rank == 0:
-        from .._io import atomic_write_json
-
         atomic_write_json(out, result)
     return result
 

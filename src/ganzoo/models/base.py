@@ -10,9 +10,13 @@ dataclass config. It declares
 - ``after_step(group, step)``: post-step hooks such as critic weight clipping;
 - its task method: ``sample(n, generator=None)`` for unconditional families, ``translate``,
   ``transfer`` or ``reconstruct`` where the family's task is that;
-- ``generate(batch, generator)``: the task outputs that evaluation scores, by name, and
-  ``eval_references``: for each output, how to view the dataset for the reference side;
-- ``preview(batch, generator)``: the images of the trainer's fixed sample grid.
+- ``generate(batch, n, generator, **options)``: the one task entry point. Every caller outside
+  the family (``ganzoo sample``, :mod:`ganzoo.sampling`, ``ganzoo.evaluate``, the report's
+  figures) reaches the task through it and reads its outputs by name; ``eval_references``
+  says, for each output, how to view the dataset for the reference side, and
+  ``sampling_options`` names the keyword options the task takes (DDPM's sampler and steps);
+- ``preview(batch, n, generator)``: the images of the trainer's fixed sample grid and of
+  ``ganzoo sample``'s grid, laid out from ``generate``'s outputs.
 
 ``forward(group, batch, step)`` is ``loss``: the trainer calls the (possibly DDP-wrapped)
 module, so gradient synchronisation goes through Accelerate unchanged.
@@ -43,13 +47,21 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.utils.data import default_collate
 
 from .. import config as cfg
 
 __all__ = ["GenerativeModel", "SquareImages", "OptimizerSpec", "Batch", "SharedForward",
-           "SHARED_FORWARD"]
+           "SHARED_FORWARD", "INPUT", "DONOR"]
 
 Batch = dict[str, torch.Tensor]
+
+# Batch keys of images given from outside a dataset (``ganzoo sample --input DIR --donor
+# IMAGE``): ``generate`` maps each ``INPUT`` image to one output, its task's output for that
+# image (a translation, a reconstruction, the image without its attribute, or with the
+# ``DONOR``'s attribute for an attribute-transfer model).
+INPUT = "input"
+DONOR = "donor"
 
 
 # The batch key under which the trainer hands each batch of an iteration's first set a
@@ -185,6 +197,10 @@ class GenerativeModel(nn.Module):
     default_augment: str = "none"
     # Output name of ``generate`` -> dataset overrides that give its reference images.
     eval_references: ClassVar[dict[str, dict[str, Any]]] = {"sample": {}}
+    # Keyword options of the task that ``generate`` (and ``preview``) pass on to the task
+    # method, name -> what it sets. ``ganzoo sample`` refuses a flag whose option the model
+    # does not list (DDPM: ``sampler``, ``num_inference_steps``, ``eta``).
+    sampling_options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config):
         super().__init__()
@@ -354,19 +370,61 @@ class GenerativeModel(nn.Module):
         """Called after each optimizer step of ``group`` (e.g. weight clipping)."""
 
     # -- task -------------------------------------------------------------------------------
+    @property
+    def takes_inputs(self) -> bool:
+        """Whether the task maps input images to outputs (translate, transfer, reconstruct):
+        ``generate`` then needs a batch, and there are no unconditional samples to write."""
+        return self.task != "sample"
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} is a '{self.task}' model; "
                                   f"it does not sample unconditionally")
 
-    def generate(self, batch: Batch | None, n: int,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Task outputs for evaluation, by name. Unconditional families ignore ``batch``."""
-        return {"sample": self.sample(n, generator=generator)}
+    def check_sampling_options(self, options: dict[str, Any]) -> None:
+        """Refuse options the task does not take (``sampling_options``) with one line."""
+        unknown = [k for k in options if k not in self.sampling_options]
+        if unknown:
+            takes = ", ".join(self.sampling_options) or "none"
+            raise ValueError(f"{self.preset or type(self).__name__} takes no sampling option "
+                             f"{', '.join(unknown)} (its sampling options: {takes})")
 
-    def preview(self, batch: Batch | None, n: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images for the trainer's fixed sample grid (fixed noise / fixed inputs)."""
-        return self.sample(n, generator=generator)
+    def generate(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                 **options: Any) -> dict[str, torch.Tensor]:
+        """The task's outputs, by name: the one entry point to sampling, translation,
+        transfer and reconstruction.
+
+        Args:
+            batch: ``None`` for an unconditional model (it ignores any batch); else a batch of
+                the model's dataset (what ``ganzoo.evaluate`` and the trainer pass: the
+                outputs named in ``eval_references``), or images from outside a dataset:
+                ``{INPUT: x}``, with ``{DONOR: d}`` (one image, (1, C, H, W)) for an
+                attribute-transfer model. An ``INPUT`` batch gives one output per image.
+            n: outputs per name (the first ``n`` images of a batch).
+            generator: draws the noise (``GenerativeModel.randn``), so outputs depend only on
+                its seed.
+            options: the task's keyword options (``sampling_options``); others raise.
+
+        Returns ``{name: (n, C, H, W) in [-1, 1]}``, the task's main output first (the one a
+        writer of one image per input keeps). The default samples unconditionally:
+        ``{"sample": self.sample(n, generator, **options)}``.
+        """
+        self.check_sampling_options(options)
+        return {"sample": self.sample(n, generator=generator, **options)}
+
+    def preview(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                **options: Any) -> torch.Tensor:
+        """Images for a sample grid (the trainer's, with fixed noise / fixed inputs, and
+        ``ganzoo sample``'s): by default the main output of ``generate``; task families put
+        their inputs above their outputs."""
+        return next(iter(self.generate(batch, n, generator, **options).values()))
+
+    def collate(self, items: list[dict[str, Any]] | Batch) -> Batch:
+        """Dataset items (stacked by torch's ``default_collate``), or a batch already stacked,
+        as a batch on the model's device: how every caller outside the trainer (evaluation,
+        the report, ``ganzoo sample``'s grid) feeds ``generate`` and ``preview``."""
+        batch = items if isinstance(items, dict) else default_collate(list(items))
+        device = self.device
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     # -- weights ----------------------------------------------------------------------------
     def save_pretrained(self, save_directory, *, push_to_hub: bool = False,

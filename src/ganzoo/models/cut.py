@@ -72,11 +72,14 @@ from torch import nn
 
 from .. import config as cfg
 from ..layers.blurpool import BlurDownsample, BlurUpsample
+from ..layers.attention import SelfAttention2d
 from ..layers.common import init_weights, make_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
+from ..layers.patchgan import PatchGANDiscriminator
+from ..losses.adversarial import feature_matching_loss, r1_penalty
 from ..losses.patchnce import nonfinite_flag, patchnce_loss
-from ..registry import register_model
-from .base import Batch, GenerativeModel, OptimizerSpec
+from ..registry import LOSSES, register_model
+from .base import INPUT, Batch, GenerativeModel, OptimizerSpec
 
 __all__ = ["CUTConfig", "ResnetGenerator", "PatchProjector", "CUT", "rgb_to_lab"]
 
@@ -271,8 +274,6 @@ class ResnetBlock(nn.Module):
 
 # -- networks ----------------------------------------------------------------------------------
 def _build_self_attention(channels: int) -> nn.Module:
-    from ..layers.attention import SelfAttention2d
-
     return SelfAttention2d(channels)
 
 
@@ -413,7 +414,6 @@ class MultiScaleDiscriminator(nn.Module):
 
     def __init__(self, config: CUTConfig):
         super().__init__()
-        from ..layers.patchgan import PatchGANDiscriminator
 
         c = config
         self.scales = nn.ModuleList(
@@ -465,9 +465,8 @@ class CUT(GenerativeModel):
         self.projector = PatchProjector([self.generator.layer_channels[i] for i in c.nce_layers],
                                         c.projector_channels, c.init_gain)
         self.discriminator = MultiScaleDiscriminator(c)
-        from .. import build_loss
 
-        self._adv = build_loss(c.adv_loss)
+        self._adv = LOSSES.build(c.adv_loss)
         self.augment = DiffAugment(c.diffaugment)  # of the discriminator's inputs
     @property
     def image_size(self) -> tuple[int, int]:
@@ -520,8 +519,6 @@ class CUT(GenerativeModel):
                 "d_real": torch.stack([r.detach().mean() for r in real_logits]).mean(),
                 "d_fake": torch.stack([f.detach().mean() for f in fake_logits]).mean()}
         if c.r1_gamma > 0:
-            from ..losses.adversarial import r1_penalty
-
             r1 = sum(r1_penalty(r, real_b) for r in real_logits)
             total = total + c.r1_gamma * r1
             logs["r1"] = r1.detach()
@@ -573,7 +570,6 @@ class CUT(GenerativeModel):
                 fake_logits, fake_feats = self.discriminator(self.augment(fake_b), True)
                 with torch.no_grad():
                     _, real_feats = self.discriminator(self.augment(real_b), True)
-                from ..losses.adversarial import feature_matching_loss
 
                 fm = feature_matching_loss(real_feats, fake_feats, mode="mean")
                 total = total + c.feature_matching_weight * fm
@@ -620,24 +616,25 @@ class CUT(GenerativeModel):
     def _source(batch: Batch) -> torch.Tensor:
         if batch is None:
             raise ValueError("CUT translates images: pass a batch with 'image_a' (or 'image')")
-        if "image_a" in batch:
-            return batch["image_a"]
-        if "image" in batch:
-            return batch["image"]
+        for key in ("image_a", "image", INPUT):
+            if key in batch:
+                return batch[key]
         raise KeyError(f"CUT needs 'image_a' (or 'image') in the batch, got {sorted(batch)}")
 
-    def generate(self, batch: Batch | None, n: int,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def generate(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                 **options) -> dict[str, torch.Tensor]:
         """``{"translated": G(a)}`` for the first ``n`` source images of ``batch``; the
         reference side for evaluation is domain B (``eval_references``)."""
+        self.check_sampling_options(options)
         return {"translated": self.translate(self._source(batch)[:n], generator=generator)}
 
-    def preview(self, batch: Batch | None, n: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def preview(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                **options) -> torch.Tensor:
         """The ``n`` fixed source images followed by their translations (2n images: a grid with
         ``nrow=n`` shows sources on the first row and translations below)."""
         a = self._source(batch)[:n]
-        return torch.cat([a.clamp(-1, 1), self.translate(a, generator=generator)])
+        translated = self.generate({INPUT: a}, n, generator, **options)["translated"]
+        return torch.cat([a.clamp(-1, 1), translated])
 
 
 # -- presets -----------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from ..layers.attention import self_attention
 from ..layers.common import Norm, check_resolution, init_weights, make_norm
 from ..layers.common import spectral_norm as apply_spectral_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
+from ..losses.adversarial import BCELoss, HingeLoss, NonSaturatingLoss
 from ..registry import register_model
 from .base import SHARED_FORWARD, Batch, GenerativeModel, OptimizerSpec, SquareImages
 
@@ -387,7 +388,6 @@ class DCGAN(LatentGAN):
         # generator's Linear keeps PyTorch's default (docs/workflows/dcgan_faces.md).
         init_weights(self.generator, "normal", c.init_std, linear=False)
         init_weights(self.discriminator, "normal", c.init_std, linear=False)
-        from ..losses.adversarial import BCELoss, HingeLoss, NonSaturatingLoss
 
         if c.loss == "bce":
             self.adv_loss = BCELoss(real_label=c.real_label, fake_label=c.fake_label)

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import config as cfg
-from ..registry import register_model
+from ..registry import MODELS, register_model
 from .base import Batch, GenerativeModel, OptimizerSpec, SquareImages
 
 __all__ = ["DDPMConfig", "DDPM", "build_unet", "make_betas", "config_from_diffusers"]
@@ -314,6 +314,9 @@ class DDPM(SquareImages, GenerativeModel):
              "(arXiv:2006.11239)")
     task = "sample"
     batch_keys = ("image",)
+    sampling_options = {"sampler": "'ddim' or 'ddpm' (default: the config's)",
+                        "num_inference_steps": "denoising steps",
+                        "eta": "DDIM's eta (0: deterministic)"}
     ema_networks = ("unet",)
     default_ema_decay = 0.9999  # DDPM
     default_ema_warmup_power = 0.75  # diffusers' train_unconditional.py (EMAModel, power 3/4)
@@ -525,8 +528,6 @@ class DDPM(SquareImages, GenerativeModel):
         if preset is None:
             model = cls.from_config(DDPMConfig(**{**derived, **overrides}), preset="ddpm")
         else:
-            from ..registry import MODELS
-
             model = MODELS.build(preset, **overrides)
             if not isinstance(model, cls):
                 raise ValueError(f"preset {preset!r} is a {type(model).__name__}, not a DDPM")

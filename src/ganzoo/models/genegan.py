@@ -99,7 +99,8 @@ from .. import config as cfg
 from ..layers.common import init_weights, is_pow2
 from ..losses.adversarial import WGANLoss, clip_weights
 from ..registry import register_model
-from .base import Batch, GenerativeModel, OptimizerSpec
+from .base import DONOR, INPUT, Batch, GenerativeModel, OptimizerSpec
+from .warmstart import warm_start
 
 __all__ = [
     "GeneGANConfig", "SwitchableBN", "BlockConv2d", "GeneGANSplitter", "GeneGANJoiner",
@@ -582,8 +583,6 @@ class GeneGAN(GenerativeModel):
         model = super().from_config(config, preset=preset, **overrides)
         c = model.config
         if c.init_vqvae_ckpt is not None and model.device.type != "meta":
-            from .warmstart import warm_start
-
             model.vqvae_init_report = warm_start(
                 model, c.init_vqvae_ckpt, c.init_vqvae_map, prefixes=("splitter.", "joiner."),
                 shape_match=c.init_vqvae_shape_match, ckpt_field="init_vqvae_ckpt",
@@ -823,21 +822,30 @@ class GeneGAN(GenerativeModel):
         return batch["image_with"][:n], batch["image_without"][:n]
 
     @torch.no_grad()
-    def generate(self, batch: Batch | None, n: int,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """``bu`` (scored against with-attribute images) and ``a0`` (against without)."""
+    def generate(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                 **options) -> dict[str, torch.Tensor]:
+        """``bu`` (scored against with-attribute images) and ``a0`` (against without) of a
+        dataset's pairs. Outside images (``INPUT``) give one output each: ``bu``, the image
+        with the ``DONOR``'s attribute, when there is a donor, else ``a0``, the image with
+        its attribute removed."""
+        self.check_sampling_options(options)
+        if batch is not None and INPUT in batch:
+            x = batch[INPUT][:n]
+            if batch.get(DONOR) is None:
+                return {"a0": self.transfer(x, x)[0]}
+            return {"bu": self.transfer(batch[DONOR].expand(len(x), -1, -1, -1), x)[1]}
         au, b0 = self._pair(batch, n)
         a0, bu = self.transfer(au, b0)
         return {"bu": bu, "a0": a0}
 
     @torch.no_grad()
-    def preview(self, batch: Batch | None, n: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def preview(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                **options) -> torch.Tensor:
         """Four rows of ``n``: Au, B0, A0, Bu (inputs resized to the output resolution)."""
         au, b0 = self._pair(batch, n)
-        a0, bu = self.transfer(au, b0)
-        r = a0.shape[-1]
-        return torch.cat([_resize(au, r), _resize(b0, r), a0, bu])
+        out = self.generate(batch, n, generator, **options)
+        r = out["a0"].shape[-1]
+        return torch.cat([_resize(au, r), _resize(b0, r), out["a0"], out["bu"]])
 
 
 # -- presets ----------------------------------------------------------------------------------

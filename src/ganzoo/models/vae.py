@@ -59,9 +59,14 @@ from torch import nn
 
 from .. import config as cfg
 from ..layers.common import make_norm
+from ..layers.patchgan import PatchGANDiscriminator, patchgan_output_size
+from ..latent import interpolate
+from ..losses.adversarial import HingeLoss, NonSaturatingLoss
+from ..losses.kl import kl_normal
+from ..losses.perceptual import VGG16_LAYERS, VGGPerceptualLoss
 
 from ..registry import register_model
-from .base import Batch, GenerativeModel, OptimizerSpec, SquareImages
+from .base import INPUT, Batch, GenerativeModel, OptimizerSpec, SquareImages
 
 __all__ = ["VAEConfig", "VAE", "VAEEncoder", "VAEDecoder"]
 
@@ -135,15 +140,12 @@ class VAEConfig(cfg.Config):
                              f"got {self.disc_norm!r}")
         if not self.perceptual_weights:
             raise ValueError("perceptual_weights must be 'imagenet', 'random' or a file path")
-        from ..losses.perceptual import VGG16_LAYERS
 
         bad = [n for n in self.perceptual_layers if n not in VGG16_LAYERS]
         if not self.perceptual_layers or bad:
             raise ValueError(f"perceptual_layers must name VGG-16 layers "
                              f"({', '.join(VGG16_LAYERS)}), got {self.perceptual_layers}")
         if self.adversarial_weight > 0:
-            from ..layers.patchgan import patchgan_output_size
-
             try:
                 patchgan_output_size(r, self.disc_layers)
             except ValueError:
@@ -234,16 +236,11 @@ class VAE(SquareImages, GenerativeModel):
         self.decoder = VAEDecoder(c)
         self.perceptual = None
         if c.perceptual_weight > 0:
-            from ..losses.perceptual import VGGPerceptualLoss
-
             self.perceptual = VGGPerceptualLoss(layers=c.perceptual_layers,
                                                 weights=c.perceptual_weights)
         self.discriminator = None
         self.adv_loss = None
         if c.adversarial_weight > 0:
-            from ..layers.patchgan import PatchGANDiscriminator
-            from ..losses.adversarial import HingeLoss, NonSaturatingLoss
-
             self.discriminator = PatchGANDiscriminator(
                 c.channels, c.disc_channels, c.disc_layers, norm=c.disc_norm,
                 spectral_norm=c.disc_spectral_norm)
@@ -287,8 +284,6 @@ class VAE(SquareImages, GenerativeModel):
         return self.decoder(self.reparameterize(mu, logvar)), mu, logvar
 
     def loss(self, group: str, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        from ..losses.kl import kl_normal
-
         c = self.config
         x = batch["image"]
         if group == "autoencoder":
@@ -356,8 +351,6 @@ class VAE(SquareImages, GenerativeModel):
         ``x1``, ``x2``: (C, H, W) or (N, C, H, W). Returns (steps, C, H, W) or
         (steps, N, C, H, W); the first and last entries are the two reconstructions.
         """
-        from ..latent import interpolate
-
         single = x1.dim() == 3
         if single:
             x1, x2 = x1[None], x2[None]
@@ -368,22 +361,27 @@ class VAE(SquareImages, GenerativeModel):
         images = self.decode(z.flatten(0, 1)).unflatten(0, z.shape[:2])
         return images[:, 0] if single else images
 
-    def generate(self, batch: Batch | None, n: int,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def generate(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                 **options) -> dict[str, torch.Tensor]:
         """``"sample"``: ``n`` prior samples; ``"reconstruction"``: reconstructions of the
-        first ``n`` images of ``batch["image"]``, in order (paired with them for PSNR/SSIM)."""
+        first ``n`` images of ``batch["image"]``, in order (paired with them for PSNR/SSIM).
+        A batch of outside images (``INPUT``) gives their reconstructions alone."""
+        self.check_sampling_options(options)
+        if batch is not None and INPUT in batch:
+            return {"reconstruction": self.reconstruct(batch[INPUT][:n])}
         out = {"sample": self.sample(n, generator=generator)}
         if batch is not None and "image" in batch:
             out["reconstruction"] = self.reconstruct(batch["image"][:n])
         return out
 
-    def preview(self, batch: Batch | None, n: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def preview(self, batch: Batch | None, n: int, generator: torch.Generator | None = None,
+                **options) -> torch.Tensor:
         """Rows of the sample grid: inputs, their reconstructions, prior samples."""
         if batch is None or "image" not in batch:
-            return self.sample(n, generator=generator)
+            return self.generate(None, n, generator, **options)["sample"]
         x = self._to_model(batch["image"][:n]).clamp(-1, 1)
-        return torch.cat([x, self.reconstruct(x), self.sample(x.shape[0], generator=generator)])
+        out = self.generate({"image": x}, x.shape[0], generator, **options)
+        return torch.cat([x, out["reconstruction"], out["sample"]])
 
 
 # -- presets -----------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from torch import nn
 
 from ... import config as cfg
 from ...layers.common import is_pow2
+from ...losses.adversarial import NonSaturatingLoss, r1_penalty
 from ...registry import register_model
 from ..base import GenerativeModel, OptimizerSpec
 from . import layout as L
@@ -217,8 +218,6 @@ class BlobGAN(GenerativeModel):
                 f"{c.aspect_ratio})")
 
     def loss(self, group: str, batch, step: int):
-        from ...losses.adversarial import NonSaturatingLoss, r1_penalty
-
         adv = NonSaturatingLoss()
         real = batch["image"]
         self.check_images(real)

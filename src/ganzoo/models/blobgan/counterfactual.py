@@ -47,6 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..._io import atomic_path, save_grid
+from ...registry import DATASETS
+from .inversion import invert
 from .layout import BLOB_KEYS, LAYOUT_KEYS
 
 __all__ = [
@@ -84,10 +87,8 @@ def train_decision_model(dataset: str = "shapes_scenes", *, resolution: int = 32
                          device: str | torch.device = "cpu") -> TinyDecisionCNN:
     """Train :class:`TinyDecisionCNN` on the ``label`` of ``n_images`` images of an embedded
     dataset (rendered once), for ``steps`` minibatches; returned in eval mode, frozen."""
-    import ganzoo
-
-    data = ganzoo.build_dataset(dataset, resolution=resolution, aspect_ratio=aspect_ratio,
-                                size=n_images, seed=seed)
+    data = DATASETS.build(dataset, resolution=resolution, aspect_ratio=aspect_ratio,
+                          size=n_images, seed=seed)
     items = data.render(list(range(n_images)))
     images, labels = items["image"].to(device), items["label"].to(device)
     g = torch.Generator().manual_seed(seed)
@@ -280,8 +281,6 @@ def save_metadata(metadata: dict, path_prefix: str | Path) -> tuple[Path, Path]:
     ``PREFIX.json``."""
     from safetensors.torch import save_file
 
-    from ..._io import atomic_path
-
     prefix = Path(path_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     tensors, meta = _flatten(metadata)
@@ -318,8 +317,6 @@ def load_metadata(path_prefix: str | Path) -> dict:
 
 
 def _save_grid(rows: list[torch.Tensor], path: Path) -> None:
-    from ..._io import save_grid
-
     save_grid(torch.cat([r.detach().float().cpu() for r in rows]), path, nrow=len(rows[0]))
 
 
@@ -330,8 +327,6 @@ def run_counterfactuals(model, images: torch.Tensor, decision_model, targets: Se
                         **cf_kwargs) -> list[dict]:
     """Invert ``images`` and compute counterfactuals for every target, writing per batch a
     snapshot grid and the metadata (safetensors + JSON). Returns the metadata dicts."""
-    from .inversion import invert
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(names) if names is not None else [f"image_{i}" for i in range(len(images))]

@@ -39,8 +39,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import config as cfg
+from ..._io import load_state_dict
+from ...hub import WEIGHTS_NAME, resolve_folder
+from ...losses.perceptual import VGGPerceptualLoss
 from ...registry import MODELS, register_model
-from ..base import GenerativeModel, OptimizerSpec
+from ..base import INPUT, GenerativeModel, OptimizerSpec
 from .layout import LAYOUT_KEYS, blob_covariance
 from .stylegan2 import StyleGAN2Discriminator
 
@@ -183,9 +186,6 @@ class BlobGANEncoder(GenerativeModel):
 
     def load_blobgan(self, source: str) -> None:
         """Load the EMA networks of a saved BlobGAN (folder or Hub id) into the frozen copy."""
-        from ..._io import load_state_dict
-        from ...hub import WEIGHTS_NAME, resolve_folder
-
         state = load_state_dict(resolve_folder(source) / WEIGHTS_NAME)
         ema = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
         if not ema:
@@ -215,8 +215,6 @@ class BlobGANEncoder(GenerativeModel):
         if self.config.perceptual_weights == "none":
             return None
         if self._perceptual is None:
-            from ...losses.perceptual import VGGPerceptualLoss
-
             # Kept out of the module tree (a frozen measuring instrument, not a trained part)
             # and built on first use, so that building the encoder reads no VGG weights.
             object.__setattr__(self, "_perceptual",
@@ -269,16 +267,24 @@ class BlobGANEncoder(GenerativeModel):
             images = images.to(self.device)
             return self.blobgan.render(self.invert(images), generator=generator).clamp(-1, 1)
 
-    def generate(self, batch, n: int, generator: torch.Generator | None = None):
-        return {"reconstruction": self.reconstruct(batch["image"][:n], generator=generator)}
+    def generate(self, batch, n: int, generator: torch.Generator | None = None, **options):
+        """``{"reconstruction": ...}`` of the first ``n`` images of ``batch["image"]`` (or of
+        outside images, ``INPUT``)."""
+        self.check_sampling_options(options)
+        if batch is None:
+            raise ValueError("BlobGANEncoder reconstructs images: pass a batch with 'image'")
+        images = batch[INPUT] if INPUT in batch else batch["image"]
+        return {"reconstruction": self.reconstruct(images[:n], generator=generator)}
 
-    def preview(self, batch, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def preview(self, batch, n: int, generator: torch.Generator | None = None,
+                **options) -> torch.Tensor:
         """Inputs above their reconstructions (generated inputs when there is no batch)."""
         if batch is None:
             images = self.blobgan.sample(n, generator=generator)
         else:
             images = batch["image"][:n].to(self.device)
-        return torch.cat([images, self.reconstruct(images, generator=generator)])
+        out = self.generate({INPUT: images}, len(images), generator, **options)
+        return torch.cat([images, out["reconstruction"]])
 
 
 @register_model
