@@ -37,7 +37,37 @@ __all__ = ["SelfAttention2d", "ScaledSelfAttention2d", "self_attention", "ATTENT
 ATTENTION_KINDS = ("sagan", "plan")
 
 
-class SelfAttention2d(nn.Module):
+class _ResidualSelfAttention(nn.Module):
+    """The skeleton both blocks share: 1×1 convolutions (spectrally normalised on request)
+    read the feature map, :meth:`attend` mixes its ``H·W`` positions, and the result joins
+    the input through ``gamma``, a learned scale initialised to 0 (the block starts as the
+    identity, as SAGAN's)."""
+
+    def __init__(self, channels: int, spectral_norm: bool, gamma_shape: tuple[int, ...]):
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"{type(self).__name__} needs channels >= 1, got {channels}")
+        self.channels = channels
+        self._spectral_norm = spectral_norm
+        self._gamma_shape = gamma_shape
+
+    def _conv(self, cin: int, cout: int) -> nn.Module:
+        return apply_spectral_norm(nn.Conv2d(cin, cout, kernel_size=1, bias=False),
+                                   self._spectral_norm)
+
+    def _init_gamma(self) -> None:
+        # Registered after the convolutions, so state-dict keys keep their order.
+        self.gamma = nn.Parameter(torch.zeros(self._gamma_shape))
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The non-local term for ``x`` (N, C, H, W), before ``gamma``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gamma * self.attend(x)
+
+
+class SelfAttention2d(_ResidualSelfAttention):
     """Self-attention over the spatial positions of an (N, C, H, W) feature map.
 
     Args:
@@ -47,37 +77,31 @@ class SelfAttention2d(nn.Module):
     """
 
     def __init__(self, channels: int, reduction: int = 8, spectral_norm: bool = False):
-        super().__init__()
-        if channels < 1 or reduction < 1:
+        if reduction < 1:
             raise ValueError(f"SelfAttention2d needs channels >= 1 and reduction >= 1, got "
                              f"channels={channels}, reduction={reduction}")
+        super().__init__(channels, spectral_norm, gamma_shape=())
         inner = max(1, channels // reduction)
-        self.channels, self.inner = channels, inner
+        self.inner = inner
+        self.query = self._conv(channels, inner)
+        self.key = self._conv(channels, inner)
+        self.value = self._conv(channels, inner)
+        self.out = self._conv(inner, channels)
+        self._init_gamma()
 
-        def conv(cin, cout):
-            return apply_spectral_norm(nn.Conv2d(cin, cout, kernel_size=1, bias=False),
-                                       spectral_norm)
-
-        self.query = conv(channels, inner)
-        self.key = conv(channels, inner)
-        self.value = conv(channels, inner)
-        self.out = conv(inner, channels)
-        self.gamma = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
         q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, d)
         k = self.key(x).flatten(2)  # (N, d, HW)
         v = self.value(x).flatten(2).transpose(1, 2)  # (N, HW, d)
         attn = torch.softmax(torch.bmm(q, k), dim=-1)  # (N, HW, HW): rows sum to 1
-        o = torch.bmm(attn, v).transpose(1, 2).reshape(n, self.inner, h, w)
-        return x + self.gamma * self.out(o)
+        return self.out(torch.bmm(attn, v).transpose(1, 2).reshape(n, self.inner, h, w))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, inner={self.inner}"
 
 
-class ScaledSelfAttention2d(nn.Module):
+class ScaledSelfAttention2d(_ResidualSelfAttention):
     """Scaled self-attention: ``x + gamma * v(x) softmax(q(x)^T k(x) / sqrt(mid))``
     with ``q, k: C -> mid``, ``v: C -> C`` (no output conv), ``mid = max(C // 8, 1)``.
 
@@ -89,28 +113,21 @@ class ScaledSelfAttention2d(nn.Module):
     """
 
     def __init__(self, channels: int, spectral_norm: bool = False):
-        super().__init__()
-        if channels < 1:
-            raise ValueError(f"ScaledSelfAttention2d needs channels >= 1, got {channels}")
+        super().__init__(channels, spectral_norm, gamma_shape=(1,))
         mid = max(channels // 8, 1)
-        self.channels, self.mid = channels, mid
+        self.mid = mid
+        self.q = self._conv(channels, mid)
+        self.k = self._conv(channels, mid)
+        self.v = self._conv(channels, channels)
+        self._init_gamma()
 
-        def conv(cin, cout):
-            return apply_spectral_norm(nn.Conv2d(cin, cout, kernel_size=1, bias=False),
-                                       spectral_norm)
-
-        self.q = conv(channels, mid)
-        self.k = conv(channels, mid)
-        self.v = conv(channels, channels)
-        self.gamma = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         q = self.q(x).flatten(2).transpose(1, 2)  # (N, HW, mid)
         k = self.k(x).flatten(2)  # (N, mid, HW)
         v = self.v(x).flatten(2)  # (N, C, HW)
         attn = torch.softmax(torch.bmm(q, k) * self.mid ** -0.5, dim=-1)  # rows sum to 1
-        return x + self.gamma * torch.bmm(v, attn.transpose(1, 2)).view(n, c, h, w)
+        return torch.bmm(v, attn.transpose(1, 2)).view(n, c, h, w)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, mid={self.mid}"
