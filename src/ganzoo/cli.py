@@ -70,7 +70,7 @@ def load_model(spec: str, device: str = "cpu", untrained: bool = False):
 
     A bare preset has random weights: refused unless ``untrained`` (then a warning), so that
     nobody writes 50,000 images of noise by mistake."""
-    from .hub import resolve_model
+    from ._factory import resolve_model
 
     model, kind = resolve_model(spec)
     if kind == "preset" and "." not in spec.removeprefix("model:"):  # no pretrained tag

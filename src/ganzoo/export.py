@@ -40,7 +40,7 @@ def export(source, out: str | os.PathLike, to: Format = "diffusers", *,
     (:mod:`ganzoo._progress`)."""
     from ._io import atomic_dir
     from ._progress import progress_bar
-    from .hub import resolve_model
+    from ._factory import resolve_model
 
     name = getattr(source, "preset", None) or os.fspath(source)
     with progress_bar(total=2, desc=f"loading {name}", unit="stage", enabled=progress) as bar:

@@ -216,7 +216,7 @@ def generate_folder(model, src_dir, out, *, batch_size: int = 8,
 
     Returns ``{"weights": "ema" | "live", "count", "skipped", "output"}``.
     """
-    from .hub import resolve_model
+    from ._factory import resolve_model
 
     model = resolve_model(model)[0]
     _task_fn(model, None)  # a sampling model is refused before the folder is read
