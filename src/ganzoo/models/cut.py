@@ -75,7 +75,7 @@ from ..layers.blurpool import BlurDownsample, BlurUpsample
 from ..layers.common import init_weights, make_norm
 from ..layers.diffaugment import DiffAugment, parse_policy
 from ..losses.patchnce import nonfinite_flag, patchnce_loss
-from ..registry import register_model
+from ..registry import build_loss, register_model
 from .base import Batch, GenerativeModel, OptimizerSpec
 
 __all__ = ["CUTConfig", "ResnetGenerator", "PatchProjector", "CUT", "rgb_to_lab"]
@@ -465,8 +465,6 @@ class CUT(GenerativeModel):
         self.projector = PatchProjector([self.generator.layer_channels[i] for i in c.nce_layers],
                                         c.projector_channels, c.init_gain)
         self.discriminator = MultiScaleDiscriminator(c)
-        from .. import build_loss
-
         self._adv = build_loss(c.adv_loss)
         self.augment = DiffAugment(c.diffaugment)  # of the discriminator's inputs
     @property

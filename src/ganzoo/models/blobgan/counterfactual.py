@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...registry import build_dataset
 from .layout import BLOB_KEYS, LAYOUT_KEYS
 
 __all__ = [
@@ -83,10 +84,8 @@ def train_decision_model(dataset: str = "shapes_scenes", *, resolution: int = 32
                          device: str | torch.device = "cpu") -> TinyDecisionCNN:
     """Train :class:`TinyDecisionCNN` on the ``label`` of ``n_images`` images of an embedded
     dataset (rendered once), for ``steps`` minibatches; returned in eval mode, frozen."""
-    import ganzoo
-
-    data = ganzoo.build_dataset(dataset, resolution=resolution, aspect_ratio=aspect_ratio,
-                                size=n_images, seed=seed)
+    data = build_dataset(dataset, resolution=resolution, aspect_ratio=aspect_ratio,
+                         size=n_images, seed=seed)
     items = data.render(list(range(n_images)))
     images, labels = items["image"].to(device), items["label"].to(device)
     g = torch.Generator().manual_seed(seed)
