@@ -12,10 +12,11 @@ family module. Built-ins and plugins load on the first registry query (``list_mo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
-
 from ._version import __version__
+
+# typing.TYPE_CHECKING without importing typing (a third of a cheap `import ganzoo`): type
+# checkers take any `if TYPE_CHECKING:` block as true.
+TYPE_CHECKING = False
 
 __all__ = [
     "__version__", "build", "build_loss", "build_dataset", "build_metric", "list_models",
@@ -23,10 +24,10 @@ __all__ = [
 ]
 
 _HOMES = {
-    "build": "._factory", "model_info": "._factory", "from_pretrained": "._factory",
-    "list_models": ".registry", "list_losses": ".registry", "list_datasets": ".registry",
-    "list_metrics": ".registry", "build_loss": ".registry", "build_dataset": ".registry",
-    "build_metric": ".registry", "evaluate": ".metrics",
+    "build": "_factory", "model_info": "_factory", "from_pretrained": "_factory",
+    "list_models": "registry", "list_losses": "registry", "list_datasets": "registry",
+    "list_metrics": "registry", "build_loss": "registry", "build_dataset": "registry",
+    "build_metric": "registry", "evaluate": "metrics",
 }
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ def __getattr__(name: str):
         # Sub-packages (ganzoo.models, ...) resolve as attributes once imported; before that,
         # this is Python's own error.
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
+    # __import__ rather than importlib.import_module: importlib is not loaded at start-up.
+    value = getattr(__import__(f"{__name__}.{home}", fromlist=[name]), name)
     globals()[name] = value
     return value
 
