@@ -41,7 +41,7 @@ CARD_NAME = "README.md"
 
 __all__ = ["save_pretrained", "from_pretrained", "load_weights", "push_to_hub", "push_folder",
            "resolve_folder", "read_config", "is_model_folder", "check_path_like", "split_revision",
-           "fetch_weights", "weights_cache_path", "WeightsError", "WeightsDownloadError",
+           "fetch_weights", "weights_cache_path", "torch_hub_checkpoints", "WeightsError", "WeightsDownloadError",
            "HubError", "WEIGHTS_NAME", "CONFIG_NAME"]
 
 
@@ -429,12 +429,17 @@ def _upload(folder: Path, repo_id: str, *, commit_message: str = "Upload ganzoo 
     return str(getattr(info, "pr_url", None) or getattr(info, "commit_url", info))
 
 
-def weights_cache_path(url: str) -> Path:
-    """Where torch's hub cache keeps the file at ``url``: ``$TORCH_HOME/hub/checkpoints/<name>``,
-    the path torchvision's and torch-fidelity's own downloads use."""
+def torch_hub_checkpoints() -> Path:
+    """torch's hub cache of weight files, ``$TORCH_HOME/hub/checkpoints``: where torchvision's
+    and torch-fidelity's own downloads put them."""
     import torch
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def weights_cache_path(url: str) -> Path:
+    """Where torch's hub cache keeps the file at ``url`` (:func:`torch_hub_checkpoints`)."""
+    return torch_hub_checkpoints() / os.path.basename(url.split("?")[0])
 
 
 def fetch_weights(url: str, path: str | os.PathLike | None = None, *,

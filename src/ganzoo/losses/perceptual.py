@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import load_tensors
-from ..hub import WeightsDownloadError, WeightsError, fetch_weights, weights_cache_path
+from ..hub import WeightsDownloadError, WeightsError, fetch_weights, torch_hub_checkpoints
 from ..registry import register_loss
 
 __all__ = ["VGGPerceptualLoss", "PerceptualWeightsError", "VGG16_LAYERS", "ENV_VAR",
@@ -112,7 +112,7 @@ def _imagenet_state_dict() -> tuple[dict[str, torch.Tensor], str]:
     from torchvision.models import VGG16_Weights
 
     url = VGG16_Weights.IMAGENET1K_V1.url
-    cache_dir = weights_cache_path(url).parent
+    cache_dir = torch_hub_checkpoints()
     try:
         path = fetch_weights(url, env=ENV_VAR)
     except FileNotFoundError:
@@ -196,7 +196,7 @@ class VGGPerceptualLoss(nn.Module):
             if not path.is_file():
                 raise PerceptualWeightsError(
                     f"weights={self.weights!r} is not a file, nor 'imagenet' or 'random'.\n"
-                    + _how_to_supply(Path(torch.hub.get_dir()) / "checkpoints"))
+                    + _how_to_supply(torch_hub_checkpoints()))
             sd, source = _read_state_dict(path), str(path)
         sd = _features_state_dict(sd, n, source)
         try:
