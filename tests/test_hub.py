@@ -107,7 +107,8 @@ def test_a_missing_path_is_no_such_folder_with_close_matches(tmp_path, monkeypat
     """``runs/typo`` (``runs/`` exists), ``./x``, ``~/x``, ``/x``: a path, never a Hub repo
     id (which said "not in the Hugging Face cache")."""
     from ganzoo.cli import main
-    from ganzoo.hub import looks_like_path, resolve_model
+    from ganzoo._factory import resolve_model
+    from ganzoo.hub import looks_like_path
 
     monkeypatch.chdir(tmp_path)
     for name in ("dcgan_64", "dcgan_32", "vae_64"):

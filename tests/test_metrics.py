@@ -318,7 +318,7 @@ def test_lpips_diversity_is_mean_over_pairs_and_weights_round_trip(tmp_path, mon
 
 
 def test_lpips_offline_error(monkeypatch, tmp_path):
-    from ganzoo.metrics import lpips
+    from ganzoo.losses import lpips
     from ganzoo.metrics.extractors import FeatureExtractorWeightsError
 
     monkeypatch.delenv("GANZOO_LPIPS_WEIGHTS", raising=False)

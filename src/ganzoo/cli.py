@@ -17,7 +17,7 @@ from ._io import load_json, save_grid
 from ._progress import EXIT_CODES, EXIT_USAGE, report_interrupted
 from .datasets import example_batch
 from .export import export
-from .hub import HubError, push_folder, resolve_model
+from .hub import HubError, push_folder
 
 KINDS = ("models", "losses", "datasets", "metrics")
 
@@ -86,10 +86,13 @@ def _device(name: str) -> str:
 
 
 def load_model(spec: str, device: str = "cpu", untrained: bool = False):
-    """``spec`` through the one resolver (``ganzoo.hub.resolve_model``), on ``device``.
+    """``spec`` through the one resolver (``ganzoo._factory.resolve_model``), on ``device``.
 
     A bare preset has random weights: refused unless ``untrained`` (then a warning), so that
     nobody writes 50,000 images of noise by mistake."""
+    # Here, not at the top: the factory imports torch, and `ganzoo --help` must not.
+    from ._factory import resolve_model
+
     model, kind = resolve_model(spec)
     if kind == "preset" and "." not in spec.removeprefix("model:"):  # no pretrained tag
         if not untrained:

@@ -21,9 +21,9 @@ import functools
 import types
 import typing
 import warnings
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, Callable, ClassVar, Literal, Union
 
-__all__ = ["Config", "to_dict", "from_dict", "override", "coerce", "close_matches",
+__all__ = ["Config", "to_dict", "from_dict", "override", "coerce", "close_matches", "did_you_mean",
            "upgrade"]
 
 
@@ -84,6 +84,17 @@ def close_matches(name: str, candidates, n: int = 5) -> list[str]:
     return matches[:n]
 
 
+def did_you_mean(name: str, candidates, *, sentence: bool = False,
+                 show: Callable[[str], str] = str) -> str:
+    """The hint for an unknown ``name``: ``"; did you mean a, b?"``, or with ``sentence`` (after
+    a full stop) ``" Did you mean: a, b?"``; ``""`` when nothing in ``candidates`` is close.
+    ``show`` renders each match (e.g. as a path)."""
+    near = [show(m) for m in close_matches(name, candidates)]
+    if not near:
+        return ""
+    return f" Did you mean: {', '.join(near)}?" if sentence else f"; did you mean {', '.join(near)}?"
+
+
 def to_dict(config) -> dict[str, Any]:
     """A JSON-serialisable dict of a dataclass config (tuples become lists)."""
 
@@ -116,8 +127,7 @@ def from_dict(cls, data: dict[str, Any]):
 
 
 def _unknown_msg(cls, key, names) -> str:
-    near = close_matches(key, names)
-    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    hint = did_you_mean(key, names)
     return f"{cls.__name__} has no field '{key}'{hint} (fields: {', '.join(sorted(names))})"
 
 

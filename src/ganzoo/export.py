@@ -15,7 +15,6 @@ from typing import Literal
 
 from ._io import atomic_dir
 from ._progress import progress_bar
-from .hub import resolve_model
 
 __all__ = ["FORMATS", "check_exportable", "export"]
 
@@ -42,6 +41,9 @@ def export(source, out: str | os.PathLike, to: Format = "diffusers", *,
     sampler (``config.sampler``); ``ema=False`` exports the live weights. An existing ``out``
     is refused unless ``overwrite``. ``progress``: its two stages, load and write
     (:mod:`ganzoo._progress`)."""
+    # Here, not at the top: the factory imports torch, and `ganzoo --help` must not.
+    from ._factory import resolve_model
+
     name = getattr(source, "preset", None) or os.fspath(source)
     with progress_bar(total=2, desc=f"loading {name}", unit="stage", enabled=progress) as bar:
         model, kind = resolve_model(source)

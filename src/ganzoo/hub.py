@@ -9,26 +9,54 @@ A saved model is a folder holding
 Loading never unpickles, rebuilds the preset from ``config.json`` and loads strictly. Hub
 transfers go through ``huggingface_hub`` (``snapshot_download``, ``HfApi.upload_folder``), so
 ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_HOME`` and tokens behave as everywhere else.
+
+The weights of the pretrained networks that metrics and losses use (Inception, LPIPS, VGG) are
+found here too (:func:`fetch_weights`: an argument, an environment variable, torch's hub cache,
+a download). This module imports no model: a model is duck-typed (``preset``, ``family``,
+``config``, ``state_dict``), and a saved one is rebuilt through the registry. Turning "which
+model" into a model is :mod:`ganzoo._factory`'s.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
+from . import config as cfg
 from ._io import atomic_path, atomic_write_text, load_state_dict
+from ._version import __version__
+from .config import did_you_mean
+from .modelcard import model_card
+from .registry import MODELS
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 
 __all__ = ["save_pretrained", "from_pretrained", "load_weights", "push_to_hub", "push_folder",
-           "resolve_folder", "resolve_model", "split_revision", "HubError", "WEIGHTS_NAME",
-           "CONFIG_NAME"]
+           "resolve_folder", "read_config", "is_model_folder", "check_path_like", "split_revision",
+           "fetch_weights", "weights_cache_path", "torch_hub_checkpoints", "WeightsError", "WeightsDownloadError",
+           "HubError", "WEIGHTS_NAME", "CONFIG_NAME"]
+
+
+class WeightsError(RuntimeError):
+    """A pretrained network's weights (a feature extractor, LPIPS, VGG) are neither on disk nor
+    downloadable; the message says how to supply the file."""
+
+
+class WeightsDownloadError(WeightsError):
+    """:func:`fetch_weights` found no file and could not download one; ``url``, ``cache_path``
+    and ``reason`` (the download error, one line) say what to tell the user."""
+
+    def __init__(self, url: str, cache_path: Path, reason: str):
+        super().__init__(f"{cache_path} is absent and downloading {url} failed ({reason})")
+        self.url, self.cache_path, self.reason = url, cache_path, reason
 
 
 class HubError(RuntimeError):
@@ -110,9 +138,6 @@ def save_pretrained(model, save_directory, *, push_to_hub: bool = False,
     import torch
     from safetensors.torch import save_model
 
-    from . import __version__, config as cfg
-    from .modelcard import model_card
-
     push = {k: kwargs.pop(k) for k in PUSH_KWARGS if k in kwargs}
     if push and not push_to_hub:
         raise TypeError(f"{', '.join(push)}: push options need push_to_hub=True")
@@ -154,6 +179,12 @@ def save_pretrained(model, save_directory, *, push_to_hub: bool = False,
     return folder
 
 
+def is_model_folder(path: str | os.PathLike) -> bool:
+    """``path`` holds a saved model itself (``config.json`` and ``model.safetensors``)."""
+    path = Path(path)
+    return (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
+
+
 def _model_folder(folder: Path) -> Path:
     """A saved-model folder, or a trainer run folder (``OUT``, whose own config.json is the run
     config and whose weights are in ``final/``), which means its ``final/``."""
@@ -187,7 +218,7 @@ def resolve_folder(source: str | os.PathLike, revision: str | None = None, *,
     elif os.path.isdir(source):
         return _model_folder(Path(source))
     source, revision = split_revision(source, revision)
-    _check_path_like(source)
+    check_path_like(source)
     if os.path.exists(source) or source.count("/") != 1:
         raise FileNotFoundError(
             f"'{source}' is neither a folder with {WEIGHTS_NAME} and {CONFIG_NAME} "
@@ -199,7 +230,7 @@ def resolve_folder(source: str | os.PathLike, revision: str | None = None, *,
                                  cache_dir=cache_dir, force_download=force_download,
                                  local_files_only=local_files_only,
                                  allow_patterns=[WEIGHTS_NAME, CONFIG_NAME, CARD_NAME],
-                                 library_name="ganzoo", library_version=_version())
+                                 library_name="ganzoo", library_version=__version__)
     except Exception as e:  # noqa: BLE001 - filtered: only transfer errors are translated
         if not _is_transfer_error(e):
             raise
@@ -217,37 +248,30 @@ def looks_like_path(source: str) -> bool:
     return "/" in source and bool(first) and os.path.exists(first)
 
 
-def _check_path_like(source: str) -> None:
+def check_path_like(source: str) -> None:
     """FileNotFoundError "no such folder", with the close matches among its siblings, for a
     path-like ``source`` that is not a folder."""
     path = Path(os.path.expanduser(source))
     if not looks_like_path(source) or path.is_dir():
         return
-    from .config import close_matches
-
     if path.exists():
         raise FileNotFoundError(f"{source} is a file: pass the folder that holds "
                                 f"{WEIGHTS_NAME} and {CONFIG_NAME}")
     parent = path.parent
     siblings = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
-    near = [os.path.join(os.path.dirname(source.rstrip("/")), name)
-            for name in close_matches(path.name, siblings)]
+    near = did_you_mean(path.name, siblings, sentence=True,
+                        show=lambda name: os.path.join(os.path.dirname(source.rstrip("/")), name))
     if not parent.is_dir():
         hint = f" ({parent} does not exist either)"
     elif near:
-        hint = f". Did you mean: {', '.join(near)}?"
+        hint = "." + near
     else:
         hint = f" (nor anything like it in {parent})"
     raise FileNotFoundError(f"{source}: no such folder{hint}")
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _read_config(folder: Path) -> dict:
+def read_config(folder: Path) -> dict:
+    """The ``config.json`` of a saved-model folder, checked to name a preset and a config."""
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: not a ganzoo model folder")
@@ -296,60 +320,20 @@ def from_pretrained(source: str | os.PathLike, revision: str | None = None, *,
                     local_files_only: bool = False, **overrides):
     """Rebuild a saved model from a folder, a run folder or a Hub repo id and load its weights
     strictly. The download keywords are ModelHubMixin's (``snapshot_download``'s); the rest
-    override config fields."""
-    from .registry import MODELS
-
+    override config fields. The model is rebuilt through the registry, so this module imports
+    no model."""
     folder = resolve_folder(source, revision, token=token, cache_dir=cache_dir,
                             force_download=force_download, local_files_only=local_files_only)
-    data = _read_config(folder)
+    data = read_config(folder)
     preset = data["preset"]
     if preset not in MODELS:
-        from .config import close_matches
-
-        near = close_matches(str(preset), MODELS.names())
-        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        near = did_you_mean(str(preset), MODELS.names())
+        hint = f" ({near[2:]})" if near else ""
         raise KeyError(f"{folder / CONFIG_NAME} names preset '{preset}', which is not a "
                        f"registered ganzoo model{hint}; is the plugin that provides it installed?")
     model = MODELS.build(preset, **{**data["config"], **overrides})
     load_weights(model, folder / WEIGHTS_NAME)
     return model
-
-
-def resolve_model(spec, revision: str | None = None, **overrides):
-    """The one resolver of "which model": returns ``(model, kind)``.
-
-    ``spec`` is a model object (``kind="object"``), ``model:NAME`` or a registered preset
-    name, with an optional ``.tag`` (``"preset"``: built fresh, so untrained unless the tag
-    names pretrained weights), a saved folder, a trainer run folder (its ``final/``) or
-    ``local-dir:PATH`` (``"folder"``), or a Hub repo id, ``org/name`` or
-    ``hf-hub:org/name[@revision]`` (``"hub"``). ``overrides`` replace config fields. The CLI,
-    ``ganzoo.build("hf-hub:...")``, evaluate, ``generate_folder`` and ``ganzoo sample`` all go
-    through here.
-    """
-    from . import build
-    from .models.base import GenerativeModel
-    from .registry import MODELS
-
-    if isinstance(spec, GenerativeModel):
-        return spec, "object"
-    s = os.fspath(spec)
-    if s.startswith("model:"):
-        return build(s[len("model:"):], **overrides), "preset"
-    if s.startswith("hf-hub:"):
-        return from_pretrained(s, revision, **overrides), "hub"
-    if s.startswith("local-dir:") or os.path.isdir(s):
-        return from_pretrained(s, **overrides), "folder"
-    _check_path_like(s)
-    if s.partition(".")[0] in MODELS:
-        return build(s, **overrides), "preset"
-    if split_revision(s)[0].count("/") == 1 and not s.startswith((".", "/", "~")):
-        return from_pretrained(s, revision, **overrides), "hub"
-    from .config import close_matches
-
-    near = close_matches(s, MODELS.names())
-    hint = f" Did you mean: {', '.join(near)}?" if near else ""
-    raise FileNotFoundError(f"'{s}' is not a model preset, a saved-model folder or a Hub repo "
-                            f"id (org/name).{hint}")
 
 
 def push_to_hub(model, repo_id: str, *, commit_message: str = "Upload ganzoo model",
@@ -380,15 +364,13 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *,
     ``ganzoo.evaluate``, added to it). ``kwargs``: push options of :func:`push_to_hub` and
     card facts (``license``, ``tags``, ...). The folder is loaded first, so a folder that does
     not load is never published."""
-    from .modelcard import model_card
-
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{os.fspath(folder)} is not a folder: pass a saved-model folder "
                                 f"or a trainer run folder (OUT, holding final/)")
     folder = _model_folder(Path(folder))
     push = {k: kwargs.pop(k) for k in PUSH_KWARGS if k in kwargs}
     model = from_pretrained(folder)
-    config = _read_config(folder)
+    config = read_config(folder)
     facts = {**config.get("card", {}), **json.loads(json.dumps(kwargs, default=str))}
     for e in evaluations or []:
         if not isinstance(e, dict) or not isinstance(e.get("metrics"), dict):
@@ -445,3 +427,56 @@ def _upload(folder: Path, repo_id: str, *, commit_message: str = "Upload ganzoo 
             raise
         raise _hub_error(e, "upload", repo_id, branch) from None
     return str(getattr(info, "pr_url", None) or getattr(info, "commit_url", info))
+
+
+def torch_hub_checkpoints() -> Path:
+    """torch's hub cache of weight files, ``$TORCH_HOME/hub/checkpoints``: where torchvision's
+    and torch-fidelity's own downloads put them."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def weights_cache_path(url: str) -> Path:
+    """Where torch's hub cache keeps the file at ``url`` (:func:`torch_hub_checkpoints`)."""
+    return torch_hub_checkpoints() / os.path.basename(url.split("?")[0])
+
+
+def fetch_weights(url: str, path: str | os.PathLike | None = None, *,
+                  env: str | None = None) -> Path:
+    """The local file of a pretrained network's weights (a feature extractor, LPIPS, VGG).
+
+    In order: ``path`` when given; else the file the environment variable ``env`` names; else
+    torch's hub cache (:func:`weights_cache_path`); else a download of ``url`` into that cache.
+    A ``path`` or ``env`` naming no file raises FileNotFoundError saying which; a failed
+    download raises :class:`WeightsDownloadError` (callers turn it into their own "how to supply
+    the file" message).
+    """
+    import torch
+
+    source = path if path is not None else ((os.environ.get(env) or None) if env else None)
+    if source is not None:
+        file = Path(os.path.expanduser(os.fspath(source)))
+        if not file.is_file():
+            origin = "the weights argument" if path is not None else f"${env}"
+            raise FileNotFoundError(f"weights file {file} (from {origin}) does not exist")
+        return file
+    cached = weights_cache_path(url)
+    if cached.is_file():
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(cached), progress=False)
+    except Exception as e:  # noqa: BLE001 - URLError, HTTPError, socket errors, ssl, ...
+        raise WeightsDownloadError(url, cached, f"{type(e).__name__}: {e}") from e
+    return cached
+
+
+def __getattr__(name: str):
+    # ganzoo 0.1 had the parser of "which model" here; it builds models, so it now lives in
+    # ganzoo._factory, above the models. The old name warns for a release.
+    if name == "resolve_model":
+        warnings.warn("ganzoo.hub.resolve_model is now ganzoo._factory.resolve_model; the old "
+                      "name will be removed", DeprecationWarning, stacklevel=2)
+        return importlib.import_module("ganzoo._factory").resolve_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

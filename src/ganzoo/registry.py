@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import close_matches
+from .config import did_you_mean
 
-__all__ = ["Registry", "Entry", "MODELS", "LOSSES", "DATASETS", "METRICS", "PluginWarning"]
+__all__ = ["Registry", "Entry", "MODELS", "LOSSES", "DATASETS", "METRICS", "PluginWarning",
+           "list_models", "list_losses", "list_datasets", "list_metrics", "build_loss",
+           "build_dataset", "build_metric"]
 
 
 class PluginWarning(UserWarning):
@@ -209,8 +211,7 @@ class Registry:
     def entry(self, name: str) -> Entry:
         entries = self._entries(warn=False)
         if name not in entries:
-            near = close_matches(name, entries)
-            hint = f" Did you mean: {', '.join(near)}?" if near else ""
+            hint = did_you_mean(name, entries, sentence=True)
             raise KeyError(f"Unknown ganzoo {self.kind} '{name}'.{hint} "
                            f"See ganzoo.list_{self.plural}() for all {len(entries)}.")
         return entries[name]
@@ -268,3 +269,32 @@ register_model = MODELS.register
 register_loss = LOSSES.register
 register_dataset = DATASETS.register
 register_metric = METRICS.register
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model presets (built-ins and plugins), sorted; ``pattern`` is fnmatch-style."""
+    return MODELS.names(pattern)
+
+
+def list_losses(pattern: str | None = None) -> list[str]:
+    return LOSSES.names(pattern)
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    return DATASETS.names(pattern)
+
+
+def list_metrics(pattern: str | None = None) -> list[str]:
+    return METRICS.names(pattern)
+
+
+def build_loss(name: str, **kwargs):
+    return LOSSES.build(name, **kwargs)
+
+
+def build_dataset(name: str, **kwargs):
+    return DATASETS.build(name, **kwargs)
+
+
+def build_metric(name: str, **kwargs):
+    return METRICS.build(name, **kwargs)

@@ -27,7 +27,7 @@ import torch
 
 from ._io import atomic_path, atomic_write_json, to_uint8
 from ._progress import Interrupted, interruptible, progress_bar
-from .hub import resolve_model
+from ._factory import resolve_model
 from .models.base import DONOR, INPUT
 
 __all__ = ["sample_to_folder", "generate_folder", "Interrupted", "IMAGE_EXTENSIONS"]
@@ -208,7 +208,7 @@ def generate_folder(model, src_dir, out, *, batch_size: int = 8,
     """Apply the model's task to every image of ``src_dir`` (not recursive), one output per
     input with the same stem, into a folder or a path ending in ``.zip`` (flat).
 
-    ``model``: a model or anything :func:`ganzoo.hub.resolve_model` takes. ``image_size``:
+    ``model``: a model or anything :func:`ganzoo._factory.resolve_model` takes. ``image_size``:
     the (H, W) or side inputs are resized to (bicubic; default the model's ``image_size``; 0
     keeps each image's size, which the network must accept). ``fmt``: ``"png"`` (default
     for a folder) or ``"jpg"`` (default for a ``.zip``, at ``quality``). ``donor``: for

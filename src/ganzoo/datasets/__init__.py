@@ -11,6 +11,8 @@ Every dataset yields dicts; batches are dicts of stacked tensors. Images are flo
 A model lists the keys it reads in ``batch_keys``; the trainer refuses a dataset without them.
 """
 
+from ..registry import build_dataset
+
 
 def dataset_kwargs_for(model) -> dict:
     """Dataset options that make images fit ``model.image_size`` (H, W): ``resolution`` (the
@@ -26,9 +28,7 @@ def example_batch(model, n: int, seed: int = 0, **overrides) -> dict:
     """``n`` items of ``model.default_dataset`` at the model's size, stacked into a batch."""
     import torch
 
-    import ganzoo
-
     kwargs = {**dataset_kwargs_for(model), "size": max(n, 1), "seed": seed, **overrides}
-    ds = ganzoo.build_dataset(model.default_dataset, **kwargs)
+    ds = build_dataset(model.default_dataset, **kwargs)
     items = [ds[i] for i in range(n)]
     return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}

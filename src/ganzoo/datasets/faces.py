@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_path, atomic_write_text
-from .._progress import interruptible
+from .._progress import interruptible, progress_bar
+from .folders import _extensions
 
 __all__ = ["REFERENCE_LANDMARKS", "INSTALL", "reference_landmarks", "fit_alignment",
            "align_face", "FaceDetector", "PrepareSummary", "prepare_faces"]
@@ -238,8 +239,6 @@ def _output_path(dst: Path, rel: str) -> Path:
 
 def _list_sources(src: Path, dst: Path) -> list[str]:
     """Relative POSIX paths of the image files under ``src``, sorted, leaving out ``dst``."""
-    from .folders import _extensions
-
     exts = _extensions()
     try:  # a DST inside SRC: its crops are outputs, not photographs to align
         inner = dst.resolve().relative_to(src.resolve()).as_posix() + "/"
@@ -390,7 +389,5 @@ def _run(todo, size: int, workers: int, device: str, detector):
 
 
 def _progress(results, total: int, progress: bool | None):
-    from .._progress import progress_bar
-
     return progress_bar(results, total=total, unit="img", desc="aligning faces",
                         enabled=progress)

@@ -16,8 +16,9 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
+from ..config import did_you_mean
 from ..registry import register_dataset
-from .transforms import Augment, load_transform
+from .transforms import Augment, augment_fn, load_transform
 
 __all__ = ["ImageFolderDataset", "CelebADataset", "UnpairedFolderDataset", "list_images"]
 
@@ -176,11 +177,8 @@ class CelebADataset(Dataset):
         lines = attr_file.read_text().splitlines()
         self.attr_names = lines[1].split()
         if attribute not in self.attr_names:
-            from ..config import close_matches
-
-            near = close_matches(attribute, self.attr_names)
             raise KeyError(f"CelebA has no attribute '{attribute}'"
-                           + (f"; did you mean {', '.join(near)}?" if near else "")
+                           + did_you_mean(attribute, self.attr_names)
                            + f" (attributes: {', '.join(self.attr_names)})")
         partition = dict(line.split() for line in part_file.read_text().splitlines() if line)
         col = self.attr_names.index(attribute)
@@ -210,8 +208,6 @@ class CelebADataset(Dataset):
         self.resolution = int(resolution)
         self.keys = ("image_with", "image_without", "attrs") if subset == "pairs" \
             else ("image", "attrs")
-        from .transforms import augment_fn
-
         self._aug = augment_fn(augment)
         self.on_error = on_error
 

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..hub import HubError
 from ..registry import register_dataset
+from .folders import _check_size
 from .transforms import Augment, load_transform
 
 __all__ = ["HFImageDataset", "load_hf"]
@@ -56,8 +58,6 @@ def load_hf(path: str, split: str = "train", name: str | None = None,
     """
     datasets = _import_datasets()
     from datasets.exceptions import DatasetNotFoundError
-
-    from ..hub import HubError
 
     folder = Path(os.path.expanduser(path))
     if folder.is_dir() and _is_saved_to_disk(folder):
@@ -128,8 +128,6 @@ class HFImageDataset(Dataset):
     def __init__(self, dataset, image_column: str = "image", label_column: str | None = None,
                  resolution: int = 64, aspect_ratio: float = 1.0, augment: Augment = "none",
                  size: int | None = None, split: str | None = None, source: str = ""):
-        from .folders import _check_size
-
         datasets = _import_datasets()
         self.height, self.width = _check_size(resolution, aspect_ratio)
         self.resolution = self.height

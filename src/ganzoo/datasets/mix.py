@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..registry import DATASETS, build_dataset, register_dataset
+from .options import check_dataset_options, factory_options
 from .transforms import Augment
-from ..registry import register_dataset
 
 __all__ = ["MixDataset", "mix"]
 
@@ -116,10 +117,6 @@ def mix(sources: list[str | dict], ratio: list[float] | None = None, resolution:
         augment: Augment | None = None, size: int | None = None,
         seed: int = 0) -> MixDataset:
     """Registered datasets mixed in a ratio: ``sources=[aligned/, raw/]``, ``ratio=[1, 1]``."""
-    import ganzoo
-    from ..training.data import _factory_options, check_dataset_options
-    from ..registry import DATASETS
-
     if isinstance(sources, (str, dict)) or not sources:
         raise ValueError(f"mix sources must be a non-empty list, got {sources!r}")
     shared = {"resolution": resolution, "aspect_ratio": aspect_ratio, "augment": augment,
@@ -131,11 +128,11 @@ def mix(sources: list[str | dict], ratio: list[float] | None = None, resolution:
             options = check_dataset_options(name, options)
         except KeyError as e:
             raise KeyError(f"mix sources[{i}]: {e.args[0] if e.args else e}") from None
-        known, var_kw = _factory_options(DATASETS.get(name))
+        known, var_kw = factory_options(DATASETS.get(name))
         for key in _SHARED:
             if shared[key] is not None and key not in options and (key in known or var_kw):
                 options[key] = shared[key]
-        built.append(ganzoo.build_dataset(name, **options))
+        built.append(build_dataset(name, **options))
         names.append(f"sources[{i}] ({name}"
                      + (f" {options['root']}" if "root" in options else "") + ")")
     return MixDataset(built, ratio if ratio is not None else [1.0] * len(built), size, seed,

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import load_tensors
+from ..hub import WeightsDownloadError, WeightsError, fetch_weights, torch_hub_checkpoints
 from ..registry import register_loss
 
 __all__ = ["VGGPerceptualLoss", "PerceptualWeightsError", "VGG16_LAYERS", "ENV_VAR",
@@ -62,7 +63,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class PerceptualWeightsError(RuntimeError):
+class PerceptualWeightsError(WeightsError):
     """VGG-16 weights could not be found or downloaded."""
 
 
@@ -106,23 +107,22 @@ def _features_state_dict(sd: dict[str, torch.Tensor], n: int, source: str):
 
 
 def _imagenet_state_dict() -> tuple[dict[str, torch.Tensor], str]:
+    """``$GANZOO_VGG16_WEIGHTS``, else torchvision's file in torch's hub cache (where
+    torchvision's own download puts it), else that download (:func:`ganzoo.hub.fetch_weights`)."""
     from torchvision.models import VGG16_Weights
 
-    env = os.environ.get(ENV_VAR)
-    cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise PerceptualWeightsError(
-                f"{ENV_VAR}={env} is not a file.\n" + _how_to_supply(cache_dir))
-        return _read_state_dict(path), str(path)
+    url = VGG16_Weights.IMAGENET1K_V1.url
+    cache_dir = torch_hub_checkpoints()
     try:
-        # torchvision's own mechanism: torch.hub cache first, download otherwise
-        return VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=False), "torchvision"
-    except Exception as e:  # noqa: BLE001 - URLError, HTTPError, timeouts, SSL, hash mismatch
+        path = fetch_weights(url, env=ENV_VAR)
+    except FileNotFoundError:
+        raise PerceptualWeightsError(f"{ENV_VAR}={os.environ.get(ENV_VAR)} is not a file.\n"
+                                     + _how_to_supply(cache_dir)) from None
+    except WeightsDownloadError as e:
         raise PerceptualWeightsError(
             "Could not get VGG-16 ImageNet weights for the perceptual loss: download failed "
-            f"({type(e).__name__}: {e}).\n" + _how_to_supply(cache_dir)) from e
+            f"({e.reason}).\n" + _how_to_supply(cache_dir)) from e
+    return _read_state_dict(path), (str(path) if os.environ.get(ENV_VAR) else "torchvision")
 
 
 class VGGPerceptualLoss(nn.Module):
@@ -196,7 +196,7 @@ class VGGPerceptualLoss(nn.Module):
             if not path.is_file():
                 raise PerceptualWeightsError(
                     f"weights={self.weights!r} is not a file, nor 'imagenet' or 'random'.\n"
-                    + _how_to_supply(Path(torch.hub.get_dir()) / "checkpoints"))
+                    + _how_to_supply(torch_hub_checkpoints()))
             sd, source = _read_state_dict(path), str(path)
         sd = _features_state_dict(sd, n, source)
         try:

@@ -10,17 +10,62 @@ A metric declares what it consumes, and the evaluation loop feeds it exactly tha
 
 ``compute`` returns ``{name: float}``. The evaluation adds the extractor tag
 (``fd@dinov2-vit-s-14``) and the task-output suffix (``fid/bu``) itself.
+
+What the evaluation needs from a model is :class:`EvaluatedModel`, stated here as a
+``typing.Protocol`` (as torch-fidelity's ``generative_model_base.py`` states its own), so that
+``ganzoo.metrics`` imports no model module; every ganzoo family satisfies it.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Iterator, Literal, Protocol
 
 import torch
 
 from .gaussian import as_float64, mean_and_factor
 
-__all__ = ["Metric", "FeatureMetric", "SampleMetric", "PairedMetric", "RealFeatures"]
+__all__ = ["Metric", "FeatureMetric", "SampleMetric", "PairedMetric", "RealFeatures",
+           "EvaluatedModel", "is_evaluated_model"]
+
+
+class EvaluatedModel(Protocol):
+    """The model interface :func:`ganzoo.evaluate` drives (``ganzoo.models.base.GenerativeModel``
+    implements it).
+
+    ``generate(batch, n, generator)`` returns the scored outputs by name, each (n, C, H, W) in
+    [-1, 1]; ``eval_references`` maps each output name to the dataset overrides that give its
+    reference view; ``task`` is ``"sample"`` for a model that needs no input batch;
+    ``image_size`` is (H, W), the size the reference is drawn at; ``inference()`` is the
+    no-grad, eval-mode context generation runs in.
+    """
+
+    preset: str | None
+    family: str
+    task: str
+    eval_references: dict[str, dict[str, Any]]
+
+    @property
+    def image_size(self) -> tuple[int, int]: ...
+
+    def generate(self, batch: dict[str, torch.Tensor] | None, n: int,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]: ...
+
+    def inference(self) -> AbstractContextManager: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def to(self, device) -> EvaluatedModel: ...
+
+
+# Looked up on the class, so that no property (image_size) runs for the check.
+_MODEL_ATTRIBUTES = ("generate", "inference", "eval_references", "task", "family", "image_size")
+
+
+def is_evaluated_model(obj) -> bool:
+    """``obj`` is a module with :class:`EvaluatedModel`'s members."""
+    return isinstance(obj, torch.nn.Module) and all(
+        hasattr(type(obj), name) for name in _MODEL_ATTRIBUTES)
 
 
 class RealFeatures:

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from .._io import atomic_path
+
 FORMAT = "ganzoo-real-stats-v2"
 
 __all__ = ["cache_root", "cache_path", "load_real", "save_real", "CACHE_ENV", "FORMAT"]
@@ -84,8 +86,6 @@ def load_real(key: dict[str, Any], cache_dir=None):
 def save_real(key: dict[str, Any], features: torch.Tensor, mu, sigma, sigma_factor,
               cache_dir=None) -> Path:
     from safetensors.torch import save_file
-
-    from .._io import atomic_path
 
     path = cache_path(key, cache_dir)
     tensors = {"features": features.contiguous(),

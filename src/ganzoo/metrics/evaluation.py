@@ -24,6 +24,7 @@ from .._io import atomic_write_json
 from .._progress import progress_bar
 from ..datasets import dataset_kwargs_for
 from ..registry import METRICS
+from .._version import __version__
 from . import cache as _cache
 from .base import FeatureMetric, Metric, PairedMetric, RealFeatures, SampleMetric
 from .distributed import all_min, gather_rows, rank_world
@@ -524,8 +525,6 @@ def _protocol(metric_objs, extractor, resizer, plan: _Plan, details, dkw, step, 
               batch_size, world) -> EvalProtocol:
     import torch_fidelity
 
-    import ganzoo
-
     def one(key):
         values = {o: d.get(key) for o, d in details.items()}
         distinct = {json.dumps(v, default=str) for v in values.values()}
@@ -534,9 +533,9 @@ def _protocol(metric_objs, extractor, resizer, plan: _Plan, details, dkw, step, 
     feature = any(isinstance(m, FeatureMetric) for m in metric_objs)
     model = plan.model
     return EvalProtocol(
-        ganzoo_version=ganzoo.__version__,
+        ganzoo_version=__version__,
         implementation="torch-fidelity" if feature else "ganzoo",
-        implementation_version=torch_fidelity.__version__ if feature else ganzoo.__version__,
+        implementation_version=torch_fidelity.__version__ if feature else __version__,
         metrics={m.name: m.config() for m in metric_objs},
         feature_extractor=extractor.name if extractor else None,
         feature_extractor_weights=extractor.weights_source if extractor else None,

@@ -35,6 +35,9 @@ from typing import Any, Callable
 
 import torch
 
+from .._io import load_tensors
+from ..config import did_you_mean
+from ..hub import WeightsDownloadError, WeightsError, fetch_weights
 from ..registry import Registry
 
 __all__ = [
@@ -53,8 +56,9 @@ INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.
                  "weights-inception-2015-12-05-6726825d.pth")
 
 
-class FeatureExtractorWeightsError(RuntimeError):
-    """The feature extractor's weights are neither on disk nor downloadable."""
+# The feature extractor's weights are neither on disk nor downloadable: the error every
+# pretrained network's weights raise (ganzoo.hub.WeightsError), under the name this module had.
+FeatureExtractorWeightsError = WeightsError
 
 
 class FeatureExtractor:
@@ -171,25 +175,18 @@ def resolve_inception_weights(weights: str | os.PathLike | None = None) -> Path:
     torch-fidelity itself keeps the file), then a download into that cache. Raises
     :class:`FeatureExtractorWeightsError` with instructions when none of these works.
     """
-    source = weights if weights is not None else os.environ.get(WEIGHTS_ENV) or None
-    if source is not None:
-        path = Path(os.path.expanduser(os.fspath(source)))
-        if not path.is_file():
-            origin = "feature_extractor_weights" if weights is not None else f"${WEIGHTS_ENV}"
-            raise FileNotFoundError(f"Inception weights file {path} (from {origin}) does not "
-                                    f"exist; download {INCEPTION_URL} and point to it")
-        return path
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(INCEPTION_URL)
-    if cached.is_file():
-        return cached
-    cached.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(INCEPTION_URL, str(cached), progress=False)
-    except Exception as e:  # noqa: BLE001 - URLError, HTTPError, socket errors, ssl, ...
+        return fetch_weights(INCEPTION_URL, weights, env=WEIGHTS_ENV)
+    except FileNotFoundError:
+        source = weights if weights is not None else os.environ[WEIGHTS_ENV]
+        path = Path(os.path.expanduser(os.fspath(source)))
+        origin = "feature_extractor_weights" if weights is not None else f"${WEIGHTS_ENV}"
+        raise FileNotFoundError(f"Inception weights file {path} (from {origin}) does not "
+                                f"exist; download {INCEPTION_URL} and point to it") from None
+    except WeightsDownloadError as e:
         raise FeatureExtractorWeightsError(_offline_message(
             "Inception-v3 (FID)", INCEPTION_URL, WEIGHTS_ENV,
-            f"{cached} is absent and downloading failed ({type(e).__name__}: {e})")) from None
-    return cached
+            f"{e.cache_path} is absent and downloading failed ({e.reason})")) from None
 
 
 def _check_weights_file(path: Path) -> None:
@@ -199,8 +196,6 @@ def _check_weights_file(path: Path) -> None:
     ``weights_only=True`` first guarantees the file holds tensors only (ganzoo never unpickles
     arbitrary objects).
     """
-    from .._io import load_tensors
-
     state = load_tensors(path, "feature-extractor weights")
     if not isinstance(state, dict):
         raise ValueError(f"feature-extractor weights {path} hold a {type(state).__name__}, "
@@ -369,8 +364,6 @@ class EfficientNetLite0Extractor(FeatureExtractor):
             else efficientnet_lite0_weights()
         if not path.is_file():
             raise FileNotFoundError(f"EfficientNet-Lite0 weights file {path} does not exist")
-        from .._io import load_tensors
-
         source = load_tensors(path, "EfficientNet-Lite0 weights")
         net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         target = net.state_dict()
@@ -462,11 +455,8 @@ def build_feature_extractor(name: str = DEFAULT_EXTRACTOR, weights=None,
         from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
         if name not in FEATURE_EXTRACTORS_REGISTRY:
-            from ..config import close_matches
-
             names = list_feature_extractors()
-            near = close_matches(name, names)
-            hint = f" Did you mean: {', '.join(near)}?" if near else ""
+            hint = did_you_mean(name, names, sentence=True)
             raise KeyError(f"Unknown feature extractor '{name}'.{hint} Known: {', '.join(names)}")
         extractor = TorchFidelityExtractor(name, weights=weights, device=device)
     _INSTANCES[key] = extractor

@@ -2,9 +2,10 @@
 
 ``generated`` and ``reference`` may each be
 
-- a :class:`~ganzoo.models.base.GenerativeModel` (sampled on the fly, nothing written to disk);
+- a model (:class:`~ganzoo.metrics.base.EvaluatedModel`: sampled on the fly, nothing written to
+  disk);
 - a string: ``"model:NAME"``, ``"dataset:NAME"``, ``"folder:PATH"`` or ``"hf-hub:org/name"``
-  say what they are; otherwise a saved-model folder (``config.json`` + ``model.safetensors``),
+  say what they are (models are parsed by :func:`ganzoo._factory.resolve_model`); otherwise a saved-model folder (``config.json`` + ``model.safetensors``),
   an image folder, a registered dataset name or a registered model preset, tried in that order
   (for ``reference`` datasets are tried before presets, for ``generated`` presets first);
 - a ``torch.utils.data.Dataset`` (items: tensors, ``(tensor, label)`` tuples or ganzoo dicts);
@@ -23,6 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .._factory import resolve_model
+from ..config import did_you_mean
+from ..hub import is_model_folder
+from ..registry import build_dataset, list_datasets, list_models
+from .base import is_evaluated_model
 
 __all__ = ["ImageSource", "TensorSource", "DatasetSource", "FolderSource", "DatasetRef",
            "resolve_input", "is_model", "IMAGE_EXTENSIONS"]
@@ -176,9 +183,7 @@ class DatasetRef:
         self.image_key = image_key
 
     def build(self, overrides: dict[str, Any] | None = None):
-        import ganzoo
-
-        return ganzoo.build_dataset(self.name, **{**self.kwargs, **(overrides or {})})
+        return build_dataset(self.name, **{**self.kwargs, **(overrides or {})})
 
     def view(self, overrides: dict[str, Any] | None = None) -> DatasetSource:
         kwargs = {**self.kwargs, **(overrides or {})}
@@ -197,25 +202,17 @@ def _fmt_kwargs(kwargs: dict) -> str:
 
 
 def is_model(obj) -> bool:
-    from ..models.base import GenerativeModel
-
-    if isinstance(obj, GenerativeModel):
+    """A model (:class:`~ganzoo.metrics.base.EvaluatedModel`), or a DDP / Accelerate wrapper of
+    one."""
+    if is_evaluated_model(obj):
         return True
     inner = getattr(obj, "module", None)  # DDP / accelerate wrappers
-    return isinstance(obj, torch.nn.Module) and isinstance(inner, GenerativeModel)
-
-
-def _is_model_folder(path: Path) -> bool:
-    from ..hub import CONFIG_NAME, WEIGHTS_NAME
-
-    return (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
+    return isinstance(obj, torch.nn.Module) and is_evaluated_model(inner)
 
 
 def resolve_input(obj, role: str, dataset_kwargs: dict[str, Any] | None = None,
                   resolution: int | tuple[int, int] | None = None, image_key: str | None = None):
     """``("model", model)``, ``("dataset", DatasetRef)`` or ``("images", ImageSource)``."""
-    import ganzoo
-
     if obj is None:
         return None
     if is_model(obj):
@@ -231,8 +228,6 @@ def resolve_input(obj, role: str, dataset_kwargs: dict[str, Any] | None = None,
         raise TypeError(f"cannot evaluate a {type(obj).__name__} as {role}: pass a model, a "
                         f"preset name, a model or image folder, a dataset name, a Dataset or a "
                         f"tensor")
-    from ..hub import resolve_model
-
     s = os.fspath(obj)
     kind, _, rest = s.partition(":")
     if kind in ("model", "hf-hub") and rest:
@@ -243,19 +238,16 @@ def resolve_input(obj, role: str, dataset_kwargs: dict[str, Any] | None = None,
         return "images", FolderSource(rest, resolution)
     path = Path(os.path.expanduser(s))
     if path.is_dir():
-        if _is_model_folder(path):
+        if is_model_folder(path):
             return "model", resolve_model(path)[0]
         return "images", FolderSource(path, resolution)
     base = s.partition(".")[0]
-    in_datasets = s in ganzoo.list_datasets()
-    in_models = base in ganzoo.list_models()
+    in_datasets = s in list_datasets()
+    in_models = base in list_models()
     if in_datasets and (role == "reference" or not in_models):
         return "dataset", DatasetRef(s, dataset_kwargs, image_key)
     if in_models:
         return "model", resolve_model(s)[0]
-    from ..config import close_matches
-
-    near = close_matches(s, ganzoo.list_datasets() + ganzoo.list_models())
-    hint = f" Did you mean: {', '.join(near)}?" if near else ""
+    hint = did_you_mean(s, list_datasets() + list_models(), sentence=True)
     raise FileNotFoundError(f"{role} '{s}' is not a folder, a registered dataset or a model "
                             f"preset.{hint}")

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from .. import config as cfg
+from .. import config as cfg, hub
 
 __all__ = ["GenerativeModel", "SquareImages", "OptimizerSpec", "Batch", "SharedForward",
            "SHARED_FORWARD", "INPUT", "DONOR"]
@@ -431,17 +431,13 @@ class GenerativeModel(nn.Module):
                         repo_id: str | None = None, **kwargs):
         """Weights, config and card into ``save_directory`` (see :func:`ganzoo.hub.save_pretrained`,
         whose keywords match huggingface_hub's ModelHubMixin)."""
-        from ..hub import save_pretrained
-
-        return save_pretrained(self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id,
+        return hub.save_pretrained(self, save_directory, push_to_hub=push_to_hub, repo_id=repo_id,
                                **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload to the Hub in one commit (see :func:`ganzoo.hub.push_to_hub`: ``private``,
         ``token``, ``branch``, ``create_pr``, ``allow_patterns``, ... and card facts)."""
-        from ..hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+        return hub.push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, revision: str | None = None,
@@ -449,10 +445,9 @@ class GenerativeModel(nn.Module):
                         force_download: bool = False, local_files_only: bool = False,
                         **overrides):
         """``Family.from_pretrained(folder_or_repo_id)``, as on a ModelHubMixin class: loads
-        through :func:`ganzoo.hub.from_pretrained` and checks the saved model is a ``cls``."""
-        from ..hub import from_pretrained
-
-        model = from_pretrained(pretrained_model_name_or_path, revision, token=token,
+        through :func:`ganzoo.hub.from_pretrained` (which rebuilds the saved preset through the
+        registry) and checks the saved model is a ``cls``."""
+        model = hub.from_pretrained(pretrained_model_name_or_path, revision, token=token,
                                 cache_dir=cache_dir, force_download=force_download,
                                 local_files_only=local_files_only, **overrides)
         if not isinstance(model, cls):

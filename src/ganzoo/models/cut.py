@@ -78,7 +78,7 @@ from ..layers.diffaugment import DiffAugment, parse_policy
 from ..layers.patchgan import PatchGANDiscriminator
 from ..losses.adversarial import feature_matching_loss, r1_penalty
 from ..losses.patchnce import nonfinite_flag, patchnce_loss
-from ..registry import LOSSES, register_model
+from ..registry import build_loss, register_model
 from .base import INPUT, Batch, GenerativeModel, OptimizerSpec
 
 __all__ = ["CUTConfig", "ResnetGenerator", "PatchProjector", "CUT", "rgb_to_lab"]
@@ -465,8 +465,7 @@ class CUT(GenerativeModel):
         self.projector = PatchProjector([self.generator.layer_channels[i] for i in c.nce_layers],
                                         c.projector_channels, c.init_gain)
         self.discriminator = MultiScaleDiscriminator(c)
-
-        self._adv = LOSSES.build(c.adv_loss)
+        self._adv = build_loss(c.adv_loss)
         self.augment = DiffAugment(c.diffaugment)  # of the discriminator's inputs
     @property
     def image_size(self) -> tuple[int, int]:

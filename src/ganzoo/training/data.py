@@ -9,58 +9,17 @@ or resuming, and the training RNG (torch's) is saved and restored around the loa
 
 from __future__ import annotations
 
-import inspect
 import random
-import typing
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .. import config as cfg
+from ..datasets.options import check_dataset_options, factory_options as _factory_options
 
 __all__ = ["build_dataset", "check_batch_keys", "ResumableSampler", "SeededDataset",
            "collate_items"]
-
-
-def _factory_options(factory) -> tuple[dict[str, Any], bool]:
-    """Annotations of a dataset factory's keyword options, and whether it takes ``**kwargs``."""
-    try:
-        sig = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return {}, True
-    try:
-        hints = typing.get_type_hints(factory)
-    except Exception:  # noqa: BLE001 - unresolvable annotations: skip type checks
-        hints = {}
-    options, var_kw = {}, False
-    for name, p in sig.parameters.items():
-        if p.kind is p.VAR_KEYWORD:
-            var_kw = True
-        elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-            options[name] = hints.get(name, Any)
-    return options, var_kw
-
-
-def check_dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Type-check ``options`` against the factory of dataset ``name``; unknown keys raise."""
-    from ..registry import DATASETS
-
-    factory = DATASETS.get(name)
-    known, var_kw = _factory_options(factory)
-    checked = {}
-    for key, value in options.items():
-        if key not in known:
-            if var_kw:
-                checked[key] = value
-                continue
-            near = cfg.close_matches(key, known)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            raise KeyError(f"dataset '{name}' has no option '{key}'{hint} "
-                           f"(options: {', '.join(sorted(known)) or 'none'})")
-        checked[key] = cfg.coerce(value, known[key], f"data.{key}")
-    return checked
 
 
 def build_dataset(name: str, options: dict[str, Any], model=None) -> Dataset:

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._io import atomic_path, save_grid
-from ...registry import DATASETS
+from ...registry import build_dataset
 from .inversion import invert
 from .layout import BLOB_KEYS, LAYOUT_KEYS
 
@@ -87,8 +87,8 @@ def train_decision_model(dataset: str = "shapes_scenes", *, resolution: int = 32
                          device: str | torch.device = "cpu") -> TinyDecisionCNN:
     """Train :class:`TinyDecisionCNN` on the ``label`` of ``n_images`` images of an embedded
     dataset (rendered once), for ``steps`` minibatches; returned in eval mode, frozen."""
-    data = DATASETS.build(dataset, resolution=resolution, aspect_ratio=aspect_ratio,
-                          size=n_images, seed=seed)
+    data = build_dataset(dataset, resolution=resolution, aspect_ratio=aspect_ratio,
+                         size=n_images, seed=seed)
     items = data.render(list(range(n_images)))
     images, labels = items["image"].to(device), items["label"].to(device)
     g = torch.Generator().manual_seed(seed)
