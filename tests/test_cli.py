@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -165,3 +166,15 @@ def test_queue_copy_asks_for_paths_only_where_there_are_some(tmp_path, capsys, n
     assert main(["queue", "copy", name, str(tmp_path) + "/"]) == 0
     out = capsys.readouterr().out
     assert needle in out and (tmp_path / f"{name}.yaml").is_file(), out
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`ganzoo list | head -1`: the reader closes the pipe (here before the first line, so the
+    write fails for certain); the command ends quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "ganzoo.cli", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves, as head does
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode in (0, 1)

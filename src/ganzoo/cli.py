@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from ._io import load_json, save_grid
-from ._progress import EXIT_CODES, EXIT_USAGE, report_interrupted
+from ._progress import EXIT_CODES, EXIT_FAILED, EXIT_USAGE, report_interrupted
 from .datasets import example_batch
 from .export import export
+from . import registry
 from .hub import HubError, push_folder
 
 KINDS = ("models", "losses", "datasets", "metrics")
@@ -33,22 +35,21 @@ DELEGATED = {"train": ("ganzoo.train", "main", {"prog": "ganzoo train"}),
 SAMPLING_FLAGS = {"steps": "num_inference_steps", "sampler": "sampler"}
 
 
-def _api():
-    """The public API (listing, ``model_info``), imported on first use: the registry reads
-    entry points, which ``ganzoo --help`` does not need."""
-    import ganzoo
+def _factory():
+    """:mod:`ganzoo._factory` (``model_info``, ``resolve_model``), imported on first use: it
+    imports torch, which ``ganzoo --help`` and ``ganzoo list`` do not need."""
+    from . import _factory
 
-    return ganzoo
+    return _factory
 
 
 def _list(args) -> int:
-    ganzoo = _api()
     if args.markdown:
         if args.kind != "models":
             raise ValueError("--markdown lists models only")
         print(model_table(args.pattern), end="")
         return 0
-    fn = getattr(ganzoo, f"list_{args.kind}")
+    fn = getattr(registry, f"list_{args.kind}")
     for name in fn(args.pattern):
         print(name)
     return 0
@@ -56,11 +57,11 @@ def _list(args) -> int:
 
 def model_table(pattern: str | None = None) -> str:
     """The README's model table, generated from the registry (presets built on ``meta``)."""
-    ganzoo = _api()
+    model_info = _factory().model_info
     rows = ["| preset | family | task | size | params | paper |",
             "| --- | --- | --- | --- | --- | --- |"]
-    for name in ganzoo.list_models(pattern):
-        info = ganzoo.model_info(name)
+    for name in registry.list_models(pattern):
+        info = model_info(name)
         height, width = info["image_size"]
         size = height if height == width else f"{height}x{width}"
         params = f"{info['parameters'] / 1e6:.2f} M"
@@ -71,7 +72,7 @@ def model_table(pattern: str | None = None) -> str:
 
 
 def _info(args) -> int:
-    print(json.dumps(_api().model_info(args.name), indent=2))
+    print(json.dumps(_factory().model_info(args.name), indent=2))
     return 0
 
 
@@ -90,10 +91,7 @@ def load_model(spec: str, device: str = "cpu", untrained: bool = False):
 
     A bare preset has random weights: refused unless ``untrained`` (then a warning), so that
     nobody writes 50,000 images of noise by mistake."""
-    # Here, not at the top: the factory imports torch, and `ganzoo --help` must not.
-    from ._factory import resolve_model
-
-    model, kind = resolve_model(spec)
+    model, kind = _factory().resolve_model(spec)
     if kind == "preset" and "." not in spec.removeprefix("model:"):  # no pretrained tag
         if not untrained:
             raise ValueError(f"'{spec}' is a bare preset: its weights are random. Pass a "
@@ -316,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(argv)
     except KeyboardInterrupt as e:  # a long command's loop says what is complete
         return report_interrupted(f"ganzoo {argv[0]}" if argv else "ganzoo", e)
+    except BrokenPipeError:
+        # `ganzoo list | head`: the reader left. Python's recipe (docs, "Note on SIGPIPE"):
+        # point stdout at devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from ..hub import from_pretrained, load_weights
+from .._factory import build, from_pretrained
+from ..hub import load_weights
 from ..latent import LatentGenerator, interpolation_grid, save_grid
 from ..metrics.evaluation import reference_views
 from ..metrics.extractors import build_feature_extractor, to_uint8
@@ -127,9 +128,7 @@ def load_run_model(info: RunInfo, device: torch.device):
         latest = latest_checkpoint(info.dir)
         if latest is None or not info.config.get("model"):
             raise FileNotFoundError(f"{info.dir} holds no weights yet (no final/, no checkpoint)")
-        import ganzoo  # ganzoo.build: the factory, above this package's imports
-
-        model = ganzoo.build(info.config["model"], **(info.config.get("model_args") or {}))
+        model = build(info.config["model"], **(info.config.get("model_args") or {}))
         load_weights(model, latest[1] / "model.safetensors")
     return model.to(device).eval()
 

@@ -358,11 +358,8 @@ class GenerativeModel(nn.Module):
         if groups is None:
             groups = self.__dict__["_group_names"] = tuple(self.optimizer_groups())
         if group not in groups:
-            from ..config import close_matches
-
-            near = close_matches(group, groups)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            raise KeyError(f"{type(self).__name__} has no optimizer group {group!r}{hint} "
+            raise KeyError(f"{type(self).__name__} has no optimizer group {group!r}"
+                           f"{cfg.did_you_mean(group, groups)} "
                            f"(groups: {', '.join(groups)})")
         return self.loss(group, batch, step)
 
