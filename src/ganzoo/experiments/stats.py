@@ -3,7 +3,8 @@
 One run per experiment ranks noise: a GAN's FID moves by tens between training seeds. Given
 each experiment's per-seed values of one metric, this module gives
 
-- :func:`summarize`: n, mean, sample standard deviation (``ddof = 1``) and the per-seed values;
+- :func:`summarize` (from :mod:`ganzoo._stats`, re-exported here): n, mean, sample standard
+  deviation (``ddof = 1``) and the per-seed values;
 - :func:`difference_interval`: the difference of means (experiment - baseline) with a 95%
   interval, either Welch's t interval (Welch 1947, Satterthwaite 1946), used when each side has
   at least 2 seeds, or a percentile bootstrap (Efron & Tibshirani 1993, ch. 13), used when
@@ -30,12 +31,12 @@ References:
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Literal
 
 import numpy as np
 
+from ganzoo._stats import Summary, finite_values, summarize
 from ganzoo.experiments.runs import metric_direction
 
 __all__ = ["Summary", "Interval", "Comparison", "summarize", "regularized_beta", "t_cdf",
@@ -56,38 +57,6 @@ BOOTSTRAP_RESAMPLES = 10_000
 
 Method = Literal["welch", "bootstrap"]
 Verdict = Literal["differs", "no_difference_shown", "no_spread_known"]
-
-
-# -- one metric over seeds -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Summary:
-    """One metric over seeds: ``std`` is the sample standard deviation (ddof = 1), None for
-    one seed (no spread is known)."""
-
-    n: int
-    mean: float
-    std: float | None
-    values: tuple[float, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mean": self.mean, "std": self.std, "values": list(self.values)}
-
-
-def _finite(values: Iterable[float], what: str = "values") -> tuple[float, ...]:
-    out = tuple(float(v) for v in values)
-    if not out:
-        raise ValueError(f"{what}: no values")
-    bad = [v for v in out if not math.isfinite(v)]
-    if bad:
-        raise ValueError(f"{what}: non-finite values {bad} (drop the failed seeds first)")
-    return out
-
-
-def summarize(values: Iterable[float]) -> Summary:
-    """n, mean, sample standard deviation (None for n = 1) and the values, in their order."""
-    vals = _finite(values)
-    std = statistics.stdev(vals) if len(vals) > 1 else None  # exact sums: 0.0 for equal values
-    return Summary(n=len(vals), mean=math.fsum(vals) / len(vals), std=std, values=vals)
 
 
 # -- Student's t distribution ---------------------------------------------------------------------
@@ -254,8 +223,8 @@ def bootstrap_interval(experiment: Iterable[float], baseline: Iterable[float],
     _check_confidence(confidence)
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    a = np.asarray(_finite(experiment, "experiment"))
-    b = np.asarray(_finite(baseline, "baseline"))
+    a = np.asarray(finite_values(experiment, "experiment"))
+    b = np.asarray(finite_values(baseline, "baseline"))
     rng = np.random.default_rng(seed)
     means_a = a[rng.integers(0, a.size, size=(resamples, a.size))].mean(axis=1)
     means_b = b[rng.integers(0, b.size, size=(resamples, b.size))].mean(axis=1)
@@ -287,7 +256,7 @@ def difference_interval(experiment: Iterable[float], baseline: Iterable[float],
                         resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
     """The interval of mean(experiment) - mean(baseline) by :func:`choose_method`'s method,
     or None with one seed on either side."""
-    a, b = _finite(experiment, "experiment"), _finite(baseline, "baseline")
+    a, b = finite_values(experiment, "experiment"), finite_values(baseline, "baseline")
     method = choose_method(len(a), len(b), bootstrap_min_seeds)
     if method == "bootstrap":
         return bootstrap_interval(a, b, confidence, resamples, seed)

@@ -5,7 +5,9 @@
 
 GENERATED and REFERENCE take the same meanings as in Python: a saved-model folder, a preset
 name, an image folder, a registered dataset name (``model:``, ``dataset:``, ``folder:`` and
-``hf-hub:`` prefixes disambiguate). Prints the result JSON; exits 2 with one line on a
+``hf-hub:`` prefixes disambiguate). Prints the result JSON on stdout; on stderr, a line per
+metric with ``--repeats K`` (mean ± sd over K generation seeds, and the per-seed values) and a
+line per value that is not available, with the reason. Exits 2 with one line on a
 missing-weights or input error, 130 on Ctrl-C (the scheme of ``ganzoo --help``).
 """
 
@@ -19,7 +21,7 @@ from .._progress import EXIT_CODES, EXIT_USAGE, report_interrupted
 from .evaluation import evaluate
 from .extractors import FeatureExtractorWeightsError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "summary_lines"]
 
 
 def _kv(text: str) -> tuple[str, object]:
@@ -58,6 +60,10 @@ def build_parser(prog: str = "ganzoo eval") -> argparse.ArgumentParser:
                    help="evaluate only this model output (repeatable)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step for the protocol")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1, metavar="K",
+                   help="score K generation seeds (--seed, --seed+1, ...) against one "
+                        "reference and report each metric's mean, sample sd and per-seed "
+                        "values (default 1)")
     p.add_argument("--cache-dir", default=None, help="default: $GANZOO_CACHE or ~/.cache/ganzoo")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--device", default=None)
@@ -95,14 +101,42 @@ def _main(argv: list[str] | None) -> int:
             feature_extractor=args.feature_extractor, feature_extractor_weights=args.weights,
             resizer=args.resizer, dataset_kwargs=dict(args.dataset_kwarg), split=args.split,
             resolution=args.resolution, outputs=args.outputs, metric_kwargs=metric_kwargs,
-            step=args.step, seed=args.seed, cache=not args.no_cache, cache_dir=args.cache_dir,
+            step=args.step, seed=args.seed, repeats=args.repeats, cache=not args.no_cache,
+            cache_dir=args.cache_dir,
             device=args.device, out=args.out, progress=args.progress)
     except (FeatureExtractorWeightsError, FileNotFoundError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ganzoo eval: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(result, indent=2, default=str))
+    for line in summary_lines(result):
+        print(line, file=sys.stderr)
     return 0
+
+
+def _num(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def summary_lines(result: dict) -> list[str]:
+    """The readable lines of a result, in the order of its metrics: over K > 1 generation
+    seeds, ``"fid: 41.2 ± 0.611 over 3 generation seeds (0, 1, 2): 40.6, 41.1, 41.8"``; for a
+    value that is not available, ``"kid_std: n/a (reason)"``. No lines for a one-seed result
+    where every value is available."""
+    protocol = result.get("protocol") or {}
+    not_available = protocol.get("not_available") or {}
+    spread = result.get("repeats") or {}
+    seeds = ", ".join(str(s) for s in protocol.get("repeat_seeds") or [])
+    lines = []
+    for key in result.get("metrics") or {}:
+        if key in not_available:
+            lines.append(f"{key}: n/a ({not_available[key]})")
+        elif key in spread:
+            s = spread[key]
+            sd = f" ± {s['std']:.3g}" if s["std"] is not None else ""
+            lines.append(f"{key}: {_num(s['mean'])}{sd} over {s['n']} generation seeds "
+                         f"({seeds}): {', '.join(_num(v) for v in s['values'])}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ Flow: resolve both inputs (:mod:`.sources`); for a model, one task per output of
 ``model.generate`` with its reference view from ``model.eval_references``; generate and extract
 the generated side batch by batch (sharded over ranks, gathered in sample order); take the
 reference side from the cache (:mod:`.cache`) or extract and store it; compute every metric;
-return (and optionally write) ``{"metrics": {...}, "protocol": {...}}``.
+return (and optionally write) ``{"metrics": {...}, "protocol": {...}}``. With ``repeats=K``
+the generated side is drawn and scored K times, with generation seeds ``seed, ..., seed + K -
+1``, against one reference side; the result adds each metric's spread over those seeds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ from typing import Any, Iterable, Literal
 import torch
 
 from .._io import atomic_write_json
+from .._stats import Summary, summarize
 from .._progress import progress_bar
 from ..datasets import dataset_kwargs_for
 from ..registry import METRICS
@@ -29,6 +33,7 @@ from . import cache as _cache
 from .base import FeatureMetric, Metric, PairedMetric, RealFeatures, SampleMetric
 from .distributed import all_min, gather_rows, rank_world
 from .extractors import build_feature_extractor, resize_pil_bicubic, to_uint8
+from .fidelity import NotAvailable
 from .sources import DatasetSource, ImageSource, resolve_input
 
 __all__ = ["evaluate", "build_metrics", "EvalProtocol", "reference_views"]
@@ -210,11 +215,14 @@ class EvalProtocol:
     model: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
     time_s: float | None = None
+    repeats: int | None = None  # with repeats > 1: how many generation seeds, and which
+    repeat_seeds: list[int] | None = None
+    not_available: dict[str, str] | None = None  # metric key -> why it has no value
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        return {k: v for k, v in out.items()
-                if v is not None or k not in ("model", "outputs", "time_s")}
+        optional = ("model", "outputs", "time_s", "repeats", "repeat_seeds", "not_available")
+        return {k: v for k, v in out.items() if v is not None or k not in optional}
 
 
 def _dataset_options(dataset_kwargs, split) -> dict[str, Any]:
@@ -373,9 +381,11 @@ def _reference_features(src: ImageSource, info: dict[str, Any], extractor, resiz
 
 
 def _compute_metrics(o: str, plan: _Plan, generated: _Generated, real, extractor,
-                     feature_metrics, sample_metrics, paired_metrics) -> dict[str, float]:
-    """Stage 5: every metric of one output. Keys: ``<metric>[@<extractor>][/<output>]``; a
-    Fréchet distance outside Inception's feature space is ``fd@<extractor>``, not an FID."""
+                     feature_metrics, sample_metrics, paired_metrics
+                     ) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Stage 5: every metric of one output, and why a value is not available (written as
+    ``None``). Keys: ``<metric>[@<extractor>][/<output>]``; a Fréchet distance outside
+    Inception's feature space is ``fd@<extractor>``, not an FID."""
     tag = f"@{extractor.name}" if extractor is not None and \
         extractor.name != "inception_v3" else ""
     suffix, results = plan.suffix[o], {}
@@ -392,7 +402,8 @@ def _compute_metrics(o: str, plan: _Plan, generated: _Generated, real, extractor
         values = gather_rows(*generated.pairs[o][m.name], dtype=torch.float64)
         for k, v in m.compute(values).items():
             results[f"{k}{suffix}"] = v
-    return {k: float(v) for k, v in results.items()}
+    notes = {k: v.reason for k, v in results.items() if isinstance(v, NotAvailable)}
+    return {k: None if k in notes else float(v) for k, v in results.items()}, notes
 
 
 def evaluate(
@@ -413,6 +424,7 @@ def evaluate(
     metric_kwargs: dict[str, dict[str, Any]] | None = None,
     step: int | None = None,
     seed: int = 0,
+    repeats: int = 1,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
@@ -449,6 +461,14 @@ def evaluate(
         step: the checkpoint step, recorded in the protocol.
         seed: seeds generation: batch ``i`` uses ``torch.Generator().manual_seed(seed *
             1000003 + i)``, so results do not depend on the number of ranks.
+        repeats: score a model's samples ``repeats`` times, with generation seeds ``seed``,
+            ``seed + 1``, ..., against the same reference features (extracted or read from
+            the cache once) and, for a model with inputs, the same input batches. Each
+            value in ``"metrics"`` is then the mean over the repeats, and ``"repeats"`` gives
+            per metric ``{"n", "mean", "std", "values"}`` (sample std, per-repeat values in
+            seed order): the spread that generation alone causes (docs/evaluation.md,
+            "Generation noise"). 1 (the default) gives the one-seed result without
+            ``"repeats"``.
         cache, cache_dir: reference-side cache (default ``$GANZOO_CACHE`` or ``~/.cache/ganzoo``).
         device: where the extractor runs, and a model given by name or folder (default: a
             model object's device, else CUDA if available, else the CPU).
@@ -461,64 +481,142 @@ def evaluate(
     share, features are gathered, and every rank returns the same result.
     """
     t0 = time.perf_counter()
-    if n < 1 or batch_size < 1:
-        raise ValueError(f"n and batch_size must be positive, got n={n}, batch_size={batch_size}")
+    if n < 1 or batch_size < 1 or repeats < 1:
+        raise ValueError(f"n, batch_size and repeats must be positive, got n={n}, "
+                         f"batch_size={batch_size}, repeats={repeats}")
     if resizer not in ("torch", "pil_bicubic"):
         raise ValueError(f"resizer must be 'torch' or 'pil_bicubic', got {resizer!r}")
     rank, world = rank_world()
     metric_objs = build_metrics(metrics, metric_kwargs)
-    feature_metrics = [m for m in metric_objs if isinstance(m, FeatureMetric)]
-    sample_metrics = [m for m in metric_objs if isinstance(m, SampleMetric)]
-    paired_metrics = [m for m in metric_objs if isinstance(m, PairedMetric)]
     dkw = _dataset_options(dataset_kwargs, split)
 
     # 1-2. resolve the two sides; plan one task per scored output
     gen, ref, model = _resolve_sides(generated, reference, metric_objs, dkw, resolution,
                                      image_key, device)
     plan = _plan(gen, ref, model, outputs, n, seed)
-    extractor = None
-    if feature_metrics:
-        extractor = build_feature_extractor(feature_extractor, feature_extractor_weights,
-                                            device or _default_device(model))
-    layers = sorted({extractor.layers[m.layer] for m in feature_metrics}) if extractor else []
+    if repeats > 1 and plan.runner is None:
+        raise ValueError(f"repeats={repeats} scores a model's samples with several generation "
+                         f"seeds; {plan.description} is images, which have no seed to vary")
+    scoring = _Scoring(metric_objs, resizer, batch_size, cache, cache_dir, progress, rank,
+                       world)
+    if scoring.feature_metrics:
+        scoring.extractor = build_feature_extractor(
+            feature_extractor, feature_extractor_weights, device or _default_device(model))
 
-    # 3. generate and extract
-    generated_side = _generate_and_extract(
-        plan, extractor, layers, max((m.max_samples for m in sample_metrics), default=0),
-        paired_metrics, resizer, batch_size, rank, world, progress)
-
-    # 4-5. per output: the reference features (cached), then the metrics
-    results: dict[str, float] = {}
-    details: dict[str, dict[str, Any]] = {}
-    for o in plan.names:
-        src = plan.ref_views[o]
-        info = details[o] = {"reference": src.description if src is not None else None,
-                             "generated_resolution": generated_side.resolution.get(o)}
-        if model is not None:
-            info["reference_view"] = model.eval_references.get(o, {})
-        if src is not None:
-            info.update(n_real=min(n_real or n, len(src)), split=src.split or dkw.get("split"),
-                        reference_resolution=list(src.images(0, 1).shape[-2:]))
-        real, save_key = None, None
-        if any(m.uses_reference for m in feature_metrics):
-            real, save_key = _reference_features(src, info, extractor, resizer, batch_size,
-                                                 cache, cache_dir, rank, world, progress)
-        results.update(_compute_metrics(o, plan, generated_side, real, extractor,
-                                        feature_metrics, sample_metrics, paired_metrics))
-        if save_key is not None and rank == 0:
-            # After the metrics, so that the covariance factor the Fréchet distance computed
-            # (when one was asked for) is reused rather than computed again.
-            _cache.save_real(save_key, real.features, real.stats["mu"], real.stats["sigma"],
-                             real.known_sigma_factor, cache_dir)
+    # 3-5. per generation seed: generate and extract, then per output the metrics against
+    # the reference features (from the cache or extracted once, for every seed)
+    details = {o: _output_details(plan, o, n_real or n, dkw) for o in plan.names}
+    seeds = [seed + r for r in range(repeats)]
+    runs, not_available = _score_seeds(plan, scoring, details, seeds)
 
     # 6. the protocol
-    protocol = _protocol(metric_objs, extractor, resizer, plan, details, dkw, step, seed,
-                         batch_size, world)
+    protocol = _protocol(metric_objs, scoring.extractor, resizer, plan, details, dkw, step,
+                         seed, batch_size, world)
     protocol.time_s = round(time.perf_counter() - t0, 3)
-    result = {"metrics": results, "protocol": protocol.to_dict()}
+    protocol.not_available = not_available or None
+    result: dict[str, Any] = {"metrics": runs[0]}
+    if repeats > 1:
+        protocol.repeats, protocol.repeat_seeds = repeats, seeds
+        spread = {k: _spread([run[k] for run in runs]) for k in runs[0]}
+        result = {"metrics": {k: v["mean"] for k, v in spread.items()}, "repeats": spread}
+    result["protocol"] = protocol.to_dict()
     if out is not None and rank == 0:
         atomic_write_json(out, result)
     return result
+
+
+@dataclass
+class _Scoring:
+    """What every generation seed of one evaluation shares: the metrics, the extractor and
+    the loop's settings."""
+
+    metrics: list[Metric]
+    resizer: str
+    batch_size: int
+    cache: bool
+    cache_dir: Any
+    progress: bool | None
+    rank: int
+    world: int
+    extractor: Any = None
+
+    def __post_init__(self):
+        self.feature_metrics = [m for m in self.metrics if isinstance(m, FeatureMetric)]
+        self.sample_metrics = [m for m in self.metrics if isinstance(m, SampleMetric)]
+        self.paired_metrics = [m for m in self.metrics if isinstance(m, PairedMetric)]
+
+    @property
+    def layers(self) -> list[str]:
+        if self.extractor is None:
+            return []
+        return sorted({self.extractor.layers[m.layer] for m in self.feature_metrics})
+
+    @property
+    def k_samples(self) -> int:
+        return max((m.max_samples for m in self.sample_metrics), default=0)
+
+
+def _output_details(plan: _Plan, o: str, n_real: int, dkw: dict) -> dict[str, Any]:
+    """The protocol's record of one scored output: its reference (view, N, split,
+    resolution); the generated resolution and the cache status are filled in later."""
+    src = plan.ref_views[o]
+    info = {"reference": src.description if src is not None else None,
+            "generated_resolution": None}
+    if plan.model is not None:
+        info["reference_view"] = plan.model.eval_references.get(o, {})
+    if src is not None:
+        info.update(n_real=min(n_real, len(src)), split=src.split or dkw.get("split"),
+                    reference_resolution=list(src.images(0, 1).shape[-2:]))
+    return info
+
+
+def _score_seeds(plan: _Plan, sc: _Scoring, details: dict[str, dict], seeds: list[int]
+                 ) -> tuple[list[dict[str, float | None]], dict[str, str]]:
+    """Stages 3-5 once per generation seed: the metrics of every output, per seed, and why a
+    value is not available. The reference features of each output are taken (from the cache,
+    or extracted and stored) at the first seed and reused for the others."""
+    reals: dict[str, Any] = {}
+    runs, not_available = [], {}
+    for s in seeds:
+        if plan.runner is not None:
+            plan.runner.seed = s
+        generated = _generate_and_extract(plan, sc.extractor, sc.layers, sc.k_samples,
+                                          sc.paired_metrics, sc.resizer, sc.batch_size,
+                                          sc.rank, sc.world, sc.progress)
+        values: dict[str, float | None] = {}
+        for o in plan.names:
+            first = o not in reals
+            if first:
+                details[o]["generated_resolution"] = generated.resolution.get(o)
+                reals[o] = (None, None)
+                if any(m.uses_reference for m in sc.feature_metrics):
+                    reals[o] = _reference_features(plan.ref_views[o], details[o], sc.extractor,
+                                                   sc.resizer, sc.batch_size, sc.cache,
+                                                   sc.cache_dir, sc.rank, sc.world,
+                                                   sc.progress)
+            real, save_key = reals[o]
+            v, why = _compute_metrics(o, plan, generated, real, sc.extractor, sc.feature_metrics,
+                                      sc.sample_metrics, sc.paired_metrics)
+            values.update(v)
+            not_available.update(why)
+            if first and save_key is not None and sc.rank == 0:
+                # After the metrics, so that the covariance factor the Fréchet distance
+                # computed (when one was asked for) is reused rather than computed again.
+                _cache.save_real(save_key, real.features, real.stats["mu"],
+                                 real.stats["sigma"], real.known_sigma_factor, sc.cache_dir)
+        runs.append(values)
+    return runs, not_available
+
+
+def _spread(values: list[float | None]) -> dict[str, Any]:
+    """One metric over the generation seeds: ``{"n", "mean", "std", "values"}`` with the
+    sample std (:func:`ganzoo._stats.summarize`); ``None`` mean and std for a value that is
+    not available, and no std where a value is not finite."""
+    if any(v is None for v in values):
+        return {"n": len(values), "mean": None, "std": None, "values": list(values)}
+    if all(math.isfinite(v) for v in values):
+        return summarize(values).to_dict()
+    return Summary(len(values), sum(values) / len(values), None, tuple(values)).to_dict()
 
 
 def _protocol(metric_objs, extractor, resizer, plan: _Plan, details, dkw, step, seed,

@@ -14,7 +14,9 @@ is not in torch-fidelity and is computed here, on the same features as FID.
 - FID: Heusel et al., NeurIPS 2017 (arXiv 1706.08500).
 - KID: Bińkowski et al., ICLR 2018 (arXiv 1801.01401); cubic polynomial kernel, 100 subsets of
   1000. With fewer samples the subset size shrinks to ``min(n_fake, n_real)``; the protocol
-  records the size used.
+  records the size used. When that size is both sides' whole set (``n_fake == n_real <=
+  subset_size``), every subset is the whole set and ``kid_std`` is rounding, not a spread:
+  it is :class:`NotAvailable` (docs/evaluation.md, "KID").
 - IS: Salimans et al., NeurIPS 2016 (arXiv 1606.03498); 10 splits, torch-fidelity's
   ``logits_unbiased`` layer.
 - Precision/recall: Kynkäänniemi et al., NeurIPS 2019 (arXiv 1904.06991); k = 3.
@@ -30,6 +32,7 @@ is not in torch-fidelity and is computed here, on the same features as FID.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,7 +43,7 @@ from .gaussian import as_float64, mean_and_factor, psd_sqrt, trace_sqrt_product
 
 __all__ = ["FID", "KID", "InceptionScore", "PrecisionRecall", "MiFID", "frechet_distance",
            "frechet_distance_to_real", "psd_sqrt",
-           "memorization_distance"]
+           "memorization_distance", "NotAvailable"]
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma2=None, device=None) -> float:
@@ -81,6 +84,14 @@ def frechet_distance_to_real(fake: torch.Tensor, real: RealFeatures, device=None
     diff = mu1 - mu2
     return float(diff @ diff + (l1 * l1).sum() + (l2 * l2).sum()
                  - 2 * trace_sqrt_product(l1, l2))
+
+
+@dataclass(frozen=True)
+class NotAvailable:
+    """A value a metric cannot give, and why: :func:`ganzoo.evaluate` writes it as ``None``
+    and the reason into the protocol's ``not_available``."""
+
+    reason: str
 
 
 def _linalg_device() -> torch.device | None:
@@ -126,7 +137,21 @@ class KID(FeatureMetric):
         real = _require_real(self.name, real)
         self.used_subset_size = min(self.subset_size, len(fake), len(real))
         out = kid_features_to_metric(fake, real.features, **self.kwargs(self.used_subset_size))
-        return {"kid_mean": out[KEY_METRIC_KID_MEAN], "kid_std": out[KEY_METRIC_KID_STD]}
+        no_spread = self._no_spread(len(fake), len(real))
+        return {"kid_mean": out[KEY_METRIC_KID_MEAN],
+                "kid_std": out[KEY_METRIC_KID_STD] if no_spread is None else no_spread}
+
+    def _no_spread(self, n_fake: int, n_real: int) -> NotAvailable | None:
+        """Why the std over subsets is no spread: torch-fidelity draws each subset without
+        replacement, so at ``subset_size >= n_fake == n_real`` every subset is the whole set
+        and the subsets' MMDs differ by summation order only."""
+        if self.used_subset_size == n_fake == n_real:
+            return NotAvailable(f"every KID subset is the whole set (N = {n_fake} generated "
+                                f"and reference <= subset_size {self.subset_size}): the std "
+                                f"over subsets is rounding, not a spread")
+        if self.subsets == 1:
+            return NotAvailable("one KID subset (subsets=1): no spread over subsets")
+        return None
 
     def config(self):
         return {"subsets": self.subsets, "subset_size": self.subset_size,
