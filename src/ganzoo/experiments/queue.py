@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config as cfg
+from ..rundir import RunDir
 
 __all__ = ["QueueError", "Queue", "Experiment", "load_queue", "resolve_queue_path",
            "shipped_queues", "TRAIN_KEYS", "EVAL_KEYS"]
@@ -113,6 +114,11 @@ class Experiment:
     dir: Path
     own: dict[str, Any] = field(default_factory=dict)  # keys this experiment sets itself
     parameters: int | None = None
+
+    @property
+    def files(self) -> RunDir:
+        """The experiment's run folder, by name (:class:`ganzoo.rundir.RunDir`)."""
+        return RunDir(self.dir)
 
     @property
     def run_config(self):
