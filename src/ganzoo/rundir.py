@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["RunDir", "CheckpointError", "read_json", "read_jsonl", "read_latest",
+           "resolve_checkpoint", "list_checkpoints", "prune",
            "step_dir_name", "sample_name", "STEP_RE", "SAMPLE_RE", "LATEST",
            "RESULTS_JSONL", "RESULTS_MD"]
 
@@ -108,6 +109,29 @@ def read_latest(checkpoints: Path) -> Path | None:
     if not STEP_RE.match(name):
         raise CheckpointError(f"{pointer} does not name a checkpoint folder (holds {name!r})")
     return Path(checkpoints) / name
+
+
+def resolve_checkpoint(resume: str, output_dir: Path) -> Path | None:
+    """The checkpoint folder for ``--resume``: ``latest`` (of run folder ``output_dir``), a
+    checkpoint folder, a ``checkpoints/`` folder or a run folder; ``latest`` with no
+    checkpoint yet gives None."""
+    root = Path(output_dir) / CHECKPOINTS
+    if resume == LATEST:
+        path = read_latest(root)
+        if path is None:
+            return None
+        if not path.is_dir():
+            raise CheckpointError(f"{root / LATEST} names {path.name}, which does not exist")
+        return path
+    path = Path(resume)
+    if path.is_dir() and (path / LATEST).is_file():  # a checkpoints/ folder
+        return resolve_checkpoint(LATEST, path.parent) if path.name == CHECKPOINTS \
+            else read_latest(path)
+    if path.is_dir() and (path / CHECKPOINTS / LATEST).is_file():  # a run folder
+        return read_latest(path / CHECKPOINTS)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint folder {path} does not exist")
+    return path
 
 
 # -- the folder -----------------------------------------------------------------------------
@@ -253,6 +277,25 @@ def list_checkpoints(checkpoints: Path) -> list[tuple[int, Path]]:
         return []
     return sorted((int(m.group(1)), p) for p in Path(checkpoints).iterdir()
                   if (m := STEP_RE.match(p.name)) and p.is_dir())
+
+
+def prune(root: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints under ``root`` (a ``checkpoints/``
+    folder), never the one ``latest`` names; 0 keeps all."""
+    if keep <= 0:
+        return []
+    try:
+        protected = read_latest(root)
+    except CheckpointError:
+        protected = None
+    ckpts = list_checkpoints(root)
+    removed = []
+    for _, path in ckpts[:-keep]:
+        if protected is not None and path.resolve() == protected.resolve():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def iter_json_records(text: str) -> Iterator[tuple[str, dict[str, Any] | None]]:

@@ -37,7 +37,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .._io import atomic_write_json, atomic_write_text
-from ..rundir import CONFIG, RESULTS_JSONL, RESULTS_MD, read_json, read_jsonl
+from ..training.args import config_argv, long_options, option_argv
+from ..training.config import parse_duration
+from ..registry import MODELS
+from ..rundir import CONFIG, RESULTS_JSONL, RESULTS_MD, prune, read_json, read_jsonl
 from .queue import Experiment, Queue, QueueError, launcher_argv
 from .runs import RunInfo, format_duration, training_time
 from .table import IMAGES_PER_S, TRAIN_TIME, Column, params_cell, results_table
@@ -107,36 +110,10 @@ def _write_state(exp: Experiment, **changes) -> dict[str, Any]:
 
 
 # -- commands -------------------------------------------------------------------------------
-def _flag_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value)
-
-
 def train_flags(train: dict[str, Any]) -> list[str]:
-    """The trainer flags equivalent to a ``--config`` layer (what ``--dry-run`` prints)."""
-    argv: list[str] = []
-    for key, value in train.items():
-        flag = "--" + key.replace("_", "-")
-        if key == "model_args":
-            argv += [a for k, v in value.items() for a in ("--set", f"{k}={_flag_value(v)}")]
-        elif key == "dataset_args":
-            argv += [a for k, v in value.items() for a in ("--set", f"data.{k}={_flag_value(v)}")]
-        elif key in ("lr", "clip_grad_norm"):
-            argv += [a for g, v in value.items()
-                     for a in (flag, str(v) if g == "*" else f"{g}={v}")]
-        elif key == "optim":
-            argv += [a for g, fields in value.items() for f, v in fields.items()
-                     for a in (flag, f"{g}.{f}={_flag_value(v)}")]
-        elif key == "eval_metrics":
-            argv += [a for m in value for a in ("--eval-metric", m)]
-        elif key == "cpu":
-            argv += [flag] if value else []
-        elif value is not None:
-            argv += [flag, _flag_value(value)]
-    return argv
+    """The trainer flags equivalent to a ``--config`` layer (what ``--dry-run`` prints), read
+    off the trainer's parser (:func:`ganzoo.training.args.config_argv`)."""
+    return config_argv(train)
 
 
 def _remaining(exp: Experiment, resume_step: int | None) -> tuple[list[str], float | None]:
@@ -146,8 +123,6 @@ def _remaining(exp: Experiment, resume_step: int | None) -> tuple[list[str], flo
     budget would otherwise train 3 h more; the GeneGAN queue's ground rules give each
     experiment ~3 h in all. Training time so far comes from ``metrics.jsonl``.
     """
-    from ..training.config import parse_duration
-
     duration = exp.train.get("duration")
     if duration is None or resume_step is None:
         return [], None
@@ -178,8 +153,6 @@ def _reference(exp: Experiment) -> tuple[str, dict[str, Any]]:
     if not dataset:
         import torch
 
-        from ..registry import MODELS
-
         with torch.device("meta"):
             dataset = MODELS.get(run.model)(**run.model_args).default_dataset
     return dataset, {**run.dataset_args, **kwargs}
@@ -195,23 +168,27 @@ def _kv_value(value: Any) -> str:
     return json.dumps(value)
 
 
+# Evaluation settings eval_command writes itself: the reference and the options that take
+# KEY=VALUE pairs (their values as ``ganzoo eval`` reads them back) or a negation.
+_EVAL_OWN = ("reference", "dataset_kwargs", "metric_kwargs", "cache")
+
+
 def eval_command(exp: Experiment, steps: int | None, out: Path) -> list[str]:
+    """``ganzoo eval``'s arguments for the experiment's evaluation; each ``ganzoo.evaluate``
+    keyword becomes the option of ``ganzoo.metrics.cli``'s parser that answers to its name
+    (``feature_extractor_weights``: ``--fid-weights``); keywords without one are left out."""
+    from ..metrics.cli import build_parser  # ganzoo.metrics loads torch: not at queue status
+
     ev = dict(exp.eval or {})
     reference, dkw = _reference(exp)
+    options = long_options(build_parser())
     argv = [str(exp.files.final), "--ref", reference]
-    argv += [a for m in ev.pop("metrics", []) for a in ("--metric", m)]
-    flags = {"n": "--n", "n_real": "--n-real", "batch_size": "--batch-size",
-             "feature_extractor": "--feature-extractor", "feature_extractor_weights":
-             "--fid-weights", "resizer": "--resizer", "split": "--split",
-             "resolution": "--resolution", "seed": "--seed", "cache_dir": "--cache-dir",
-             "device": "--device"}
-    for key, flag in flags.items():
-        if ev.get(key) is not None:
-            argv += [flag, str(ev[key])]
+    for key, value in ev.items():
+        if key not in _EVAL_OWN and key in options:
+            argv += option_argv(options[key], value)
     argv += [a for k, v in dkw.items() for a in ("-d", f"{k}={_kv_value(v)}")]
     argv += [a for m, kw in (ev.get("metric_kwargs") or {}).items() for k, v in kw.items()
              for a in ("--metric-kwarg", f"{m}.{k}={_kv_value(v)}")]
-    argv += [a for o in ev.get("outputs") or [] for a in ("--output", o)]
     if ev.get("cache") is False:
         argv.append("--no-cache")
     if steps is not None:
@@ -580,8 +557,6 @@ def _train(exp: Experiment, state: ExperimentState, children: _Children,
         say(f"{exp.name}: the trainer stopped before its budget (a signal?); run the queue "
             f"again to resume")
         return "stopped"
-    from ..training.checkpoint import prune  # torch: not for `ganzoo queue status`
-
     keep = exp.run_config.keep
     removed = prune(files.checkpoints, keep)
     info = RunInfo.read(exp.dir, exp.name)

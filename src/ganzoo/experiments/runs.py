@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..registry import MODELS
 from ..rundir import CONFIG, SAMPLE_RE, TRAINER_STATE, RunDir, read_json, read_jsonl
 
 __all__ = ["RunInfo", "read_json", "read_jsonl", "training_time", "sample_grids",
@@ -215,8 +216,6 @@ def _count_parameters(final_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> int
         return None
     try:
         import torch
-
-        from ..registry import MODELS
 
         kwargs = final_cfg.get("config") or run_cfg.get("model_args") or {}
         with torch.device("meta"):

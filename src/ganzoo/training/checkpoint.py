@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from .._io import atomic_path, atomic_write_text, load_tensors
-from ..rundir import (CHECKPOINTS, CONFIG, LATEST, OPTIMIZERS, RNG, SCALERS, STEP_RE,
-                      TRAINER_STATE, WEIGHTS, CheckpointError, list_checkpoints, read_latest,
-                      step_dir_name)
+from ..rundir import (CONFIG, LATEST, OPTIMIZERS, RNG, SCALERS, STEP_RE, TRAINER_STATE,
+                      WEIGHTS, CheckpointError, list_checkpoints, prune, read_latest,
+                      resolve_checkpoint, step_dir_name)
 
 __all__ = ["CheckpointError", "capture_rng", "restore_rng", "write_checkpoint",
            "resolve_checkpoint", "read_checkpoint_files", "list_checkpoints", "prune",
@@ -141,46 +141,7 @@ def clean_stale(root: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def prune(root: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints, never the one ``latest`` names."""
-    if keep <= 0:
-        return []
-    try:
-        protected = read_latest(root)
-    except CheckpointError:
-        protected = None
-    ckpts = list_checkpoints(root)
-    removed = []
-    for _, path in ckpts[:-keep]:
-        if protected is not None and path.resolve() == protected.resolve():
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
-
-
 # -- reading --------------------------------------------------------------------------------
-def resolve_checkpoint(resume: str, output_dir: Path) -> Path | None:
-    """The checkpoint folder for ``--resume``; ``latest`` with no checkpoint yet gives None."""
-    root = output_dir / CHECKPOINTS
-    if resume == LATEST:
-        path = read_latest(root)
-        if path is None:
-            return None
-        if not path.is_dir():
-            raise CheckpointError(f"{root / LATEST} names {path.name}, which does not exist")
-        return path
-    path = Path(resume)
-    if path.is_dir() and (path / LATEST).is_file():  # a checkpoints/ folder
-        return resolve_checkpoint(LATEST, path.parent) if path.name == CHECKPOINTS \
-            else read_latest(path)
-    if path.is_dir() and (path / CHECKPOINTS / LATEST).is_file():  # a run folder
-        return read_latest(path / CHECKPOINTS)
-    if not path.is_dir():
-        raise CheckpointError(f"checkpoint folder {path} does not exist")
-    return path
-
-
 def read_checkpoint_files(path: Path) -> dict[str, Any]:
     """Check that every file is present and readable; returns the JSON and ``.pt`` contents."""
     for name in REQUIRED:

@@ -19,6 +19,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from .. import config as cfg
+from ..datasets import dataset_kwargs_for
+from ..registry import DATASETS
 
 __all__ = ["build_dataset", "check_batch_keys", "ResumableSampler", "SeededDataset",
            "collate_items"]
@@ -45,8 +47,6 @@ def _factory_options(factory) -> tuple[dict[str, Any], bool]:
 
 def check_dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """Type-check ``options`` against the factory of dataset ``name``; unknown keys raise."""
-    from ..registry import DATASETS
-
     factory = DATASETS.get(name)
     known, var_kw = _factory_options(factory)
     checked = {}
@@ -67,9 +67,6 @@ def build_dataset(name: str, options: dict[str, Any], model=None) -> Dataset:
     """Build dataset ``name`` for training. Options the user did not set default to what fits
     the model (``ganzoo.datasets.dataset_kwargs_for``: resolution, aspect ratio) and to its
     ``default_augment``, when the dataset takes them."""
-    from ..datasets import dataset_kwargs_for
-    from ..registry import DATASETS
-
     options = check_dataset_options(name, options)
     known, var_kw = _factory_options(DATASETS.get(name))
     fitted = dataset_kwargs_for(model) if model is not None else {}

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from .._io import save_grid
+
 __all__ = ["MetricsWriter", "save_sample_grid", "check_tracker", "tracker_init_kwargs",
            "TRACKERS", "to_floats"]
 
@@ -60,8 +62,6 @@ def grid_nrow(count: int, n: int) -> int:
 
 def save_sample_grid(images: torch.Tensor, path: Path, n: int) -> torch.Tensor:
     """The trainer's sample grid: images in [-1, 1] on white, in rows of ``grid_nrow``."""
-    from .._io import save_grid
-
     return save_grid(images, path, nrow=grid_nrow(len(images), n), pad_value=1.0)
 
 
