@@ -119,7 +119,7 @@ def _build_page(info: RunInfo, out: Path, slug: str, opts: dict[str, Any],
     if grids:
         dest = folder / "final_grid.png"
         _copy(grids[-1][1], dest)
-        page.images["final"] = (grids[-1][0], rel(dest))
+        page.images["final_grid"] = (grids[-1][0], rel(dest))
     device = torch.device(opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         model = load_run_model(info, device)
@@ -308,8 +308,8 @@ def _run_html(page: RunPage) -> str:
     out.append("<h3>Samples</h3>")
     figs = [_figure(src, f"step {step:,} ({frac:.0%} of the run)")
             for step, src, frac in page.images.get("progression", [])]
-    if "final" in page.images:
-        step, src = page.images["final"]
+    if "final_grid" in page.images:
+        step, src = page.images["final_grid"]
         figs.append(_figure(src, f"final grid, step {step:,}"))
     out.append('<div class="grid">' + "".join(figs) + "</div>" if figs else
                '<p class="note">no sample grids (sample_every 0?)</p>')

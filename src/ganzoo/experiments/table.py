@@ -99,14 +99,13 @@ def _metric_columns(runs: list[RunInfo], headline: bool) -> list[tuple[str, str 
                 return i
         return len(HEADLINE_METRICS)
 
-    keys.sort(key=rank)
-    cols: list[tuple[str, str | None]] = [(f"{k} {metric_direction(k)}".strip(), k)
-                                          for k in keys]
-    if headline:
-        for i, (label, prefixes) in enumerate(HEADLINE_METRICS):
-            if not any(rank(k) == i for k in keys):
-                cols.insert(sum(rank(k) <= i for k in keys),
-                            (f"{label} {metric_direction(prefixes[0])}".strip(), None))
+    cols: list[tuple[str, str | None]] = []
+    for i in range(len(HEADLINE_METRICS) + 1):  # the headline metrics in order, then the rest
+        ranked = [k for k in keys if rank(k) == i]
+        cols += [(f"{k} {metric_direction(k)}".strip(), k) for k in ranked]
+        if headline and not ranked and i < len(HEADLINE_METRICS):
+            label, prefixes = HEADLINE_METRICS[i]
+            cols.append((f"{label} {metric_direction(prefixes[0])}".strip(), None))
     return cols
 
 

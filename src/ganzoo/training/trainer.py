@@ -341,7 +341,7 @@ class Trainer:
             # wandb writes its run folder into the working directory unless told otherwise.
             self.dir.logs.mkdir(parents=True, exist_ok=True)
             acc.init_trackers(self.out.name or "ganzoo", config=_flat_config(run.to_dict()),
-                              init_kwargs=tracker_init_kwargs(self.out))
+                              init_kwargs=tracker_init_kwargs(self.dir.logs))
 
     def startup_line(self) -> str:
         """The one line a run starts with: model, dataset, length, batch, device, precision,
