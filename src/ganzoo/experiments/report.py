@@ -53,7 +53,8 @@ def collect_runs(paths: list[str]) -> list[RunInfo]:
         path = Path(spec)
         if path.is_file() and path.suffix in (".yaml", ".yml"):
             queue = load_queue(path, check_paths=False)
-            found = [RunInfo.read(e.dir, e.name) for e in queue.experiments if RunDir(e.dir).is_run_dir()]
+            found = [RunInfo.read(e.dir, e.name) for e in queue.experiments
+                     if e.files.is_run_dir()]
             if not found:
                 raise ReportError(f"{spec}: none of its experiments has run yet "
                                   f"(in {queue.output_root})")

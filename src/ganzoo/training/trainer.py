@@ -37,7 +37,8 @@ from ..hub import HubError, load_weights, push_folder
 from ..losses.adversarial import penalty_grad_scaler
 from ..models.base import SHARED_FORWARD, SharedForward
 from ..registry import DATASETS, MODELS
-from ..rundir import CONFIG, RNG, TRAINER_STATE, WEIGHTS, RunDir, iter_json_records
+from ..rundir import (CONFIG, OPTIMIZERS, RNG, SCALERS, TRAINER_STATE, WEIGHTS, RunDir,
+                      iter_json_records)
 from .checkpoint import (CheckpointError, capture_rng, clean_stale, prune, read_checkpoint_files,
                          resolve_checkpoint, restore_rng, write_checkpoint)
 from .config import RunConfig
@@ -424,20 +425,21 @@ class Trainer:
             load_weights(self.unwrapped, path / WEIGHTS)
         except (ValueError, OSError) as e:
             raise CheckpointError(str(e)) from e
-        opt_states = files["optimizers.pt"]
+        opt_states = files[OPTIMIZERS]
         if set(opt_states) != set(self.groups):
-            raise CheckpointError(f"{path / 'optimizers.pt'} holds groups "
-                                       f"{sorted(opt_states)}, the model has {self.groups}")
+            raise CheckpointError(f"{path / OPTIMIZERS} holds groups {sorted(opt_states)}, "
+                                  f"the model has {self.groups}")
         for g, opt in self.optimizers.items():
             try:
                 opt.optimizer.load_state_dict(opt_states[g])
             except (ValueError, KeyError, RuntimeError) as e:
-                raise CheckpointError(f"cannot load {path / 'optimizers.pt'} "
-                                           f"(group {g}): {e}") from e
+                raise CheckpointError(f"cannot load {path / OPTIMIZERS} (group {g}): "
+                                      f"{e}") from e
         if self.scalers:
-            states = files.get("scalers.pt")
+            states = files.get(SCALERS)
             if states is None:
-                logger.warning("%s has no scalers.pt (not an fp16 run); fresh loss scales", path)
+                logger.warning("%s has no %s (not an fp16 run); fresh loss scales", path,
+                               SCALERS)
             else:
                 for g, s in self.scalers.items():
                     if g in states:
@@ -474,8 +476,7 @@ class Trainer:
         from accelerate.utils import gather_object
 
         acc = self.accelerator
-        rng = gather_object([capture_rng()]) if acc.num_processes > 1 \
-            else [capture_rng()]
+        rng = gather_object([capture_rng()]) if acc.num_processes > 1 else [capture_rng()]
         sums = gather_object([self._checksum()]) if acc.num_processes > 1 else None
         ok = True
         if self.is_main:
