@@ -26,7 +26,7 @@ from .rundir import CONFIG, CheckpointError, resolve_checkpoint
 # runner also reads it; importing it loads neither torch nor the trainer.
 from .training.args import PROG, _cli_layer, build_parser  # noqa: F401 - _cli_layer: tests
 from .training.config import load_config_file, resolve_run_config
-from .training.malloc import steady_malloc
+from .training import malloc
 
 __all__ = ["main", "build_parser", "parse_run_config"]
 
@@ -76,7 +76,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
         # This process is the training run: keep freed host memory for the next step (dcgan
         # 1.05x, a small DDPM U-Net 1.11x on the 2-core CPU; docs/training.md). Not done by
         # Trainer, which may share a process with other work.
-        steady_malloc()
+        malloc.steady_malloc()
     try:
         trainer.train()
     except TrainingError as e:
