@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import config as cfg
+from ..registry import DATASETS, METRICS, MODELS
+from ..rundir import RunDir
+from ..training.config import RunConfig, resolve_run_config
 
 __all__ = ["QueueError", "Queue", "Experiment", "load_queue", "resolve_queue_path",
            "shipped_queues", "TRAIN_KEYS", "EVAL_KEYS"]
@@ -53,8 +56,6 @@ class QueueError(ValueError):
 
 
 def _run_fields() -> dict[str, dataclasses.Field]:
-    from ..training.config import RunConfig
-
     return {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
@@ -115,10 +116,13 @@ class Experiment:
     parameters: int | None = None
 
     @property
+    def files(self) -> RunDir:
+        """The experiment's run folder, by name (:class:`ganzoo.rundir.RunDir`)."""
+        return RunDir(self.dir)
+
+    @property
     def run_config(self):
         """The resolved ``RunConfig`` (trainer defaults under the file's values)."""
-        from ..training.config import resolve_run_config
-
         return resolve_run_config({**self.train, "output_dir": str(self.dir)})
 
     @property
@@ -383,8 +387,6 @@ def _check_model(at: str, model: str, model_args: dict[str, Any]) -> int | None:
     also gives the parameter count."""
     import torch
 
-    from ..registry import MODELS
-
     try:
         MODELS.entry(model)
     except KeyError as e:
@@ -398,8 +400,7 @@ def _check_model(at: str, model: str, model_args: dict[str, Any]) -> int | None:
 
 
 def _check_dataset(at: str, dataset: str, options: dict[str, Any]) -> None:
-    from ..registry import DATASETS
-    from ..training.data import check_dataset_options
+    from ..training.data import check_dataset_options  # torch: not for `ganzoo queue list`
 
     try:
         DATASETS.entry(dataset)
@@ -412,8 +413,6 @@ def _check_dataset(at: str, dataset: str, options: dict[str, Any]) -> None:
 
 
 def _check_eval(at: str, value) -> dict[str, Any]:
-    from ..registry import METRICS
-
     if not isinstance(value, dict):
         raise QueueError(f"{at}: eval must be a mapping of ganzoo.evaluate arguments "
                          f"(metrics, n, ...), got {type(value).__name__}")
@@ -438,7 +437,7 @@ def _check_eval(at: str, value) -> dict[str, Any]:
             raise QueueError(f"{at}: eval.metrics: {_msg(e)}") from None
     extractor = out.get("feature_extractor")
     if extractor is not None:
-        from ..metrics.extractors import list_feature_extractors
+        from ..metrics.extractors import list_feature_extractors  # torch, an optional part
 
         names = list_feature_extractors()
         if extractor not in names:

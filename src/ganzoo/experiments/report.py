@@ -7,13 +7,16 @@ inline. ``DIR/report.md`` holds the same comparison table as Markdown, for a pap
 For each run: its config (the fields that differ from the defaults first), loss and metric
 curves, the sample-grid progression (10 % -> 50 % -> 100 % of the run), the final grid, a
 latent interpolation (GAN and VAE families), the worst samples, parameters, training time
-and images/s. The comparison table carries the columns of a cross-family comparison (FID, IS,
-LPIPS diversity, parameters, training time; docs/workflows/generator_evolution.md, "Stage 5")
-and every metric that was evaluated, each with its protocol in a tooltip and a footnote.
+and images/s. The comparison table (:mod:`ganzoo.experiments.table`, the queue's
+``results.md`` has the same) carries the columns of a cross-family comparison (FID, IS,
+LPIPS diversity, parameters, training time; docs/workflows/generator_evolution.md,
+"Stage 5") and every metric that was evaluated, each with its protocol in a tooltip and
+a footnote.
 """
 
 from __future__ import annotations
 
+import datetime
 import html
 import json
 import re
@@ -23,9 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from .._factory import model_info
 from .._io import atomic_write_text
-from .runs import (RunInfo, format_duration, is_run_dir, metric_direction, protocol_summary,
-                   read_jsonl, sample_grids)
+from .._progress import progress_bar
+from ..rundir import RESULTS_JSONL, RunDir, read_jsonl
+from ..training.config import RunConfig
+from .figures import (MissingExtra, interpolation_strip, load_run_model, pick_progression,
+                      plot_curves, worst_samples)
+from .queue import load_queue
+from .runs import RunInfo, format_duration, protocol_summary
+from .table import NOT_EVALUATED, Table, results_table
 
 __all__ = ["ReportError", "collect_runs", "write_report"]
 
@@ -42,22 +54,21 @@ def collect_runs(paths: list[str]) -> list[RunInfo]:
     for spec in paths:
         path = Path(spec)
         if path.is_file() and path.suffix in (".yaml", ".yml"):
-            from .queue import load_queue
-
             queue = load_queue(path, check_paths=False)
-            found = [RunInfo.read(e.dir, e.name) for e in queue.experiments if is_run_dir(e.dir)]
+            found = [RunInfo.read(e.dir, e.name) for e in queue.experiments
+                     if e.files.is_run_dir()]
             if not found:
                 raise ReportError(f"{spec}: none of its experiments has run yet "
                                   f"(in {queue.output_root})")
             runs += found
-        elif path.is_dir() and is_run_dir(path):
+        elif path.is_dir() and RunDir(path).is_run_dir():
             runs.append(RunInfo.read(path))
         elif path.is_dir():
-            subs = [d for d in path.iterdir() if d.is_dir() and is_run_dir(d)]
+            subs = [d for d in path.iterdir() if d.is_dir() and RunDir(d).is_run_dir()]
             if not subs:
                 raise ReportError(f"{spec} is neither a run folder nor a queue's output_root "
                                   f"(no metrics.jsonl, config.json or run folders in it)")
-            order = [r.get("name") for r in read_jsonl(path / "results.jsonl")]
+            order = [r.get("name") for r in read_jsonl(path / RESULTS_JSONL)]
             subs.sort(key=lambda d: (order.index(d.name) if d.name in order else len(order),
                                      d.name))
             runs += [RunInfo.read(d) for d in subs]
@@ -92,11 +103,6 @@ def _copy(src: Path, dest: Path) -> None:
 
 def _build_page(info: RunInfo, out: Path, slug: str, opts: dict[str, Any],
                 warn) -> RunPage:
-    import torch
-
-    from .figures import (MissingExtra, interpolation_strip, load_run_model, pick_progression,
-                          plot_curves, worst_samples)
-
     page = RunPage(info, slug)
     folder = out / "runs" / slug
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,7 +112,7 @@ def _build_page(info: RunInfo, out: Path, slug: str, opts: dict[str, Any],
     except MissingExtra as e:
         page.notes["curves"] = f"curves left out: {e}"
         warn(page.notes["curves"])
-    grids = sample_grids(info.dir)
+    grids = RunDir(info.dir).sample_grids()
     progression = []
     for step, src, frac in pick_progression(grids, info.steps):
         dest = folder / f"samples_{step:08d}.png"
@@ -116,7 +122,7 @@ def _build_page(info: RunInfo, out: Path, slug: str, opts: dict[str, Any],
     if grids:
         dest = folder / "final_grid.png"
         _copy(grids[-1][1], dest)
-        page.images["final"] = (grids[-1][0], rel(dest))
+        page.images["final_grid"] = (grids[-1][0], rel(dest))
     device = torch.device(opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         model = load_run_model(info, device)
@@ -148,84 +154,8 @@ def _build_page(info: RunInfo, out: Path, slug: str, opts: dict[str, Any],
 
 
 # -- the comparison table --------------------------------------------------------------------
-PHASE5 = (("FID", ("fid", "fd")), ("IS", ("isc_mean", "isc")),
-          ("LPIPS diversity", ("lpips_diversity",)))
-
-
-def _metric_columns(runs: list[RunInfo]) -> list[tuple[str, str | None]]:
-    """``(label, key)`` per metric column: every evaluated key (FID-like, IS, LPIPS first),
-    plus the cross-family comparison's columns (FID, IS, LPIPS diversity), left empty when no
-    run measured them."""
-    keys: list[str] = []
-    for r in runs:
-        keys += [k for k in r.metrics if k not in keys]
-
-    def rank(k: str) -> int:
-        base = re.split(r"[@/]", k)[0]
-        for i, (_, prefixes) in enumerate(PHASE5):
-            if base in prefixes or base.startswith(prefixes):
-                return i
-        return len(PHASE5)
-
-    keys.sort(key=rank)
-    cols: list[tuple[str, str | None]] = [(f"{k} {metric_direction(k)}".strip(), k)
-                                          for k in keys]
-    for i, (label, prefixes) in enumerate(PHASE5):
-        if not any(rank(k) == i for k in keys):
-            cols.insert(sum(rank(k) <= i for k in keys),
-                        (f"{label} {metric_direction(prefixes[0])}".strip(), None))
-    return cols
-
-
-def _table(runs: list[RunInfo]):
-    """Header cells, rows of ``(text, sort value)`` and footnotes (protocol per metric)."""
-    metric_cols = _metric_columns(runs)
-    notes: list[str] = []
-    header = [("run", None), ("model", None), ("status", None), ("steps", None),
-              ("train time", None), ("img/s", None), ("params", None)]
-    for label, key in metric_cols:
-        if key is None:
-            header.append((label, "not evaluated in any run"))
-            continue
-        protos = {protocol_summary(r.protocol, key) for r in runs if key in r.metrics}
-        text = " | ".join(sorted(protos))
-        notes.append(f"{key}: {text}")
-        header.append((label, text))
-    rows = []
-    for r in runs:
-        t, ips = r.train_time, r.images_per_s
-        row = [(r.name, r.name), (r.model, r.model), (r.status, r.status),
-               ("—" if r.steps is None else f"{r.steps:,}", r.steps),
-               (format_duration(t), t), ("—" if ips is None else f"{ips:,.0f}", ips),
-               ("—" if r.parameters is None else f"{r.parameters / 1e6:.2f} M", r.parameters)]
-        for _, key in metric_cols:
-            v = r.metrics.get(key) if key else None
-            row.append(("—" if v is None else f"{v:.4g}", v))
-        rows.append(row)
-    return header, rows, notes
-
-
-def _markdown(header, rows, notes) -> str:
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = ["# ganzoo report", "", "| " + " | ".join(_md_header(header)) + " |",
-             "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(esc(c[0]) for c in row) + " |" for row in rows]
-    if notes:
-        lines += ["", "Protocols:", ""]
-        lines += [f"{i + 1}. `{key}`: {text}" for i, (key, _, text) in
-                  enumerate(n.partition(": ") for n in notes)]
-    return "\n".join(lines) + "\n"
-
-
-def _md_header(header) -> list[str]:
-    out, n = [], 0
-    for label, tip in header:
-        if tip and tip != "not evaluated in any run":
-            n += 1
-            out.append(f"{label} [{n}]")
-        else:
-            out.append(label)
-    return [c.replace("|", "\\|") for c in out]
+def _markdown(table: Table) -> str:
+    return "\n".join(["# ganzoo report", "", *table.markdown()]) + "\n"
 
 
 # -- HTML ------------------------------------------------------------------------------------
@@ -284,18 +214,18 @@ def _sort_value(value: Any) -> str:
     return str(value)
 
 
-def _html_table(header, rows, notes) -> str:
+def _html_table(table: Table) -> str:
     out = ['<div style="overflow-x:auto"><table class="sortable" id="comparison"><thead><tr>']
     n = 0
-    for label, tip in header:
+    for label, tip in table.header:
         mark = ""
-        if tip and tip != "not evaluated in any run":
+        if tip and tip != NOT_EVALUATED:
             n += 1
             mark = f'<sup><a href="#note-{n}">{n}</a></sup>'
         title = f' title="{_e(tip)}"' if tip else ""
         out.append(f"<th{title}>{_e(label)}{mark}</th>")
     out.append("</tr></thead><tbody>")
-    for row in rows:
+    for row in table.rows:
         cells = []
         for i, (text, value) in enumerate(row):
             cls = ' class="num"' if isinstance(value, (int, float)) else ""
@@ -303,17 +233,15 @@ def _html_table(header, rows, notes) -> str:
             cells.append(f'<td{cls} data-v="{_e(_sort_value(value))}">{body}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table></div>")
-    if notes:
+    if table.notes:
         out.append('<ol class="muted">')
         out += [f'<li id="note-{i + 1}"><code>{_e(k)}</code>: {_e(v)}</li>'
-                for i, (k, _, v) in enumerate(n_.partition(": ") for n_ in notes)]
+                for i, (k, v) in enumerate(table.notes)]
         out.append("</ol>")
     return "\n".join(out)
 
 
 def _config_tables(info: RunInfo) -> str:
-    from ..training.config import RunConfig
-
     defaults = RunConfig().to_dict()
     # Where the run went and how it was resumed say nothing about what it computed.
     cfg = {k: v for k, v in info.config.items()
@@ -328,9 +256,7 @@ def _config_tables(info: RunInfo) -> str:
     mc = info.model_config or {}
     if mc.get("config") and mc.get("preset"):
         try:
-            import ganzoo
-
-            base = ganzoo.model_info(mc["preset"])["config"] or {}
+            base = model_info(mc["preset"])["config"] or {}
         except Exception:  # noqa: BLE001 - a preset that is gone: show everything
             base = {}
         own = {k: v for k, v in mc["config"].items() if base.get(k) != v}
@@ -383,8 +309,8 @@ def _run_html(page: RunPage) -> str:
     out.append("<h3>Samples</h3>")
     figs = [_figure(src, f"step {step:,} ({frac:.0%} of the run)")
             for step, src, frac in page.images.get("progression", [])]
-    if "final" in page.images:
-        step, src = page.images["final"]
+    if "final_grid" in page.images:
+        step, src = page.images["final_grid"]
         figs.append(_figure(src, f"final grid, step {step:,}"))
     out.append('<div class="grid">' + "".join(figs) + "</div>" if figs else
                '<p class="note">no sample grids (sample_every 0?)</p>')
@@ -417,10 +343,6 @@ def write_report(paths: list[str], output: str | Path, *, worst: int = 8, worst_
                  progress: bool | None = None) -> Path:
     """Write ``output/index.html`` (and ``report.md``, images) for the runs under ``paths``;
     ``progress`` over the runs follows :mod:`ganzoo._progress`."""
-    from .._progress import progress_bar
-
-    import datetime
-
     warn = warn or (lambda msg: print(f"ganzoo report: {msg}", file=sys.stderr))
     runs = collect_runs(list(paths))
     out = Path(output)
@@ -434,16 +356,16 @@ def write_report(paths: list[str], output: str | Path, *, worst: int = 8, worst_
             slug += "_"
         slugs.add(slug)
         pages.append(_build_page(info, out, slug, opts, warn))
-    header, rows, notes = _table(runs)
+    table = results_table(runs)
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     body = [f"<h1>ganzoo report</h1><p class=\"muted\">{len(runs)} run(s) from "
             f"{_e(', '.join(map(str, paths)))}; written {_e(when)}. Click a column to sort.</p>",
-            "<h2>Comparison</h2>", _html_table(header, rows, notes)]
+            "<h2>Comparison</h2>", _html_table(table)]
     body += [_run_html(p) for p in pages]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>ganzoo report</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) +
             f"\n<script>{JS}</script>\n</body></html>\n")
     atomic_write_text(out / "index.html", page)
-    atomic_write_text(out / "report.md", _markdown(header, rows, notes))
+    atomic_write_text(out / "report.md", _markdown(table))
     return out / "index.html"

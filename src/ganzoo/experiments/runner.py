@@ -37,14 +37,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .._io import atomic_write_json, atomic_write_text
+from ..training.args import config_argv, long_options, option_argv
+from ..training.config import parse_duration
+from ..registry import MODELS
+from ..rundir import CONFIG, RESULTS_JSONL, RESULTS_MD, prune, read_json, read_jsonl
 from .queue import Experiment, Queue, QueueError, launcher_argv
-from .runs import (RunInfo, final_ok, format_duration, latest_checkpoint, read_json, read_jsonl,
-                   training_time)
+from .runs import RunInfo, format_duration, training_time
+from .table import IMAGES_PER_S, TRAIN_TIME, Column, params_cell, results_table
 
 __all__ = ["run_queue", "queue_status", "experiment_state", "train_command", "eval_command",
            "train_flags", "write_results", "detach", "ExperimentState"]
 
-STATE = "state.json"
 LOCK = ".queue.lock"
 PIDFILE = ".queue.pid"
 
@@ -69,13 +72,14 @@ class ExperimentState:
 
 
 def experiment_state(exp: Experiment) -> ExperimentState:
-    st = read_json(exp.dir / STATE)
+    files = exp.files
+    st = read_json(files.state)
     st = st if isinstance(st, dict) else None
-    latest = latest_checkpoint(exp.dir)
-    finished = final_ok(exp.dir)
+    latest = files.latest_checkpoint()
+    finished = files.final_ok()
     steps = latest[0] if latest else None
     if finished:
-        card = (read_json(exp.dir / "final" / "config.json") or {}).get("card") or {}
+        card = (read_json(files.final / CONFIG) or {}).get("card") or {}
         steps = card.get("steps", steps)
     if st and st.get("train_hash") not in (None, exp.train_hash) and (latest or finished):
         return ExperimentState("changed", steps, st, "its settings in the queue file changed "
@@ -84,7 +88,7 @@ def experiment_state(exp: Experiment) -> ExperimentState:
         st.get("status") in ("trained", "evaluating", "done") or
         (st.get("status") == "failed" and st.get("stage") == "eval"))
     if finished and (reached or (st is None and latest is None)):
-        ev = read_json(exp.dir / "eval.json")
+        ev = read_json(files.eval)
         evaluated = isinstance(ev, dict) and "metrics" in ev and st is not None and \
             st.get("status") == "done" and st.get("eval_hash") == exp.eval_hash
         if exp.eval is None or evaluated:
@@ -96,46 +100,20 @@ def experiment_state(exp: Experiment) -> ExperimentState:
 
 
 def _write_state(exp: Experiment, **changes) -> dict[str, Any]:
-    st = read_json(exp.dir / STATE)
+    st = read_json(exp.files.state)
     st = st if isinstance(st, dict) else {"name": exp.name}
     st.update(changes, updated=_now())
     exp.dir.mkdir(parents=True, exist_ok=True)
     # fsynced: after a power cut, the state must not be older than the trainer's checkpoints.
-    atomic_write_json(exp.dir / STATE, st, fsync=True)
+    atomic_write_json(exp.files.state, st, fsync=True)
     return st
 
 
 # -- commands -------------------------------------------------------------------------------
-def _flag_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value)
-
-
 def train_flags(train: dict[str, Any]) -> list[str]:
-    """The trainer flags equivalent to a ``--config`` layer (what ``--dry-run`` prints)."""
-    argv: list[str] = []
-    for key, value in train.items():
-        flag = "--" + key.replace("_", "-")
-        if key == "model_args":
-            argv += [a for k, v in value.items() for a in ("--set", f"{k}={_flag_value(v)}")]
-        elif key == "dataset_args":
-            argv += [a for k, v in value.items() for a in ("--set", f"data.{k}={_flag_value(v)}")]
-        elif key in ("lr", "clip_grad_norm"):
-            argv += [a for g, v in value.items()
-                     for a in (flag, str(v) if g == "*" else f"{g}={v}")]
-        elif key == "optim":
-            argv += [a for g, fields in value.items() for f, v in fields.items()
-                     for a in (flag, f"{g}.{f}={_flag_value(v)}")]
-        elif key == "eval_metrics":
-            argv += [a for m in value for a in ("--eval-metric", m)]
-        elif key == "cpu":
-            argv += [flag] if value else []
-        elif value is not None:
-            argv += [flag, _flag_value(value)]
-    return argv
+    """The trainer flags equivalent to a ``--config`` layer (what ``--dry-run`` prints), read
+    off the trainer's parser (:func:`ganzoo.training.args.config_argv`)."""
+    return config_argv(train)
 
 
 def _remaining(exp: Experiment, resume_step: int | None) -> tuple[list[str], float | None]:
@@ -146,12 +124,10 @@ def _remaining(exp: Experiment, resume_step: int | None) -> tuple[list[str], flo
     (docs/experiments.md, "Fixed budgets, and how the queue keeps them"). Training time so
     far comes from ``metrics.jsonl``.
     """
-    from ..training.config import parse_duration
-
     duration = exp.train.get("duration")
     if duration is None or resume_step is None:
         return [], None
-    used = training_time(read_jsonl(exp.dir / "metrics.jsonl")) or 0.0
+    used = training_time(exp.files.records()) or 0.0
     left = parse_duration(duration) - used
     if left <= 1.0:  # spent: finish at the checkpoint (the trainer then writes final/)
         return ["--max-steps", str(resume_step)], 0.0
@@ -161,7 +137,7 @@ def _remaining(exp: Experiment, resume_step: int | None) -> tuple[list[str], flo
 def train_command(exp: Experiment, state: ExperimentState) -> list[str]:
     resume = state.status == "interrupted"
     extra, _ = _remaining(exp, state.steps if resume else None)
-    return [*launcher_argv(exp.launcher), "--config", str(exp.dir / "train_config.json"),
+    return [*launcher_argv(exp.launcher), "--config", str(exp.files.train_config),
             "--output-dir", str(exp.dir), "--no-progress",
             *(["--resume", "latest"] if resume else ["--overwrite"]), *extra]
 
@@ -178,8 +154,6 @@ def _reference(exp: Experiment) -> tuple[str, dict[str, Any]]:
     if not dataset:
         import torch
 
-        from ..registry import MODELS
-
         with torch.device("meta"):
             dataset = MODELS.get(run.model)(**run.model_args).default_dataset
     return dataset, {**run.dataset_args, **kwargs}
@@ -195,23 +169,27 @@ def _kv_value(value: Any) -> str:
     return json.dumps(value)
 
 
+# Evaluation settings eval_command writes itself: the reference and the options that take
+# KEY=VALUE pairs (their values as ``ganzoo eval`` reads them back) or a negation.
+_EVAL_OWN = ("reference", "dataset_kwargs", "metric_kwargs", "cache")
+
+
 def eval_command(exp: Experiment, steps: int | None, out: Path) -> list[str]:
+    """``ganzoo eval``'s arguments for the experiment's evaluation; each ``ganzoo.evaluate``
+    keyword becomes the option of ``ganzoo.metrics.cli``'s parser that answers to its name
+    (``feature_extractor_weights``: ``--fid-weights``); keywords without one are left out."""
+    from ..metrics.cli import build_parser  # ganzoo.metrics loads torch: not at queue status
+
     ev = dict(exp.eval or {})
     reference, dkw = _reference(exp)
-    argv = [str(exp.dir / "final"), "--ref", reference]
-    argv += [a for m in ev.pop("metrics", []) for a in ("--metric", m)]
-    flags = {"n": "--n", "n_real": "--n-real", "batch_size": "--batch-size",
-             "feature_extractor": "--feature-extractor", "feature_extractor_weights":
-             "--fid-weights", "resizer": "--resizer", "split": "--split",
-             "resolution": "--resolution", "seed": "--seed", "cache_dir": "--cache-dir",
-             "device": "--device"}
-    for key, flag in flags.items():
-        if ev.get(key) is not None:
-            argv += [flag, str(ev[key])]
+    options = long_options(build_parser())
+    argv = [str(exp.files.final), "--ref", reference]
+    for key, value in ev.items():
+        if key not in _EVAL_OWN and key in options:
+            argv += option_argv(options[key], value)
     argv += [a for k, v in dkw.items() for a in ("-d", f"{k}={_kv_value(v)}")]
     argv += [a for m, kw in (ev.get("metric_kwargs") or {}).items() for k, v in kw.items()
              for a in ("--metric-kwarg", f"{m}.{k}={_kv_value(v)}")]
-    argv += [a for o in ev.get("outputs") or [] for a in ("--output", o)]
     if ev.get("cache") is False:
         argv.append("--no-cache")
     if steps is not None:
@@ -367,8 +345,7 @@ def _acquire(root: Path, say: Callable[[str], None], wait_s: float = 120.0) -> i
 # -- results --------------------------------------------------------------------------------
 def _row(exp: Experiment, status: str, error: str | None = None) -> dict[str, Any]:
     info = RunInfo.read(exp.dir, exp.name)
-    grids = sorted((exp.dir / "samples").glob("step_*.png")) if (exp.dir / "samples").is_dir() \
-        else []
+    grids = [path for _, path in exp.files.sample_grids()]
     ev = info.evaluation
     return {
         "name": exp.name, "status": status, "model": exp.train.get("model"),
@@ -391,7 +368,7 @@ def _eval_id(ev: dict[str, Any]) -> str:
 def _append_row(queue: Queue, row: dict[str, Any]) -> None:
     """One line appended to ``results.jsonl`` (fsynced; a line cut by a kill is skipped when
     read and the next append starts on a fresh line)."""
-    path = queue.output_root / "results.jsonl"
+    path = queue.output_root / RESULTS_JSONL
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = ""
     if path.is_file() and path.stat().st_size:
@@ -407,66 +384,73 @@ def _append_row(queue: Queue, row: dict[str, Any]) -> None:
 def _reconcile_rows(queue: Queue) -> None:
     """Append the row of every finished experiment that ``results.jsonl`` lacks (a kill
     between the evaluation and the append)."""
-    have = {r.get("eval_id") for r in read_jsonl(queue.output_root / "results.jsonl")}
+    have = {r.get("eval_id") for r in read_jsonl(queue.output_root / RESULTS_JSONL)}
     for exp in queue.experiments:
-        ev = read_json(exp.dir / "eval.json")
+        ev = read_json(exp.files.eval)
         if experiment_state(exp).status == "done" and isinstance(ev, dict) and \
                 _eval_id(ev) not in have:
             _append_row(queue, _row(exp, "done"))
 
 
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def write_results(queue: Queue) -> Path:
-    """``results.md``: one row per experiment of the queue, regenerated from the folders."""
-    from .runs import metric_direction, protocol_summary
-
-    rows, keys, protocols = [], [], {}
+    """``results.md``: one row per experiment of the queue, regenerated from the folders (the
+    report's table, :func:`ganzoo.experiments.table.results_table`, with the queue's
+    columns)."""
+    runs, of = [], {}
     for exp in queue.experiments:
-        state = experiment_state(exp)
         info = RunInfo.read(exp.dir, exp.name)
-        for k in info.metrics:
-            if k not in keys:
-                keys.append(k)
-            protocols.setdefault(k, protocol_summary(info.protocol, k))
-        rows.append((exp, state, info))
-    header = ["experiment", "status", "model", "settings", "steps", "train time", "img/s",
-              "params"] + [f"{k} {metric_direction(k)}".strip() for k in keys] + ["final samples"]
+        runs.append(info)
+        of[exp.name] = (exp, experiment_state(exp))
+    table = results_table(runs, columns=_queue_columns(of), after=(_samples_column(of),),
+                          headline=False)
     lines = [f"# Results: {queue.name}", ""]
     if queue.description:
         lines += [queue.summary, ""]
-    lines += [f"Queue file: `{queue.path}`. Regenerated by `ganzoo queue run` ({_now()}).", "",
-              "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for exp, state, info in rows:
-        status = state.status
-        if state.failed:
-            rec = state.record or {}
-            status = f"failed ({rec.get('stage')}): {rec.get('error')}"
-        grids = sorted((exp.dir / "samples").glob("step_*.png")) \
-            if (exp.dir / "samples").is_dir() else []
-        link = f"[{grids[-1].stem}]({exp.name}/samples/{grids[-1].name})" if grids else "—"
-        budget = exp.train.get("max_steps")
-        steps = "—" if info.steps is None else f"{info.steps:,}" + (f" / {budget:,}"
-                                                                    if budget else "")
-        ips = info.images_per_s
-        cells = [exp.name, status, f"`{exp.train.get('model')}`", exp.settings() or "—", steps,
-                 format_duration(info.train_time), "—" if ips is None else f"{ips:,.0f}",
-                 _params(exp.parameters)]
-        cells += [f"{info.metrics[k]:.4g}" if k in info.metrics else "—" for k in keys]
-        lines.append("| " + " | ".join(_cell(c) for c in cells + [link]) + " |")
-    if protocols:
-        lines += ["", "Protocols:", ""]
-        lines += [f"- `{k}`: {p}" for k, p in protocols.items()]
-    path = queue.output_root / "results.md"
+    lines += [f"Queue file: `{queue.path}`. Regenerated by `ganzoo queue run` ({_now()}).", ""]
+    path = queue.output_root / RESULTS_MD
     queue.output_root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines + table.markdown()) + "\n")
     return path
 
 
-def _params(n: int | None) -> str:
-    return "—" if n is None else f"{n / 1e6:.2f} M"
+def _queue_columns(of: dict[str, tuple[Experiment, ExperimentState]]) -> tuple[Column, ...]:
+    """results.md's columns before the metrics: the experiment's name, its state (a failure
+    with its stage and error), model, own settings, steps of its budget, time, speed, size."""
+    def status(info: RunInfo) -> tuple[str, Any]:
+        state = of[info.name][1]
+        text = state.status
+        if state.failed:
+            rec = state.record or {}
+            text = f"failed ({rec.get('stage')}): {rec.get('error')}"
+        return text, text
+
+    def steps(info: RunInfo) -> tuple[str, Any]:
+        budget = of[info.name][0].train.get("max_steps")
+        if info.steps is None:
+            return "—", None
+        return f"{info.steps:,}" + (f" / {budget:,}" if budget else ""), info.steps
+
+    def model(info: RunInfo) -> tuple[str, Any]:
+        name = of[info.name][0].train.get("model")
+        return f"`{name}`", name
+
+    return (Column("experiment", lambda r: (r.name, r.name)), Column("status", status),
+            Column("model", model),
+            Column("settings", lambda r: (of[r.name][0].settings() or "—", None)),
+            Column("steps", steps), TRAIN_TIME, IMAGES_PER_S,
+            Column("params", lambda r: params_cell(of[r.name][0].parameters)))
+
+
+def _samples_column(of: dict[str, tuple[Experiment, ExperimentState]]) -> Column:
+    """The newest sample grid, linked relative to results.md."""
+    def cell(info: RunInfo) -> tuple[str, Any]:
+        grids = of[info.name][0].files.sample_grids()
+        if not grids:
+            return "—", None
+        grid = grids[-1][1]
+        return f"[{grid.stem}]({info.name}/{grid.relative_to(info.dir).as_posix()})", None
+
+    return Column("final samples", cell)
 
 
 # -- running --------------------------------------------------------------------------------
@@ -508,13 +492,13 @@ def run_queue(queue: Queue, *, only: list[str] | None = None, stop_on_error: boo
         os.close(lock_fd)
     say(f"queue {queue.name}: {len(selected)} experiment(s) in "
         f"{format_duration(time.monotonic() - t0)}; results: "
-        f"{queue.output_root / 'results.md'}" + (f"; {failures} failed" if failures else ""))
+        f"{queue.output_root / RESULTS_MD}" + (f"; {failures} failed" if failures else ""))
     return 1 if failures else 0
 
 
 def _record_failure(queue, exp) -> None:
     """A results row for a failed experiment, with the error its state file recorded."""
-    error = (read_json(exp.dir / STATE) or {}).get("error")
+    error = (read_json(exp.files.state) or {}).get("error")
     _append_row(queue, _row(exp, "failed", error))
     write_results(queue)
 
@@ -551,32 +535,31 @@ def _run_one(queue: Queue, exp: Experiment, children: _Children,
 
 def _train(exp: Experiment, state: ExperimentState, children: _Children,
            say: Callable[[str], None]) -> str:
+    files = exp.files
     exp.dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(exp.dir / "experiment.json", exp.record(), fsync=True)
-    atomic_write_json(exp.dir / "train_config.json", exp.train, fsync=True)
+    atomic_write_json(files.experiment, exp.record(), fsync=True)
+    atomic_write_json(files.train_config, exp.train, fsync=True)
     argv = train_command(exp, state)
     attempts = int((state.record or {}).get("attempts", 0)) + 1
     _write_state(exp, status="training", stage="train", error=None, attempts=attempts,
                  train_hash=exp.train_hash, started=(state.record or {}).get("started", _now()))
     what = f"resuming from step {state.steps}" if state.status == "interrupted" else "training"
-    say(f"{exp.name}: {what} (log: {exp.dir / 'train.log'})")
+    say(f"{exp.name}: {what} (log: {files.train_log})")
     t0 = time.monotonic()
-    code = children.run(argv, exp.dir / "train.log", f"{exp.name}: attempt {attempts}")
+    code = children.run(argv, files.train_log, f"{exp.name}: attempt {attempts}")
     if children.stop_signal is not None:
         return "stopped"
     if code != 0:
-        error = _error_line(exp.dir / "train.log")
+        error = _error_line(files.train_log)
         _write_state(exp, status="failed", stage="train", error=error, exit_code=code)
         say(f"{exp.name}: FAILED in training (exit {code}): {error}")
         return "failed"
-    if not final_ok(exp.dir):
+    if not files.final_ok():
         say(f"{exp.name}: the trainer stopped before its budget (a signal?); run the queue "
             f"again to resume")
         return "stopped"
-    from ..training.checkpoint import prune
-
     keep = exp.run_config.keep
-    removed = prune(exp.dir / "checkpoints", keep)
+    removed = prune(files.checkpoints, keep)
     info = RunInfo.read(exp.dir, exp.name)
     _write_state(exp, status="trained", stage=None, error=None, steps=info.steps,
                  budget=exp.budget, train_time_s=info.train_time)
@@ -588,21 +571,22 @@ def _train(exp: Experiment, state: ExperimentState, children: _Children,
 
 def _evaluate(exp: Experiment, state: ExperimentState, children: _Children,
               say: Callable[[str], None]) -> str:
-    tmp = exp.dir / ".eval.json.tmp"
+    files = exp.files
+    tmp = files.eval_tmp
     tmp.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "ganzoo.metrics.cli", *eval_command(exp, state.steps, tmp)]
     _write_state(exp, status="evaluating", stage="eval", error=None)
-    say(f"{exp.name}: evaluating (log: {exp.dir / 'eval.log'})")
-    code = children.run(argv, exp.dir / "eval.log", f"{exp.name}: evaluation")
+    say(f"{exp.name}: evaluating (log: {files.eval_log})")
+    code = children.run(argv, files.eval_log, f"{exp.name}: evaluation")
     if children.stop_signal is not None:
         return "stopped"
     result = read_json(tmp) if code == 0 else None
     if not isinstance(result, dict) or "metrics" not in result:
-        error = _error_line(exp.dir / "eval.log") if code else "no result JSON was written"
+        error = _error_line(files.eval_log) if code else "no result JSON was written"
         _write_state(exp, status="failed", stage="eval", error=error, exit_code=code)
         say(f"{exp.name}: FAILED in evaluation (exit {code}): {error}")
         return "failed"
-    os.replace(tmp, exp.dir / "eval.json")
+    os.replace(tmp, files.eval)
     _write_state(exp, status="done", stage=None, error=None, eval_hash=exp.eval_hash)
     return "done"
 
@@ -628,7 +612,7 @@ def _dry_run(queue: Queue, selected: list[Experiment], say: Callable[[str], None
                 f"{_show(train_flags(train) + ['--output-dir', str(exp.dir)] + resume)}")
         if exp.eval is not None:
             say(f"  eval:  ganzoo eval "
-                f"{_show(eval_command(exp, state.steps, exp.dir / 'eval.json'))}")
+                f"{_show(eval_command(exp, state.steps, exp.files.eval))}")
     return 0
 
 

@@ -8,42 +8,17 @@ still going or was killed: a cut last line of ``metrics.jsonl`` is skipped.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..registry import MODELS
+from ..rundir import CONFIG, SAMPLE_RE, TRAINER_STATE, RunDir, read_json, read_jsonl
+
 __all__ = ["RunInfo", "read_json", "read_jsonl", "training_time", "sample_grids",
            "latest_checkpoint", "is_run_dir", "metric_direction", "format_duration",
-           "protocol_summary", "final_ok"]
-
-SAMPLE_RE = re.compile(r"^step_(\d+)\.png$")
-
-
-def read_json(path: Path) -> Any:
-    """The JSON in ``path``, or None when it is absent or unreadable."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every complete JSON line of ``path`` (a line cut by a kill is left out)."""
-    out = []
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
+           "protocol_summary", "final_ok", "SAMPLE_RE"]
 
 
 def training_time(records: list[dict[str, Any]]) -> float | None:
@@ -68,41 +43,24 @@ def training_time(records: list[dict[str, Any]]) -> float | None:
     return total + (last or 0.0)
 
 
+# The RunDir reads under the names experiments has always used.
 def sample_grids(run_dir: Path) -> list[tuple[int, Path]]:
     """``(step, path)`` of every sample grid, oldest first."""
-    folder = Path(run_dir) / "samples"
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := SAMPLE_RE.match(p.name))]
-    return sorted(found)
+    return RunDir(run_dir).sample_grids()
 
 
 def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
     """The step and folder ``checkpoints/latest`` names, if it names a complete one."""
-    from ..training.checkpoint import STEP_RE
-
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    try:
-        name = pointer.read_text().strip()
-    except OSError:
-        return None
-    m = STEP_RE.match(name)
-    if not m or not (pointer.parent / name / "trainer_state.json").is_file():
-        return None
-    return int(m.group(1)), pointer.parent / name
+    return RunDir(run_dir).latest_checkpoint()
 
 
 def is_run_dir(path: Path) -> bool:
-    path = Path(path)
-    return any((path / n).exists() for n in ("metrics.jsonl", "config.json", "final",
-                                            "checkpoints", "experiment.json"))
+    return RunDir(path).is_run_dir()
 
 
 def final_ok(run_dir: Path) -> bool:
-    """``final/`` holds a complete saved model (the trainer writes it at the end of a run
-    that reached its budget; each file is renamed into place, the config last)."""
-    final = Path(run_dir) / "final"
-    return (final / "model.safetensors").is_file() and (final / "config.json").is_file()
+    """``final/`` holds a complete saved model."""
+    return RunDir(run_dir).final_ok()
 
 
 # Which way is better, for the comparison tables' arrows and nothing else.
@@ -157,18 +115,18 @@ class RunInfo:
 
     @classmethod
     def read(cls, run_dir: Path, name: str | None = None) -> "RunInfo":
-        run_dir = Path(run_dir)
-        info = cls(dir=run_dir, name=name or run_dir.name)
-        info.config = read_json(run_dir / "config.json") or {}
-        info.experiment = read_json(run_dir / "experiment.json")
-        info.state = read_json(run_dir / "state.json")
-        info.records = read_jsonl(run_dir / "metrics.jsonl")
-        ev = read_json(run_dir / "eval.json")
+        rd = RunDir(run_dir)
+        info = cls(dir=rd.path, name=name or rd.path.name)
+        info.config = read_json(rd.config) or {}
+        info.experiment = read_json(rd.experiment)
+        info.state = read_json(rd.state)
+        info.records = rd.records()
+        ev = read_json(rd.eval)
         info.evaluation = ev if isinstance(ev, dict) and "metrics" in ev else None
-        info.finished = final_ok(run_dir)
-        final_cfg = read_json(run_dir / "final" / "config.json") if info.finished else None
+        info.finished = rd.final_ok()
+        final_cfg = read_json(rd.final / CONFIG) if info.finished else None
         info.model_config = final_cfg
-        latest = latest_checkpoint(run_dir)
+        latest = rd.latest_checkpoint()
         steps = None
         if final_cfg:
             steps = (final_cfg.get("card") or {}).get("steps")
@@ -179,7 +137,7 @@ class RunInfo:
                          if isinstance(r.get("step"), int) and "time" in r), default=None)
         info.steps = steps
         if latest is not None:
-            state = read_json(latest[1] / "trainer_state.json") or {}
+            state = read_json(latest[1] / TRAINER_STATE) or {}
             info.num_processes = int(state.get("num_processes") or 1)
         if info.experiment and info.experiment.get("parameters"):
             info.parameters = int(info.experiment["parameters"])
@@ -258,8 +216,6 @@ def _count_parameters(final_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> int
         return None
     try:
         import torch
-
-        from ..registry import MODELS
 
         kwargs = final_cfg.get("config") or run_cfg.get("model_args") or {}
         with torch.device("meta"):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import time
 from pathlib import Path
@@ -32,25 +31,18 @@ import numpy as np
 import torch
 
 from .._io import atomic_path, atomic_write_text, load_tensors
+from ..rundir import (CONFIG, LATEST, OPTIMIZERS, RNG, SCALERS, STEP_RE, TRAINER_STATE,
+                      WEIGHTS, CheckpointError, list_checkpoints, prune, read_latest,
+                      resolve_checkpoint, step_dir_name)
 
 __all__ = ["CheckpointError", "capture_rng", "restore_rng", "write_checkpoint",
            "resolve_checkpoint", "read_checkpoint_files", "list_checkpoints", "prune",
-           "LATEST", "STEP_RE"]
+           "read_latest", "step_dir_name", "LATEST", "STEP_RE"]
 
-LATEST = "latest"
-STEP_RE = re.compile(r"^step_(\d{8,})$")
-REQUIRED = ("model.safetensors", "optimizers.pt", "rng.pt", "trainer_state.json", "config.json")
+REQUIRED = (WEIGHTS, OPTIMIZERS, RNG, TRAINER_STATE, CONFIG)
 # Test hook: "STEP:SECONDS" sleeps inside the write of checkpoint STEP, after its files are on
 # disk and before the rename, so a test can kill the process mid-write deterministically.
 _SLEEP_HOOK = "GANZOO_TEST_CHECKPOINT_SLEEP"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, partial or unreadable; the message names the file."""
-
-
-def step_dir_name(step: int) -> str:
-    return f"step_{step:08d}"
 
 
 # -- RNG ------------------------------------------------------------------------------------
@@ -112,14 +104,14 @@ def write_checkpoint(root: Path, step: int, *, model, optimizers: dict[str, Any]
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    with atomic_path(tmp / "model.safetensors") as weights:  # safetensors' own file is 0600
+    with atomic_path(tmp / WEIGHTS) as weights:  # safetensors' own file is 0600
         save_model(model, str(weights), metadata={"format": "pt", "step": str(step)})
-    torch.save({g: opt.state_dict() for g, opt in optimizers.items()}, tmp / "optimizers.pt")
+    torch.save({g: opt.state_dict() for g, opt in optimizers.items()}, tmp / OPTIMIZERS)
     if scalers:
-        torch.save({g: s.state_dict() for g, s in scalers.items()}, tmp / "scalers.pt")
-    torch.save(rng, tmp / "rng.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
-    (tmp / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+        torch.save({g: s.state_dict() for g, s in scalers.items()}, tmp / SCALERS)
+    torch.save(rng, tmp / RNG)
+    (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2) + "\n")
+    (tmp / CONFIG).write_text(json.dumps(run_config, indent=2) + "\n")
     _fsync_tree(tmp)
     hook = os.environ.get(_SLEEP_HOOK)
     if hook:
@@ -149,79 +141,19 @@ def clean_stale(root: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        m = STEP_RE.match(path.name)
-        if m and path.is_dir():
-            found.append((int(m.group(1)), path))
-    return sorted(found)
-
-
-def read_latest(root: Path) -> Path | None:
-    pointer = root / LATEST
-    if not pointer.is_file():
-        return None
-    name = pointer.read_text().strip()
-    if not STEP_RE.match(name):
-        raise CheckpointError(f"{pointer} does not name a checkpoint folder (holds {name!r})")
-    return root / name
-
-
-def prune(root: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints, never the one ``latest`` names."""
-    if keep <= 0:
-        return []
-    try:
-        protected = read_latest(root)
-    except CheckpointError:
-        protected = None
-    ckpts = list_checkpoints(root)
-    removed = []
-    for _, path in ckpts[:-keep]:
-        if protected is not None and path.resolve() == protected.resolve():
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
-
-
 # -- reading --------------------------------------------------------------------------------
-def resolve_checkpoint(resume: str, output_dir: Path) -> Path | None:
-    """The checkpoint folder for ``--resume``; ``latest`` with no checkpoint yet gives None."""
-    root = output_dir / "checkpoints"
-    if resume == "latest":
-        path = read_latest(root)
-        if path is None:
-            return None
-        if not path.is_dir():
-            raise CheckpointError(f"{root / LATEST} names {path.name}, which does not exist")
-        return path
-    path = Path(resume)
-    if path.is_dir() and (path / LATEST).is_file():  # a checkpoints/ folder
-        return resolve_checkpoint("latest", path.parent) if path.name == "checkpoints" \
-            else read_latest(path)
-    if path.is_dir() and (path / "checkpoints" / LATEST).is_file():  # a run folder
-        return read_latest(path / "checkpoints")
-    if not path.is_dir():
-        raise CheckpointError(f"checkpoint folder {path} does not exist")
-    return path
-
-
 def read_checkpoint_files(path: Path) -> dict[str, Any]:
     """Check that every file is present and readable; returns the JSON and ``.pt`` contents."""
     for name in REQUIRED:
         if not (path / name).is_file():
             raise CheckpointError(f"checkpoint {path} is partial: {path / name} is missing")
     out: dict[str, Any] = {}
-    for name in ("trainer_state.json", "config.json"):
+    for name in (TRAINER_STATE, CONFIG):
         try:
             out[name] = json.loads((path / name).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"cannot read {path / name}: {e}") from e
-    for name in ("optimizers.pt", "scalers.pt", "rng.pt"):
+    for name in (OPTIMIZERS, SCALERS, RNG):
         file = path / name
         if not file.is_file():
             continue
@@ -232,9 +164,9 @@ def read_checkpoint_files(path: Path) -> dict[str, Any]:
     try:
         from safetensors import safe_open
 
-        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+        with safe_open(str(path / WEIGHTS), framework="pt") as f:
             f.keys()
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"cannot read {path / 'model.safetensors'}: it is corrupt or "
+        raise CheckpointError(f"cannot read {path / WEIGHTS}: it is corrupt or "
                               f"truncated ({e})") from e
     return out

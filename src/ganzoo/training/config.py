@@ -113,6 +113,26 @@ class RunConfig:
             raise ValueError(f"RunConfig.push_to_hub must be a Hub repo id 'org/name', got "
                              f"{self.push_to_hub!r}")
 
+    def validate(self) -> "RunConfig":
+        """The checks across fields that a run needs before it starts (a config may be
+        built in layers, so ``__post_init__`` checks each field alone); each ValueError
+        names the fields by their flags (``max_steps``: ``--max-steps``)."""
+        if not self.model:
+            raise ValueError("no model given: pass --model NAME (see `ganzoo list models`)")
+        if not self.output_dir:
+            raise ValueError("no output folder given: pass --output-dir OUT")
+        if self.max_steps is None and self.duration is None:
+            raise ValueError("give --max-steps and/or --duration, or the run never ends")
+        if self.lr_schedule != "constant" and self.max_steps is None:
+            raise ValueError(f"--lr-schedule {self.lr_schedule} needs --max-steps")
+        if self.lr_decay_start:
+            if self.lr_schedule == "constant":
+                raise ValueError("--lr-decay-start needs --lr-schedule cosine or linear")
+            if self.lr_decay_start >= self.max_steps:
+                raise ValueError(f"--lr-decay-start ({self.lr_decay_start}) must be below "
+                                 f"--max-steps ({self.max_steps})")
+        return self
+
     @property
     def duration_seconds(self) -> float | None:
         return None if self.duration is None else parse_duration(self.duration)

@@ -17,6 +17,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..datasets.options import check_dataset_options, factory_options as _factory_options
+from ..datasets import dataset_kwargs_for
+from ..registry import DATASETS
 
 __all__ = ["build_dataset", "check_batch_keys", "ResumableSampler", "SeededDataset",
            "collate_items"]
@@ -26,9 +28,6 @@ def build_dataset(name: str, options: dict[str, Any], model=None) -> Dataset:
     """Build dataset ``name`` for training. Options the user did not set default to what fits
     the model (``ganzoo.datasets.dataset_kwargs_for``: resolution, aspect ratio) and to its
     ``default_augment``, when the dataset takes them."""
-    from ..datasets import dataset_kwargs_for
-    from ..registry import DATASETS
-
     options = check_dataset_options(name, options)
     known, var_kw = _factory_options(DATASETS.get(name))
     fitted = dataset_kwargs_for(model) if model is not None else {}

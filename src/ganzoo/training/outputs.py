@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from .._io import save_grid
+
 __all__ = ["MetricsWriter", "save_sample_grid", "check_tracker", "tracker_init_kwargs",
            "TRACKERS", "to_floats"]
 
@@ -60,8 +62,6 @@ def grid_nrow(count: int, n: int) -> int:
 
 def save_sample_grid(images: torch.Tensor, path: Path, n: int) -> torch.Tensor:
     """The trainer's sample grid: images in [-1, 1] on white, in rows of ``grid_nrow``."""
-    from .._io import save_grid
-
     return save_grid(images, path, nrow=grid_nrow(len(images), n), pad_value=1.0)
 
 
@@ -105,10 +105,9 @@ def check_tracker(log_with: str) -> None:
                           f"such tracker; upgrade it: pip install -U accelerate")
 
 
-def tracker_init_kwargs(out: Path) -> dict[str, dict[str, Any]]:
-    """Where file-writing trackers write: under ``OUT/logs``, not the working directory.
-    (TensorBoard and Aim get ``OUT/logs`` from Accelerate's logging_dir; MLflow follows
+def tracker_init_kwargs(logs: Path) -> dict[str, dict[str, Any]]:
+    """Where file-writing trackers write: under the run's ``logs/`` folder, not the working
+    directory. (TensorBoard and Aim get it from Accelerate's logging_dir; MLflow follows
     ``MLFLOW_TRACKING_URI``, its own convention.)"""
-    logs = str(out / "logs")
-    return {"wandb": {"dir": logs}, "dvclive": {"dir": str(out / "logs" / "dvclive")},
-            "swanlab": {"logdir": logs}}
+    return {"wandb": {"dir": str(logs)}, "dvclive": {"dir": str(Path(logs) / "dvclive")},
+            "swanlab": {"logdir": str(logs)}}

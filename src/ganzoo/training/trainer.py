@@ -22,44 +22,41 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import signal
+import random
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import config as cfg
-from . import checkpoint as ckpt
+from .._factory import build
+from .._io import atomic_write_text
+from ..export import check_exportable, export
+from ..hub import HubError, load_weights, push_folder
+from ..losses.adversarial import penalty_grad_scaler
+from ..models.base import SHARED_FORWARD, SharedForward
+from ..registry import DATASETS, MODELS
+from ..rundir import (CONFIG, OPTIMIZERS, RNG, SCALERS, TRAINER_STATE, WEIGHTS, RunDir,
+                      iter_json_records)
+from .checkpoint import (CheckpointError, capture_rng, clean_stale, prune, read_checkpoint_files,
+                         resolve_checkpoint, restore_rng, write_checkpoint)
 from .config import RunConfig
 from .data import (SeededDataset, build_dataset, check_batch_keys, collate_items,
                    default_num_workers, make_loader)
-from .._io import atomic_write_text
-from ..losses.adversarial import penalty_grad_scaler
-from ..models.base import SHARED_FORWARD, SharedForward
-from .outputs import (MetricsWriter, check_tracker, save_sample_grid, to_floats,
-                      tracker_init_kwargs)
+from .guard import NonfiniteGuard, TrainingError
+from .outputs import MetricsWriter, check_tracker, save_sample_grid, tracker_init_kwargs
 from .schedules import ema_decay_at, lr_at
+from .steplog import StepLog, loop_bar
+from .stop import GracefulStop, signals_to_main_thread
 
 __all__ = ["Trainer", "TrainingError", "RUN_ARTEFACTS"]
 
 logger = logging.getLogger("ganzoo.train")
 
-# What a run writes into OUT; ``--overwrite`` removes exactly these.
-RUN_ARTEFACTS = ("config.json", "metrics.jsonl", "checkpoints", "samples", "final", "logs",
-                 "final-diffusers")
-
-
-# Guarded optimizer steps whose on-device non-finite flags may wait before one host read.
-_FLAG_SLOTS = 32
-# Under several processes, the iterations between two agreements on whether to stop.
-_AGREE_EVERY = 8
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (e.g. too many consecutive non-finite steps)."""
+# What a run writes into OUT; ``--overwrite`` removes exactly these (ganzoo.rundir).
+RUN_ARTEFACTS = RunDir.ARTEFACTS
 
 
 def _env_mixed_precision() -> str:
@@ -94,13 +91,18 @@ def use_fused_optimizers(device: torch.device) -> bool:
 
 
 class Trainer:
+    """Set-up in ``__init__`` (everything that can fail fails there, before any training
+    work), then :meth:`train`. The loop's bookkeeping lives in parts: the run folder
+    (:class:`~ganzoo.rundir.RunDir`), the non-finite guard
+    (:class:`~ganzoo.training.guard.NonfiniteGuard`), the graceful stop
+    (:class:`~ganzoo.training.stop.GracefulStop`) and the log record
+    (:class:`~ganzoo.training.steplog.StepLog`)."""
+
     def __init__(self, run: RunConfig):
         self.run = run
-        self.out = Path(run.output_dir)
-        self._stop_signal: int | None = None
-        self._stop_time = 0.0
-        self._old_handlers: dict[int, Any] = {}
-        with _signals_to_main_thread():
+        self.dir = RunDir(run.output_dir)
+        self.out = self.dir.path
+        with signals_to_main_thread():
             self._setup()
 
     # -- setup (everything that can fail does so here, before any training work) -----------
@@ -122,23 +124,8 @@ class Trainer:
 
     def _validate(self) -> None:
         """Refuse a run that cannot start, before any process touches OUT."""
-        from ..registry import DATASETS, MODELS
-
         run = self.run
-        if not run.model:
-            raise ValueError("no model given: pass --model NAME (see `ganzoo list models`)")
-        if not run.output_dir:
-            raise ValueError("no output folder given: pass --output-dir OUT")
-        if run.max_steps is None and run.duration is None:
-            raise ValueError("give --max-steps and/or --duration, or the run never ends")
-        if run.lr_schedule != "constant" and run.max_steps is None:
-            raise ValueError(f"--lr-schedule {run.lr_schedule} needs --max-steps")
-        if run.lr_decay_start:
-            if run.lr_schedule == "constant":
-                raise ValueError("--lr-decay-start needs --lr-schedule cosine or linear")
-            if run.lr_decay_start >= run.max_steps:
-                raise ValueError(f"--lr-decay-start ({run.lr_decay_start}) must be below "
-                                 f"--max-steps ({run.max_steps})")
+        run.validate()
         MODELS.entry(run.model)  # unknown names raise with close matches
         if run.dataset:
             DATASETS.entry(run.dataset)
@@ -148,7 +135,7 @@ class Trainer:
         if run.eval_every:
             self._check_metrics_available()
         self.resume_path = self._check_output_dir()
-        self.resume_files = ckpt.read_checkpoint_files(self.resume_path) \
+        self.resume_files = read_checkpoint_files(self.resume_path) \
             if self.resume_path is not None else None
 
     def _make_accelerator(self) -> None:
@@ -170,7 +157,7 @@ class Trainer:
             mixed_precision="bf16" if mp == "bf16" else "no",
             log_with=None if run.log_with == "none" else run.log_with,
             project_config=ProjectConfiguration(project_dir=str(self.out),
-                                                logging_dir=str(self.out / "logs")),
+                                                logging_dir=str(self.dir.logs)),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
             # Asynchronous host-to-device copies of the (pinned) batches. Accelerate's default
             # is a blocking copy, which waits for all queued GPU work at every batch, so data
@@ -183,7 +170,7 @@ class Trainer:
         # Every process has checked OUT (above) before the main one may clear or write it.
         acc.wait_for_everyone()
         if self.is_main and run.overwrite and self.resume_path is None:
-            self._clear_output_dir()
+            self.dir.clear()
         if self.is_main:
             # ganzoo's own records at INFO, other libraries' at WARNING: the root logger at
             # INFO also printed every HTTP request of the Hub client (httpx) and datasets'
@@ -196,14 +183,11 @@ class Trainer:
                 logging.getLogger(name).propagate = False
 
     def _build_model_and_data(self) -> None:
-        import ganzoo
         from accelerate.utils import set_seed
-
-        from ..registry import DATASETS
 
         run = self.run
         set_seed(run.seed)  # identical initial weights on every process
-        self.model = ganzoo.build(run.model, **run.model_args)
+        self.model = build(run.model, **run.model_args)
         if not run.dataset:  # the family's embedded default
             run.dataset = self.model.default_dataset
             if not run.dataset:
@@ -211,8 +195,6 @@ class Trainer:
                                  f"default_dataset: pass --dataset NAME")
             DATASETS.entry(run.dataset)
         if run.export != "none":
-            from ..export import check_exportable
-
             check_exportable(self.model, run.export)
         self.dataset = build_dataset(run.dataset, dict(run.dataset_args), model=self.model)
         check_batch_keys(self.dataset, run.dataset, self.model, run.model)
@@ -252,22 +234,22 @@ class Trainer:
         return {g: self.specs[g].build(group_params[g], fused=fused) for g in self.groups}
 
     def _init_counters(self) -> None:
-        """Step, data position and the non-finite guard, from the checkpoint when resuming."""
-        acc = self.accelerator
+        """Step, data position, the non-finite guard and the graceful stop, from the
+        checkpoint when resuming."""
+        acc, run = self.accelerator, self.run
         self.start_step = 0
         self.samples_seen = 0  # data position: samples drawn by all processes together
-        self.nonfinite_total = 0
-        self.nonfinite_run = 0
-        # Non-finite flags, one slot per guarded optimizer step, set on the device and read
-        # back in one go (at log and save steps, or when the slots run out).
-        self._flags = torch.zeros(_FLAG_SLOTS, device=acc.device)
-        self._nflags = 0
-        self._one = torch.ones((), device=acc.device)
+        nonfinite_total = 0
         if self.resume_files is not None:
-            state = self.resume_files["trainer_state.json"]
+            state = self.resume_files[TRAINER_STATE]
             self.start_step = int(state["step"])
             self.samples_seen = int(state["samples_seen"])
-            self.nonfinite_total = int(state.get("nonfinite_total", 0))
+            nonfinite_total = int(state.get("nonfinite_total", 0))
+        reduce = (lambda t: acc.reduce(t, reduction="sum")) if acc.num_processes > 1 else None
+        self.guard = NonfiniteGuard(acc.device, limit=run.max_nonfinite, total=nonfinite_total,
+                                    reduce=reduce)
+        self.stop = GracefulStop(duration=run.duration, duration_seconds=run.duration_seconds,
+                                 device=acc.device, reduce=reduce, announce=self.is_main)
 
     def _prepare(self, optimizers: dict[str, torch.optim.Optimizer]) -> None:
         """The resumable loader, Accelerate's wrapping, loss scalers and the EMA schedule."""
@@ -340,15 +322,14 @@ class Trainer:
     def _open_outputs(self) -> None:
         """metrics.jsonl, the resolved config.json and the trackers (main process)."""
         run, acc = self.run, self.accelerator
-        self.metrics = MetricsWriter(self.out / "metrics.jsonl") if self.is_main else None
+        self.metrics = MetricsWriter(self.dir.metrics) if self.is_main else None
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            ckpt.clean_stale(self.out / "checkpoints")
+            clean_stale(self.dir.checkpoints)
             resolved = run.to_dict()
             text = json.dumps(resolved, indent=2)
             if run.verbose:
-                logger.info("resolved run config (also in %s):\n%s", self.out / "config.json",
-                            text)
+                logger.info("resolved run config (also in %s):\n%s", self.dir.config, text)
             logger.info("%s", self.startup_line())
             if self.resume_path is not None:
                 logger.info("resuming from %s (step %d)", self.resume_path, self.start_step)
@@ -356,12 +337,12 @@ class Trainer:
             elif run.resume is not None:
                 logger.warning("--resume %s: %s holds no checkpoint yet; starting a new run",
                                run.resume, self.out)
-            atomic_write_text(self.out / "config.json", text + "\n")
+            atomic_write_text(self.dir.config, text + "\n")
         if run.log_with != "none":
             # wandb writes its run folder into the working directory unless told otherwise.
-            (self.out / "logs").mkdir(parents=True, exist_ok=True)
+            self.dir.logs.mkdir(parents=True, exist_ok=True)
             acc.init_trackers(self.out.name or "ganzoo", config=_flat_config(run.to_dict()),
-                              init_kwargs=tracker_init_kwargs(self.out))
+                              init_kwargs=tracker_init_kwargs(self.dir.logs))
 
     def startup_line(self) -> str:
         """The one line a run starts with: model, dataset, length, batch, device, precision,
@@ -391,16 +372,11 @@ class Trainer:
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop records logged after the checkpoint we resume from: they are replayed."""
-        path = self.out / "metrics.jsonl"
+        path = self.dir.metrics
         if not path.is_file():
             return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
-            except json.JSONDecodeError:  # a line cut by a kill
-                continue
+        keep = [line for line, record in iter_json_records(path.read_text())
+                if record is not None and record.get("step", 0) <= step]  # None: a cut line
         atomic_write_text(path, "".join(x + "\n" for x in keep))
 
     def _check_metrics_available(self) -> None:
@@ -410,11 +386,11 @@ class Trainer:
             raise ImportError(f"--eval-every needs ganzoo.metrics.evaluate, which is not "
                               f"available in this installation ({e})") from e
 
-    def _check_output_dir(self) -> Path | None:
+    def _check_output_dir(self):
         run = self.run
-        holds_run = self.out.is_dir() and any((self.out / a).exists() for a in RUN_ARTEFACTS)
+        holds_run = self.dir.holds_run()
         if run.resume is not None:
-            path = ckpt.resolve_checkpoint(run.resume, self.out)
+            path = resolve_checkpoint(run.resume, self.out)
             if path is None:
                 if holds_run and not run.overwrite:
                     raise FileExistsError(
@@ -428,66 +404,57 @@ class Trainer:
                     f"--overwrite to replace it")
         return None
 
-    def _clear_output_dir(self) -> None:
-        for name in RUN_ARTEFACTS:
-            path = self.out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-
     # -- checkpoints --------------------------------------------------------------------------
     def _load_checkpoint(self) -> None:
-        from ..hub import load_weights
-
         path, files = self.resume_path, self.resume_files
-        saved = files["config.json"]
+        saved = files[CONFIG]
         if saved.get("model") != self.run.model:
-            raise ckpt.CheckpointError(
-                f"{path / 'config.json'} was written for model {saved.get('model')!r}, but this "
+            raise CheckpointError(
+                f"{path / CONFIG} was written for model {saved.get('model')!r}, but this "
                 f"run trains {self.run.model!r}; resume with the same model")
-        saved_cfg = files["trainer_state.json"].get("model_config")
+        saved_cfg = files[TRAINER_STATE].get("model_config")
         own_cfg = json.loads(json.dumps(self.unwrapped.config_dict))
         if saved_cfg is not None and saved_cfg != own_cfg:
             diff = sorted(k for k in set(saved_cfg) | set(own_cfg)
                           if saved_cfg.get(k) != own_cfg.get(k))
-            raise ckpt.CheckpointError(
-                f"{path / 'trainer_state.json'} was written for a different model config "
+            raise CheckpointError(
+                f"{path / TRAINER_STATE} was written for a different model config "
                 f"(fields {', '.join(diff)}: " + ", ".join(
                     f"{k}={saved_cfg.get(k)!r} vs {own_cfg.get(k)!r}" for k in diff[:5]) + ")")
         try:
-            load_weights(self.unwrapped, path / "model.safetensors")
+            load_weights(self.unwrapped, path / WEIGHTS)
         except (ValueError, OSError) as e:
-            raise ckpt.CheckpointError(str(e)) from e
-        opt_states = files["optimizers.pt"]
+            raise CheckpointError(str(e)) from e
+        opt_states = files[OPTIMIZERS]
         if set(opt_states) != set(self.groups):
-            raise ckpt.CheckpointError(f"{path / 'optimizers.pt'} holds groups "
-                                       f"{sorted(opt_states)}, the model has {self.groups}")
+            raise CheckpointError(f"{path / OPTIMIZERS} holds groups {sorted(opt_states)}, "
+                                  f"the model has {self.groups}")
         for g, opt in self.optimizers.items():
             try:
                 opt.optimizer.load_state_dict(opt_states[g])
             except (ValueError, KeyError, RuntimeError) as e:
-                raise ckpt.CheckpointError(f"cannot load {path / 'optimizers.pt'} "
-                                           f"(group {g}): {e}") from e
+                raise CheckpointError(f"cannot load {path / OPTIMIZERS} (group {g}): "
+                                      f"{e}") from e
         if self.scalers:
-            states = files.get("scalers.pt")
+            states = files.get(SCALERS)
             if states is None:
-                logger.warning("%s has no scalers.pt (not an fp16 run); fresh loss scales", path)
+                logger.warning("%s has no %s (not an fp16 run); fresh loss scales", path,
+                               SCALERS)
             else:
                 for g, s in self.scalers.items():
                     if g in states:
                         s.load_state_dict(states[g])
-        rng = files["rng.pt"]
+        rng = files[RNG]
         acc = self.accelerator
         if len(rng) == acc.num_processes:
-            ckpt.restore_rng(rng[acc.process_index])
+            restore_rng(rng[acc.process_index])
         else:
             from accelerate.utils import set_seed
 
             if self.is_main:
                 logger.warning("%s was saved by %d process(es), this run has %d: RNG streams "
                                "are reseeded, so the continuation is not bit-exact",
-                               path / "rng.pt", len(rng), acc.num_processes)
+                               path / RNG, len(rng), acc.num_processes)
             set_seed(self.run.seed + self.start_step, device_specific=True)
 
     def _weights_finite(self) -> bool:
@@ -509,8 +476,7 @@ class Trainer:
         from accelerate.utils import gather_object
 
         acc = self.accelerator
-        rng = gather_object([ckpt.capture_rng()]) if acc.num_processes > 1 \
-            else [ckpt.capture_rng()]
+        rng = gather_object([capture_rng()]) if acc.num_processes > 1 else [capture_rng()]
         sums = gather_object([self._checksum()]) if acc.num_processes > 1 else None
         ok = True
         if self.is_main:
@@ -522,7 +488,7 @@ class Trainer:
                 state = {
                     "step": step,
                     "samples_seen": self.samples_seen,
-                    "nonfinite_total": self.nonfinite_total,
+                    "nonfinite_total": self.guard.total,
                     "num_processes": acc.num_processes,
                     "batch_size": self.run.batch_size,
                     "grad_accum": self.run.grad_accum,
@@ -534,14 +500,14 @@ class Trainer:
                     "model_config": self.unwrapped.config_dict,
                     "time": time.time(),
                 }
-                root = self.out / "checkpoints"
-                ckpt.write_checkpoint(
+                root = self.dir.checkpoints
+                write_checkpoint(
                     root, step, model=self.unwrapped,
                     optimizers={g: o.optimizer for g, o in self.optimizers.items()},
                     scalers=self.scalers, rng=rng, trainer_state=state,
                     run_config=self.run.to_dict())
-                removed = ckpt.prune(root, self.run.keep)
-                logger.info("step %d: saved %s%s", step, root / ckpt.step_dir_name(step),
+                removed = prune(root, self.run.keep)
+                logger.info("step %d: saved %s%s", step, self.dir.checkpoint(step),
                             f" (pruned {len(removed)})" if removed else "")
         acc.wait_for_everyone()
         return ok
@@ -551,10 +517,6 @@ class Trainer:
     def _inference(self):
         """Eval mode and forked RNGs, so that previews and evaluations leave training
         (BatchNorm statistics, noise streams) exactly as it was."""
-        import random
-
-        import numpy as np
-
         model = self.unwrapped
         was_training = model.training
         devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
@@ -586,7 +548,7 @@ class Trainer:
         with self._inference() as model:
             generator = torch.Generator(device=self.accelerator.device).manual_seed(self.run.seed)
             images = model.preview(self._preview_batch(), n, generator=generator)
-        grid = save_sample_grid(images, self.out / "samples" / f"step_{step:08d}.png", n)
+        grid = save_sample_grid(images, self.dir.sample_grid(step), n)
         for tracker in self.accelerator.trackers:
             try:
                 if tracker.name == "tensorboard":
@@ -597,12 +559,12 @@ class Trainer:
                 logger.warning("could not log samples to %s: %s", tracker.name, e)
 
     def evaluate(self, step: int) -> None:
-        import ganzoo
+        from ..metrics import evaluate  # an optional part: checked at set-up under --eval-every
 
         run = self.run
         try:
             with self._inference() as model:
-                result = ganzoo.evaluate(model, run.dataset, metrics=list(run.eval_metrics),
+                result = evaluate(model, run.dataset, metrics=list(run.eval_metrics),
                                          n=run.eval_n, batch_size=run.eval_batch_size or
                                          run.batch_size, dataset_kwargs=dict(run.dataset_args),
                                          step=step, progress=None if run.progress else False)
@@ -620,34 +582,6 @@ class Trainer:
             if scalars and self.run.log_with != "none":
                 self.accelerator.log(scalars, step=step)
             logger.info("step %d: eval %s", step, json.dumps(values, default=str))
-
-    # -- signals ------------------------------------------------------------------------------
-    def _on_signal(self, signum, frame):  # noqa: ARG002
-        now = time.monotonic()
-        if self._stop_signal is not None:
-            # torchrun forwards the signal it gets to its workers, so a Ctrl-C in a terminal
-            # reaches each worker twice within milliseconds: only a later one stops at once.
-            if now - self._stop_time > 2.0:
-                signal.signal(signum, signal.SIG_DFL)
-                os.kill(os.getpid(), signum)
-            return
-        self._stop_signal, self._stop_time = signum, now
-        if self.is_main:
-            print(f"\nganzoo.train: got {signal.Signals(signum).name}; finishing the step, "
-                  f"saving and exiting (send it again to stop at once)", file=sys.stderr,
-                  flush=True)
-
-    def _install_signals(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
-            except ValueError:  # not the main thread
-                pass
-
-    def _restore_signals(self) -> None:
-        for sig, handler in self._old_handlers.items():
-            signal.signal(sig, handler)
-        self._old_handlers.clear()
 
     # -- the loop -----------------------------------------------------------------------------
     def _set_trainable(self, group: str | None, first: bool = False) -> None:
@@ -720,10 +654,10 @@ class Trainer:
         clip = self.specs[group].clip_grad_norm
         if clip:
             out["grad_norm"] = acc.clip_grad_norm_(params, clip).detach()
-        if run.max_nonfinite > 0:
+        if self.guard.enabled:
             # fp16 overflows of the gradient are the scaler's business (it skips, rescales).
             grads = [] if scaler is not None else [p.grad for p in params if p.grad is not None]
-            flag = self._nonfinite_flag(losses + grads)
+            flag = self.guard.flag(losses + grads)
             if scaler is None and getattr(opt.optimizer, "_step_supports_amp_scaling", False):
                 # A fused optimizer skips the update on the device when found_inf is set (as
                 # under GradScaler): no host sync. The flag is counted later.
@@ -735,7 +669,7 @@ class Trainer:
                     del inner.found_inf
                 self.unwrapped.after_step(group, step)
                 return out
-            if self._count_nonfinite()[-1]:  # the host sync, for other optimizers
+            if self.guard.count()[-1]:  # the host sync, for other optimizers
                 if scaler is not None:
                     scaler.update()
                 for p in params:
@@ -753,161 +687,97 @@ class Trainer:
         self.unwrapped.after_step(group, step)
         return out
 
-    def _nonfinite_flag(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """The next slot of the flag buffer, set to 1 on the device when any of ``tensors``
-        holds NaN or inf (a single fused kernel per dtype; no norm, no host sync)."""
-        if self._nflags == len(self._flags):
-            self._count_nonfinite()
-        flag = self._flags[self._nflags]  # a 0-dim view, as GradScaler's found_inf
-        self._nflags += 1
-        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-        for t in tensors:
-            by_dtype.setdefault(t.dtype, []).append(t)
-        for same_dtype in by_dtype.values():  # also "unscales" by 1, which changes nothing
-            torch._amp_foreach_non_finite_check_and_unscale_(same_dtype, flag, self._one)
-        acc = self.accelerator
-        if acc.num_processes > 1:  # a loss that is bad on one process skips the step on all
-            flag.copy_(acc.reduce(flag, reduction="sum").clamp_(max=1.0))
-        return flag
-
-    def _count_nonfinite(self) -> list[bool]:
-        """Fold the pending flags, oldest first, into the counters with one host read, and
-        return them."""
-        if not self._nflags:
-            return []
-        pending = self._flags[:self._nflags]
-        flags = [bool(x) for x in pending.tolist()]
-        pending.zero_()
-        self._nflags = 0
-        for bad in flags:
-            if bad:
-                self.nonfinite_total += 1
-                self.nonfinite_run += 1
-            else:
-                self.nonfinite_run = 0
-        return flags
-
-    def _should_stop(self, step: int, t0: float) -> str | None:
-        run = self.run
-        reason = None
-        if self._stop_signal is not None:
-            reason = f"signal {signal.Signals(self._stop_signal).name}"
-        elif run.duration_seconds is not None and time.time() - t0 >= run.duration_seconds:
-            reason = f"duration {run.duration} reached"
-        acc = self.accelerator
-        if acc.num_processes > 1:
-            # Every process must stop at the same step. Agreeing takes an all-reduce and a host
-            # read, which would stall the GPU queue if done at every step, so the processes
-            # agree every _AGREE_EVERY steps (a signal or deadline waits at most that long).
-            if step % _AGREE_EVERY:
-                return None
-            flag = torch.tensor([0.0 if reason is None else 1.0], device=acc.device)
-            if acc.reduce(flag, reduction="sum").item() > 0 and reason is None:
-                reason = "another process stopped"
-        return reason
-
     def train(self) -> int:
-        run, acc = self.run, self.accelerator
+        """Run the loop until ``--max-steps``, ``--duration`` or a signal; returns the step
+        reached."""
+        run = self.run
         step = self.start_step
         total = run.max_steps
-        from tqdm.auto import tqdm
-
-        from .._progress import progress_bar
-
-        # A bar on a terminal, a line every 30 s in a log (ganzoo._progress).
-        bar = progress_bar(total=total, initial=step, desc="train",
-                           enabled=self.is_main and run.progress)
-        logs_above_bar = contextlib.ExitStack()
-        if isinstance(bar, tqdm) and not bar.disable:
-            # Records logged in the loop (a checkpoint saved, an evaluation) print above the
-            # bar; written into its line, the last checkpoint's left two 100% bars.
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
-            logs_above_bar.enter_context(logging_redirect_tqdm())
-        self._install_signals()
         t0 = time.time()
-        t_log, step_log = t0, step
         last_saved = self.start_step if self.resume_path is not None else -1
         stop_reason = None
         data_iter = iter(self.loader)
         group_logs: dict[str, dict[str, Any]] = {}
+        self.stop.install()
         self.ddp_model.train()
         if step == 0 and run.sample_every:
             self.save_samples(0)
-        # torch, Accelerate and the model leave ~300k long-lived Python objects, and every full
-        # garbage collection walks them all (~0.1 s on CPU), at moments that depend on how
-        # many objects the loop creates. Frozen, they are left out of collections until the
-        # loop ends.
+        with loop_bar(total, step, enabled=self.is_main and run.progress) as bar, \
+                self._frozen_gc():
+            log = StepLog(run.log_every, step=step, t0=t0, writer=self.metrics, bar=bar,
+                          track=self.accelerator.log if run.log_with != "none" else None)
+            try:
+                while total is None or step < total:
+                    lrs = self._set_lr(step)
+                    self._iteration(step, data_iter, group_logs)
+                    if _every(run.log_every, step + 1) or _every(run.save_every, step + 1):
+                        self.guard.count()
+                    self.guard.check(step, self.dir.checkpoints)
+                    if self.has_ema:
+                        self.unwrapped.update_ema(ema_decay_at(
+                            step, self.ema_decay, power=self.ema_power, start=self.ema_start))
+                    step += 1
+                    bar.update(1)
+                    if log.due(step, total):
+                        log.write(step, group_logs, lrs, self.guard.total)
+                    if _every(run.sample_every, step):
+                        self.save_samples(step)
+                    if _every(run.eval_every, step):
+                        self.evaluate(step)
+                    stop_reason = self.stop.reason(step, t0)
+                    if _every(run.save_every, step) and stop_reason is None:
+                        self.save_checkpoint(step)  # refused (and logged) if weights are bad
+                        last_saved = step
+                    if stop_reason is not None:
+                        break
+            finally:
+                self._set_trainable(None)
+                self.guard.count()
+        self._finish(step, stop_reason, saved_at=last_saved)
+        return step
+
+    def _iteration(self, step: int, data_iter, group_logs: dict[str, dict[str, Any]]) -> None:
+        """One training iteration: the groups of ``model.schedule(step)`` in order, each on
+        its set of micro-batches (:meth:`_micro_batches`); ``group_logs`` gets each group's
+        logs."""
+        drawn: list = []
+        steps_of: dict[str, int] = {}
+        for i, group in enumerate(self.unwrapped.schedule(step)):
+            k = steps_of[group] = steps_of.get(group, -1) + 1
+            batches = self._micro_batches(k if self._share_batches else i, drawn, data_iter)
+            group_logs[group] = self._group_step(group, step, batches, first=k == 0)
+        self._set_trainable(None)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _frozen_gc():
+        """torch, Accelerate and the model leave ~300k long-lived Python objects, and every
+        full garbage collection walks them all (~0.1 s on CPU), at moments that depend on
+        how many objects the loop creates. Frozen, they are left out of collections until
+        the loop ends."""
         gc.collect()
         gc.freeze()
         try:
-            while total is None or step < total:
-                lrs = self._set_lr(step)
-                drawn: list = []
-                steps_of: dict[str, int] = {}
-                for i, group in enumerate(self.unwrapped.schedule(step)):
-                    k = steps_of[group] = steps_of.get(group, -1) + 1
-                    batches = self._micro_batches(k if self._share_batches else i, drawn,
-                                                  data_iter)
-                    group_logs[group] = self._group_step(group, step, batches, first=k == 0)
-                self._set_trainable(None)
-                if run.log_every and (step + 1) % run.log_every == 0 or \
-                        (run.save_every and (step + 1) % run.save_every == 0):
-                    self._count_nonfinite()
-                if run.max_nonfinite and self.nonfinite_run >= run.max_nonfinite:
-                    raise TrainingError(
-                        f"stopping at step {step}: {self.nonfinite_run} consecutive optimizer "
-                        f"steps had a non-finite loss or gradient (lower the learning rate, "
-                        f"enable --clip-grad-norm, or raise --max-nonfinite). The last good "
-                        f"checkpoint is in {self.out / 'checkpoints'}")
-                if self.has_ema:
-                    self.unwrapped.update_ema(ema_decay_at(
-                        step, self.ema_decay, power=self.ema_power, start=self.ema_start))
-                step += 1
-                bar.update(1)
-                if run.log_every and (step % run.log_every == 0 or step == total):
-                    now = time.time()
-                    record = {"step": step, "time": round(now - t0, 3),
-                              "it_per_s": (step - step_log) / max(now - t_log, 1e-9),
-                              "nonfinite_total": self.nonfinite_total}
-                    record.update(to_floats({f"{g}/{k}": v for g, logs in group_logs.items()
-                                             for k, v in logs.items() if not k.startswith("_")}))
-                    record.update({f"lr/{g}": v for g, v in lrs.items()})
-                    t_log, step_log = now, step
-                    if self.is_main:
-                        self.metrics.write(record)
-                        bar.set_postfix(_bar_losses(record), refresh=False)
-                    if run.log_with != "none":
-                        acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
-                if run.sample_every and step % run.sample_every == 0:
-                    self.save_samples(step)
-                if run.eval_every and step % run.eval_every == 0:
-                    self.evaluate(step)
-                stop_reason = self._should_stop(step, t0)
-                if run.save_every and step % run.save_every == 0 and stop_reason is None:
-                    self.save_checkpoint(step)  # refused (and logged) if weights are bad
-                    last_saved = step
-                if stop_reason is not None:
-                    break
+            yield
         finally:
             gc.unfreeze()
-            bar.close()
-            logs_above_bar.close()
-            self._set_trainable(None)
-            self._count_nonfinite()
-        if step != last_saved:
+
+    def _finish(self, step: int, stop_reason: str | None, saved_at: int) -> None:
+        """After the loop: the last checkpoint and grid, ``final/`` when the run reached its
+        budget, the trackers closed, DDP torn down and the Hub push."""
+        run, acc = self.run, self.accelerator
+        if step != saved_at:
             self.save_checkpoint(step)
         if run.sample_every and step % run.sample_every and stop_reason is None:
             self.save_samples(step)
-        interrupted = stop_reason is not None and stop_reason.startswith(("signal", "another"))
         saved = False
-        if not interrupted and self.is_main:
+        if not GracefulStop.interrupted(stop_reason) and self.is_main:
             if self._weights_finite():
                 self.save_final(step)
                 saved = True
             else:
                 logger.error("step %d: weights hold NaN or inf; %s NOT written", step,
-                             self.out / "final")
+                             self.dir.final)
         if stop_reason is not None and self.is_main:
             logger.info("stopped at step %d: %s", step, stop_reason)
         acc.wait_for_everyone()
@@ -921,10 +791,9 @@ class Trainer:
             acc.free_memory()
             self.ddp_model = self.unwrapped
             gc.collect()
-        self._restore_signals()
+        self.stop.restore()
         if saved and run.push_to_hub:
             self.push_final()
-        return step
 
     # -- the run's products -------------------------------------------------------------------
     def card_facts(self, step: int) -> dict[str, Any]:
@@ -939,60 +808,41 @@ class Trainer:
         if run.dataset == "hf" and path.count("/") == 1 and not os.path.exists(path) and \
                 not path.startswith((".", "/", "~")):
             facts["datasets"] = [path]  # a Hub dataset id, which the Hub links to
-        evaluations = []
-        metrics = self.out / "metrics.jsonl"
-        for line in metrics.read_text().splitlines() if metrics.is_file() else []:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill
-                continue
-            if isinstance(record.get("eval"), dict):
-                evaluations.append(record["eval"])
+        evaluations = [r["eval"] for r in self.dir.records() if isinstance(r.get("eval"), dict)]
         if evaluations:
             facts["evaluations"] = evaluations
-        grids = sorted((self.out / "samples").glob("step_*.png"))
+        grids = self.dir.sample_grids()
         if grids:
-            facts["sample_grid"] = str(grids[-1])
-            facts["sample_grid_step"] = int(grids[-1].stem.split("_")[-1])
+            facts["sample_grid_step"], grid = grids[-1]
+            facts["sample_grid"] = str(grid)
         return facts
 
     def save_final(self, step: int) -> None:
         """``OUT/final/`` (and ``OUT/final-diffusers/`` under ``--export diffusers``)."""
-        self.unwrapped.save_pretrained(self.out / "final", **self.card_facts(step))
-        logger.info("step %d: saved %s", step, self.out / "final")
+        self.unwrapped.save_pretrained(self.dir.final, **self.card_facts(step))
+        logger.info("step %d: saved %s", step, self.dir.final)
         if self.run.export == "diffusers":
-            from ..export import export
-
-            export(self.unwrapped, self.out / "final-diffusers", overwrite=True)
-            logger.info("step %d: saved %s", step, self.out / "final-diffusers")
+            export(self.unwrapped, self.dir.final_diffusers, overwrite=True)
+            logger.info("step %d: saved %s", step, self.dir.final_diffusers)
 
     def push_final(self) -> None:
         """Push ``OUT/final/`` to ``--push-to-hub`` (main process). A failure leaves the run
         intact and says how to push it later."""
-        from ..hub import HubError, push_folder
-
         if not self.is_main:
             return
         repo = self.run.push_to_hub
         try:
-            url = push_folder(self.out / "final", repo)
+            url = push_folder(self.dir.final, repo)
         except HubError as e:
-            raise TrainingError(f"{self.out / 'final'} is saved, but pushing it to {repo} "
+            raise TrainingError(f"{self.dir.final} is saved, but pushing it to {repo} "
                                 f"failed: {e}. Push it later with `ganzoo push {self.out} "
                                 f"{repo}`") from e
-        logger.info("pushed %s to %s: %s", self.out / "final", repo, url)
+        logger.info("pushed %s to %s: %s", self.dir.final, repo, url)
 
 
-def _bar_losses(record: dict[str, Any]) -> dict[str, str]:
-    """The progress bar's postfix: each group's ``loss``, and a family's other ``*loss`` logs
-    where they differ from it (a discriminator's ``d_loss`` is its ``loss``: shown once)."""
-    out = {}
-    for key, value in record.items():
-        group, _, name = key.partition("/")
-        if not name.endswith("loss") or (name != "loss" and value == record.get(f"{group}/loss")):
-            continue
-        out[f"{group[:4]}:{name[:8]}"] = f"{value:.3g}"
-    return out
+def _every(period: int, step: int) -> bool:
+    """Whether a ``--*-every`` period (0: never) falls on ``step``."""
+    return bool(period) and step % period == 0
 
 
 def _check_can_push(repo_id: str) -> None:
@@ -1007,31 +857,6 @@ def _check_can_push(repo_id: str) -> None:
     if not get_token():
         raise ValueError(f"--push-to-hub {repo_id} needs a Hub token: log in with "
                          f"`hf auth login` or set HF_TOKEN")
-
-
-@contextlib.contextmanager
-def _signals_to_main_thread():
-    """Block SIGINT and SIGTERM while setup starts threads (gloo's I/O and worker threads under
-    torchrun, Accelerate's, the tracker's); threads inherit the mask, so these signals then go
-    to the main thread only, whose Python handler stops the run gracefully.
-
-    Unblocked, the kernel may deliver a SIGTERM to any thread. CPython installs its handlers
-    without SA_RESTART, so a gloo thread blocked in recv() gets EINTR, and gloo's enforce in
-    that thread ends the process with SIGABRT: the rank that "aborted instead of stopping"
-    under load. A signal that arrives during setup stays pending and is delivered when the
-    mask is restored, as before.
-    """
-    import threading
-
-    if not hasattr(signal, "pthread_sigmask") or \
-            threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _flat_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
