@@ -28,15 +28,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import config as cfg
+from . import config as cfg, rundir
 from ._io import atomic_path, atomic_write_text, load_state_dict
 from ._version import __version__
 from .config import did_you_mean
 from .modelcard import model_card
 from .registry import MODELS
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
+# A saved model is a run's final/ folder: the same two files (ganzoo.rundir names them).
+WEIGHTS_NAME = rundir.WEIGHTS
+CONFIG_NAME = rundir.CONFIG
 CARD_NAME = "README.md"
 
 __all__ = ["save_pretrained", "from_pretrained", "load_weights", "push_to_hub", "push_folder",
@@ -188,8 +189,9 @@ def is_model_folder(path: str | os.PathLike) -> bool:
 def _model_folder(folder: Path) -> Path:
     """A saved-model folder, or a trainer run folder (``OUT``, whose own config.json is the run
     config and whose weights are in ``final/``), which means its ``final/``."""
-    if not (folder / WEIGHTS_NAME).is_file() and (folder / "final" / WEIGHTS_NAME).is_file():
-        return folder / "final"
+    final = rundir.RunDir(folder).final
+    if not (folder / WEIGHTS_NAME).is_file() and (final / WEIGHTS_NAME).is_file():
+        return final
     return folder
 
 

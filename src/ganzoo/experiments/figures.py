@@ -24,6 +24,7 @@ from ..hub import load_weights
 from ..latent import LatentGenerator, interpolation_grid, save_grid
 from ..metrics.evaluation import reference_views
 from ..metrics.extractors import build_feature_extractor, to_uint8
+from ..rundir import WEIGHTS, RunDir
 from .runs import RunInfo, latest_checkpoint
 
 __all__ = ["MissingExtra", "plot_curves", "pick_progression", "load_run_model",
@@ -123,13 +124,13 @@ def pick_progression(grids: list[tuple[int, Path]], total: int | None,
 def load_run_model(info: RunInfo, device: torch.device):
     """The run's newest weights: ``final/``, else its newest checkpoint (a run stopped early)."""
     if info.finished:
-        model = from_pretrained(info.dir / "final")
+        model = from_pretrained(RunDir(info.dir).final)
     else:
         latest = latest_checkpoint(info.dir)
         if latest is None or not info.config.get("model"):
             raise FileNotFoundError(f"{info.dir} holds no weights yet (no final/, no checkpoint)")
         model = build(info.config["model"], **(info.config.get("model_args") or {}))
-        load_weights(model, latest[1] / "model.safetensors")
+        load_weights(model, latest[1] / WEIGHTS)
     return model.to(device).eval()
 
 
