@@ -23,17 +23,10 @@ import json
 import math
 from typing import Any
 
-__all__ = ["PIPELINE_TAGS", "DEFAULT_LICENSE", "pipeline_tag", "evaluations", "model_card"]
+__all__ = ["DEFAULT_LICENSE", "evaluations", "model_card"]
 
-# The Hub's pipeline tags for ganzoo's tasks: sampling from noise, or images from images.
-PIPELINE_TAGS = {"sample": "unconditional-image-generation", "translate": "image-to-image",
-                 "transfer": "image-to-image", "reconstruct": "image-to-image"}
 # ganzoo's own licence; weights bound by their training data's terms pass license=... instead.
 DEFAULT_LICENSE = "apache-2.0"
-
-
-def pipeline_tag(task: str) -> str:
-    return PIPELINE_TAGS.get(task, "image-to-image")
 
 
 def evaluations(facts: dict[str, Any]) -> list[dict[str, Any]]:
@@ -83,7 +76,7 @@ def _protocol_args(protocol: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(args, default=str))
 
 
-def eval_results(facts: dict[str, Any], task: str) -> list:
+def eval_results(facts: dict[str, Any], pipeline_tag: str) -> list:
     """One ``huggingface_hub.EvalResult`` per (evaluation, metric), the newest first."""
     from huggingface_hub import EvalResult
 
@@ -94,7 +87,7 @@ def eval_results(facts: dict[str, Any], task: str) -> list:
         for key, value in _numbers(evaluation["metrics"]).items():
             ref = _reference(protocol, key)
             results.append(EvalResult(
-                task_type=pipeline_tag(task), dataset_type=_dataset_type(ref, protocol),
+                task_type=pipeline_tag, dataset_type=_dataset_type(ref, protocol),
                 dataset_name=ref, dataset_split=protocol.get("split"),
                 dataset_args=protocol.get("dataset_kwargs") or None,
                 metric_type=key, metric_value=value,
@@ -120,17 +113,13 @@ def _eval_table(facts: dict[str, Any]) -> list[str]:
             "| --- | --- | --- | --- | --- | --- |", *rows]
 
 
-def _usage(task: str, repo: str) -> list[str]:
-    python = {"sample": "images = model.sample(16)  # (16, C, H, W) in [-1, 1]",
-              "translate": "fake_b = model.translate(images_a)  # (N, C, H, W) in [-1, 1]",
-              "reconstruct": "recon = model.reconstruct(images)  # (N, C, H, W) in [-1, 1]",
-              "transfer": "a0, bu = model.transfer(with_attr, without_attr)  # swap the attribute"}
-    shell = (f"ganzoo sample {repo} -n 50000 --out-dir samples/  # numbered PNGs, resumable"
-             if task == "sample" else
-             f"ganzoo sample {repo} --input images/ --out-dir outputs/  # one per input")
+def _usage(model, repo: str) -> list[str]:
+    shell = (f"ganzoo sample {repo} --input images/ --out-dir outputs/  # one per input"
+             if model.takes_inputs else
+             f"ganzoo sample {repo} -n 50000 --out-dir samples/  # numbered PNGs, resumable")
     return ["", "## Use", "", "```bash", shell, "```", "",
             "```python", "import ganzoo", "", f'model = ganzoo.from_pretrained("{repo}")',
-            python.get(task, python["sample"]), "```"]
+            model.usage_example, "```"]
 
 
 def model_card(model, config: dict[str, Any], facts: dict[str, Any],
@@ -140,11 +129,11 @@ def model_card(model, config: dict[str, Any], facts: dict[str, Any],
     from huggingface_hub import ModelCard, ModelCardData
 
     name = repo_id.split("/")[-1] if repo_id else (model.preset or type(model).__name__)
-    tag = pipeline_tag(model.task)
+    tag = model.pipeline_tag
     tags = ["ganzoo", model.family or "generative",
-            "image-generation" if model.task == "sample" else "image-to-image"]
+            "image-to-image" if model.takes_inputs else "image-generation"]
     tags += [t for t in facts.get("tags") or [] if t not in tags]
-    results = eval_results(facts, model.task)
+    results = eval_results(facts, tag)
     data = ModelCardData(
         library_name="ganzoo", pipeline_tag=tag, license=facts.get("license") or DEFAULT_LICENSE,
         datasets=list(facts.get("datasets") or []) or None, tags=tags,
@@ -166,7 +155,7 @@ def model_card(model, config: dict[str, Any], facts: dict[str, Any],
              f"- **Training data**: {facts.get('dataset', 'unknown')}"]
     if facts.get("steps") is not None:
         body.append(f"- **Training steps**: {facts['steps']}")
-    body += _usage(model.task, repo_id or "PATH_OR_REPO_ID")
+    body += _usage(model, repo_id or "PATH_OR_REPO_ID")
     body += _eval_table(facts)
     body += ["", "## Config", "", "```json", json.dumps(config["config"], indent=2), "```", ""]
     card = ModelCard("---\n" + data.to_yaml() + "\n---\n\n" + "\n".join(body))

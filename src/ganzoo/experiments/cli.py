@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .._progress import EXIT_CODES, report_interrupted
+from ..config import did_you_mean
 from .report import ReportError, write_report
 
 __all__ = ["queue_main", "report_main", "build_queue_parser", "build_report_parser"]
@@ -67,12 +68,8 @@ def _copy(name: str, dest: str) -> int:
 
     shipped = shipped_queues()
     if name not in shipped:
-        from ..config import close_matches
-
-        near = close_matches(name, shipped)
-        raise QueueError(f"no shipped queue '{name}'" + (f"; did you mean {', '.join(near)}?"
-                                                         if near else "")
-                         + f" (shipped: {', '.join(shipped)})")
+        raise QueueError(f"no shipped queue '{name}'{did_you_mean(name, shipped)} "
+                         f"(shipped: {', '.join(shipped)})")
     target = Path(dest)
     if target.is_dir() or dest.endswith("/"):
         target.mkdir(parents=True, exist_ok=True)

@@ -199,8 +199,7 @@ class Queue:
         names = [e.name for e in self.experiments]
         for name in only:
             if name not in names:
-                near = cfg.close_matches(name, names)
-                hint = f"; did you mean {', '.join(near)}?" if near else ""
+                hint = cfg.did_you_mean(name, names)
                 raise QueueError(f"{self.path}: --only {name}: no such experiment{hint} "
                                  f"(experiments: {', '.join(names)})")
         return [e for e in self.experiments if e.name in only]
@@ -229,8 +228,7 @@ def resolve_queue_path(spec: str | os.PathLike) -> Path:
     name = path.name[:-5] if path.name.endswith(".yaml") else path.name
     if str(spec) == path.name and name in shipped:
         return shipped[name]
-    near = cfg.close_matches(name, shipped)
-    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    hint = cfg.did_you_mean(name, shipped)
     raise QueueError(f"no queue file {spec}{hint} (shipped queues: "
                      f"{', '.join(shipped) or 'none'}; see `ganzoo queue list`)")
 
@@ -290,8 +288,7 @@ def _check_keys(where: str, prefix: str, data: dict, allowed) -> None:
             raise QueueError(f"{where}: {prefix}'{key}' is set by the queue "
                              f"({QUEUE_OWNED[key]}); remove it")
         if key not in allowed:
-            near = cfg.close_matches(str(key), allowed)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            hint = cfg.did_you_mean(str(key), allowed)
             raise QueueError(f"{where}: {prefix}unknown key '{key}'{hint}")
 
 
@@ -419,8 +416,7 @@ def _check_eval(at: str, value) -> dict[str, Any]:
     out = dict(value)
     for key, v in value.items():
         if key not in EVAL_KEYS:
-            near = cfg.close_matches(str(key), EVAL_KEYS)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            hint = cfg.did_you_mean(str(key), EVAL_KEYS)
             raise QueueError(f"{at}: eval: unknown key '{key}'{hint}")
         kind = EVAL_KEYS[key]
         if key == "metrics" and isinstance(v, str):
@@ -441,8 +437,7 @@ def _check_eval(at: str, value) -> dict[str, Any]:
 
         names = list_feature_extractors()
         if extractor not in names:
-            near = cfg.close_matches(extractor, names)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            hint = cfg.did_you_mean(extractor, names)
             raise QueueError(f"{at}: eval.feature_extractor: unknown extractor "
                              f"'{extractor}'{hint}")
     if out.get("resizer") not in (None, "torch", "pil_bicubic"):

@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import torch
 
+from .. import _io
 from .._io import load_tensors
 from ..config import did_you_mean
 from ..hub import WeightsDownloadError, WeightsError, fetch_weights
@@ -111,8 +112,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """
     if images.dim() != 4:
         raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
-    if images.dtype != torch.uint8:
-        images = ((images.float() + 1) / 2).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    images = _io.to_uint8(images)
     c = images.shape[1]
     if c == 1:
         images = images.expand(-1, 3, -1, -1)

@@ -64,6 +64,13 @@ INPUT = "input"
 DONOR = "donor"
 
 
+# The call each task's model card shows (GenerativeModel.usage_example).
+_USAGE = {"sample": "images = model.sample(16)  # (16, C, H, W) in [-1, 1]",
+          "translate": "fake_b = model.translate(images_a)  # (N, C, H, W) in [-1, 1]",
+          "reconstruct": "recon = model.reconstruct(images)  # (N, C, H, W) in [-1, 1]",
+          "transfer": "a0, bu = model.transfer(with_attr, without_attr)  # swap the attribute"}
+
+
 # The batch key under which the trainer hands each batch of an iteration's first set a
 # SharedForward (the batches that every group's first step sees).
 SHARED_FORWARD = "shared_forward"
@@ -372,6 +379,16 @@ class GenerativeModel(nn.Module):
         """Whether the task maps input images to outputs (translate, transfer, reconstruct):
         ``generate`` then needs a batch, and there are no unconditional samples to write."""
         return self.task != "sample"
+
+    @property
+    def pipeline_tag(self) -> str:
+        """The Hugging Face Hub's name for the task (its model cards' ``pipeline_tag``)."""
+        return "image-to-image" if self.takes_inputs else "unconditional-image-generation"
+
+    @property
+    def usage_example(self) -> str:
+        """The line of Python a model card shows under ``model = ganzoo.from_pretrained(...)``."""
+        return _USAGE[self.task]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} is a '{self.task}' model; "

@@ -186,8 +186,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     data = {k.replace("-", "_"): v for k, v in data.items()}
     for key in data:
         if key not in names:
-            near = cfg.close_matches(key, names)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            hint = cfg.did_you_mean(key, names)
             raise KeyError(f"{path}: unknown run config key '{key}'{hint}")
     return data
 

@@ -207,8 +207,7 @@ class Trainer:
         for table in ("lr", "clip_grad_norm", "optim"):
             for group in getattr(run, table):
                 if group != "*" and group not in specs:
-                    near = cfg.close_matches(group, specs)
-                    hint = f"; did you mean {', '.join(near)}?" if near else ""
+                    hint = cfg.did_you_mean(group, specs)
                     raise KeyError(f"--{table.replace('_', '-')}: model '{run.model}' has no "
                                    f"optimizer group '{group}'{hint} (groups: "
                                    f"{', '.join(self.groups)})")
