@@ -25,10 +25,10 @@ def dataset_kwargs_for(model) -> dict:
 
 
 def example_batch(model, n: int, seed: int = 0, **overrides) -> dict:
-    """``n`` items of ``model.default_dataset`` at the model's size, stacked into a batch."""
-    import torch
+    """``n`` items of ``model.default_dataset`` at the model's size, stacked into a batch (on
+    the CPU; ``model.collate`` moves it to the model)."""
+    from torch.utils.data import default_collate
 
     kwargs = {**dataset_kwargs_for(model), "size": max(n, 1), "seed": seed, **overrides}
     ds = build_dataset(model.default_dataset, **kwargs)
-    items = [ds[i] for i in range(n)]
-    return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}
+    return default_collate([ds[i] for i in range(n)])

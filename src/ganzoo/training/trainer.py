@@ -536,9 +536,7 @@ class Trainer:
             seeds = [(i, i) for i in range(n)]
             items = [SeededDataset(self.dataset)[k] for k in seeds]
             self._fixed_batch = collate_items(items)
-        from accelerate.utils import send_to_device
-
-        return send_to_device(self._fixed_batch, self.accelerator.device)
+        return self.unwrapped.collate(self._fixed_batch)
 
     def save_samples(self, step: int) -> None:
         if not self.is_main:
