@@ -41,6 +41,8 @@ METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 FINAL = "final"
+# The best checkpoint by one evaluation metric (--keep-best), loadable like final/.
+BEST = "best"
 FINAL_DIFFUSERS = "final-diffusers"
 SAMPLES = "samples"
 LOGS = "logs"
@@ -139,7 +141,7 @@ class RunDir:
     """The paths of one run folder, and the few reads every reader of a run needs."""
 
     # What a run writes into OUT; ``--overwrite`` removes exactly these.
-    ARTEFACTS = (CONFIG, METRICS, CHECKPOINTS, SAMPLES, FINAL, LOGS, FINAL_DIFFUSERS)
+    ARTEFACTS = (CONFIG, METRICS, CHECKPOINTS, SAMPLES, FINAL, BEST, LOGS, FINAL_DIFFUSERS)
     # Any of these makes a folder a run folder (a queue's experiment before it trained too).
     MARKERS = (METRICS, CONFIG, FINAL, CHECKPOINTS, EXPERIMENT)
 
@@ -172,6 +174,10 @@ class RunDir:
     @property
     def final(self) -> Path:
         return self.path / FINAL
+
+    @property
+    def best(self) -> Path:
+        return self.path / BEST
 
     @property
     def final_diffusers(self) -> Path:
