@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._stats import metric_direction  # the one rule, shared with the trainer's --keep-best
 from ..registry import MODELS
 from ..rundir import CONFIG, SAMPLE_RE, TRAINER_STATE, RunDir, read_json, read_jsonl
 
@@ -61,26 +62,6 @@ def is_run_dir(path: Path) -> bool:
 def final_ok(run_dir: Path) -> bool:
     """``final/`` holds a complete saved model."""
     return RunDir(run_dir).final_ok()
-
-
-# Which way is better, for the comparison tables' arrows and nothing else.
-_LOWER = ("fid", "fd", "kid", "mifid")
-_HIGHER = ("isc", "is", "precision", "recall", "f_score", "lpips", "psnr", "ssim")
-
-
-def metric_direction(key: str) -> str:
-    """``"↓"``, ``"↑"`` or ``""`` for a metric key such as ``fid/bu`` or ``fd@dinov2``."""
-    base = re.split(r"[@/]", key)[0]
-    head = base.split("_")[0]
-    if base.endswith("_std"):  # a spread, not a score
-        return ""
-    if base in ("mifid_distance",):
-        return "↑"
-    if head in _LOWER or base in _LOWER:
-        return "↓"
-    if head in _HIGHER or base.startswith(("lpips", "isc")):
-        return "↑"
-    return ""
 
 
 def format_duration(seconds: float | None) -> str:

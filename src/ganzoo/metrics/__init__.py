@@ -8,6 +8,6 @@ extractors with :func:`ganzoo.metrics.extractors.register_feature_extractor` or 
 torch-fidelity; that happens when a feature metric runs.
 """
 
-from .evaluation import build_metrics, evaluate
+from .evaluation import build_metrics, evaluate, metric_keys
 
-__all__ = ["evaluate", "build_metrics"]
+__all__ = ["evaluate", "build_metrics", "metric_keys"]

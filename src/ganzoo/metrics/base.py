@@ -107,6 +107,9 @@ class RealFeatures:
 
 class Metric:
     name: ClassVar[str] = ""
+    # The names ``compute`` returns, before the evaluation adds the extractor tag and the
+    # output suffix (empty: just ``name``); read by :func:`ganzoo.metrics.evaluation.metric_keys`.
+    keys: ClassVar[tuple[str, ...]] = ()
     consumes: ClassVar[Literal["features", "samples", "pairs"]] = "features"
     uses_reference: ClassVar[bool] = True
 

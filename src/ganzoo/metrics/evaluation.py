@@ -36,7 +36,7 @@ from .extractors import build_feature_extractor, resize_pil_bicubic, to_uint8
 from .fidelity import NotAvailable
 from .sources import DatasetSource, ImageSource, resolve_input
 
-__all__ = ["evaluate", "build_metrics", "EvalProtocol", "reference_views"]
+__all__ = ["evaluate", "build_metrics", "metric_keys", "EvalProtocol", "reference_views"]
 
 Resizer = Literal["torch", "pil_bicubic"]
 QUANTIZATION = "uint8, rounded as torchvision.utils.save_image"
@@ -380,20 +380,47 @@ def _reference_features(src: ImageSource, info: dict[str, Any], extractor, resiz
                                       resizer, rank, world, progress)), key
 
 
+def _extractor_tag(name: str | None) -> str:
+    """``@<extractor>`` in a feature metric's key, or nothing for Inception (an FID)."""
+    return f"@{name}" if name is not None and name != "inception_v3" else ""
+
+
+def _feature_key(k: str, tag: str, suffix: str) -> str:
+    """A feature metric's key; a Fréchet distance outside Inception's space is ``fd``."""
+    return f"{'fd' if tag and k == 'fid' else k}{tag}{suffix}"
+
+
+def metric_keys(metrics: Iterable[str | Metric] | str, feature_extractor: str = "inception_v3",
+                outputs: Iterable[str] = ("sample",),
+                metric_kwargs: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """The keys of ``"metrics"`` that :func:`evaluate` will return for these metrics, this
+    extractor and a model's evaluated ``outputs`` (its ``eval_references``), without
+    computing anything (the trainer checks ``--keep-best`` against them at start-up)."""
+    objs = build_metrics(metrics, metric_kwargs)
+    outputs = list(outputs)
+    suffixes = [""] if outputs == ["sample"] else [f"/{o}" for o in outputs]
+    tag = _extractor_tag(feature_extractor)
+    keys = []
+    for suffix in suffixes:
+        for m in objs:
+            for k in m.keys or (m.name,):
+                keys.append(_feature_key(k, tag, suffix) if isinstance(m, FeatureMetric)
+                            else f"{k}{suffix}")
+    return keys
+
+
 def _compute_metrics(o: str, plan: _Plan, generated: _Generated, real, extractor,
                      feature_metrics, sample_metrics, paired_metrics
                      ) -> tuple[dict[str, float | None], dict[str, str]]:
     """Stage 5: every metric of one output, and why a value is not available (written as
     ``None``). Keys: ``<metric>[@<extractor>][/<output>]``; a Fréchet distance outside
     Inception's feature space is ``fd@<extractor>``, not an FID."""
-    tag = f"@{extractor.name}" if extractor is not None and \
-        extractor.name != "inception_v3" else ""
+    tag = _extractor_tag(extractor.name if extractor is not None else None)
     suffix, results = plan.suffix[o], {}
     for m in feature_metrics:
         fake = gather_rows(*generated.features[o][extractor.layers[m.layer]])
         for k, v in m.compute(fake, real if m.uses_reference else None).items():
-            k = "fd" if tag and k == "fid" else k
-            results[f"{k}{tag}{suffix}"] = v
+            results[_feature_key(k, tag, suffix)] = v
     for m in sample_metrics:
         imgs = gather_rows(*generated.samples[o])
         for k, v in m.compute(imgs[: m.max_samples]).items():

@@ -116,6 +116,7 @@ class FID(FeatureMetric):
 
 class KID(FeatureMetric):
     name = "kid"
+    keys = ("kid_mean", "kid_std")
 
     def __init__(self, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
                  gamma: float | None = None, coef0: float = 1.0, seed: int = 2020):
@@ -162,6 +163,7 @@ class KID(FeatureMetric):
 
 class InceptionScore(FeatureMetric):
     name = "isc"
+    keys = ("isc_mean", "isc_std")
     layer = "isc"
     uses_reference = False
 
@@ -187,6 +189,7 @@ PRC_FULL_MAX = 10_000  # rows; see PrecisionRecall.compute and docs/evaluation.m
 
 class PrecisionRecall(FeatureMetric):
     name = "prc"
+    keys = ("precision", "recall", "f_score")
 
     def __init__(self, neighborhood: int = 3, batch_size: int = 10000):
         self.neighborhood, self.batch_size = neighborhood, batch_size
@@ -226,6 +229,7 @@ def memorization_distance(fake: torch.Tensor, real: torch.Tensor, chunk: int = 4
 
 class MiFID(FeatureMetric):
     name = "mifid"
+    keys = ("mifid", "mifid_distance")
 
     def __init__(self, eps: float = 0.1, fid_epsilon: float = 1e-14):
         if eps <= 0:
