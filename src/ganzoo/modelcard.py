@@ -14,7 +14,9 @@ re-carded (``ganzoo push`` writes the repo id in) without the run that made it:
 - ``evaluations``: results of ``ganzoo.evaluate`` (``{"metrics", "protocol"}``), e.g. the
   trainer's ``--eval-every`` records; ``metrics`` + ``eval_protocol``, one result in the form
   of ganzoo 0.1, are read as one more evaluation;
-- ``sample_grid``: a PNG in the folder (``samples.png``), with ``sample_grid_step``.
+- ``sample_grid``: a PNG in the folder (``samples.png``), with ``sample_grid_step``;
+- ``best_metric``, ``best_value``, ``best_step``: the trainer's ``best/`` (``--keep-best``),
+  the state whose evaluation by ``best_metric`` was the best of its run so far.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+from ._stats import metric_direction
 
 __all__ = ["DEFAULT_LICENSE", "evaluations", "model_card"]
 
@@ -113,6 +117,17 @@ def _eval_table(facts: dict[str, Any]) -> list[str]:
             "| --- | --- | --- | --- | --- | --- |", *rows]
 
 
+def _best_line(facts: dict[str, Any]) -> list[str]:
+    """The best checkpoint's line (``--keep-best``): which metric, its value and step."""
+    metric, value = facts.get("best_metric"), facts.get("best_value")
+    if not metric or not isinstance(value, (int, float)):
+        return []
+    way = {"↓": "lower", "↑": "higher"}.get(metric_direction(str(metric)))
+    return [f"- **Best checkpoint**: {metric} = {value:.6g} at step {facts.get('best_step')}, "
+            f"the best of the run's evaluations so far"
+            f"{f' ({way} is better)' if way else ''}"]
+
+
 def _usage(model, repo: str) -> list[str]:
     shell = (f"ganzoo sample {repo} --input images/ --out-dir outputs/  # one per input"
              if model.takes_inputs else
@@ -155,6 +170,7 @@ def model_card(model, config: dict[str, Any], facts: dict[str, Any],
              f"- **Training data**: {facts.get('dataset', 'unknown')}"]
     if facts.get("steps") is not None:
         body.append(f"- **Training steps**: {facts['steps']}")
+    body += _best_line(facts)
     body += _usage(model, repo_id or "PATH_OR_REPO_ID")
     body += _eval_table(facts)
     body += ["", "## Config", "", "```json", json.dumps(config["config"], indent=2), "```", ""]

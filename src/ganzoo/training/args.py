@@ -108,6 +108,21 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="metric from the metrics registry; repeatable (default fid)")
     a.add_argument("--eval-n", type=int, help="generated images per evaluation")
     a.add_argument("--eval-batch-size", type=int)
+    a.add_argument("--eval-n-real", type=int, help="reference images per evaluation "
+                   "(default: --eval-n)")
+    a.add_argument("--eval-reference", "--eval-ref", metavar="REFERENCE",
+                   help="dataset name or image folder to score against (default: the "
+                        "training dataset with its --set data.* options)")
+    a.add_argument("--eval-feature-extractor", metavar="NAME",
+                   help="inception_v3 (default) or a registered extractor, e.g. "
+                        "efficientnet_lite0 (values then read fd@NAME)")
+    a.add_argument("--eval-feature-extractor-weights", "--eval-fid-weights", metavar="FILE",
+                   help="local feature-extractor weights file (else $GANZOO_FID_WEIGHTS)")
+    a.add_argument("--eval-resizer", choices=["torch", "pil_bicubic"])
+    a.add_argument("--keep-best", metavar="METRIC",
+                   help="keep the best evaluation by this metric key (e.g. fid, "
+                        "fd@efficientnet_lite0, isc_mean) as OUT/best/, by the metric's "
+                        "direction; needs --eval-every")
     a.add_argument("--log-every", type=int, help="metrics.jsonl period in steps")
     a.add_argument("--log-with", choices=["none", "tensorboard", "wandb", "mlflow", "aim",
                                           "comet_ml", "clearml", "dvclive", "swanlab",

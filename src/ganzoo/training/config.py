@@ -52,6 +52,13 @@ class RunConfig:
     eval_metrics: list[str] = field(default_factory=lambda: ["fid"])
     eval_n: int = 1000
     eval_batch_size: int | None = None
+    # The options of `ganzoo eval` (docs/training.md, "The best checkpoint").
+    eval_n_real: int | None = None  # reference images (None: eval_n)
+    eval_reference: str | None = None  # a dataset name or image folder (None: the run's data)
+    eval_feature_extractor: str = "inception_v3"
+    eval_feature_extractor_weights: str | None = None  # None: $GANZOO_FID_WEIGHTS, cache, ...
+    eval_resizer: Literal["torch", "pil_bicubic"] = "torch"
+    keep_best: str | None = None  # an evaluation key (fid, fd@efficientnet_lite0): OUT/best/
     log_every: int = 10
     keep: int = 3  # checkpoints kept; 0 keeps all
     resume: str | None = None  # "latest" or a checkpoint folder
@@ -106,6 +113,8 @@ class RunConfig:
         if self.ema_warmup_power is not None and self.ema_warmup_power < 0:
             raise ValueError(f"RunConfig.ema_warmup_power must be >= 0, got "
                              f"{self.ema_warmup_power}")
+        if self.eval_n_real is not None and self.eval_n_real < 1:
+            raise ValueError(f"RunConfig.eval_n_real must be >= 1, got {self.eval_n_real}")
         if self.eval_batch_size is not None and self.eval_batch_size < 1:
             raise ValueError(f"RunConfig.eval_batch_size must be >= 1, got {self.eval_batch_size}")
         if self.push_to_hub is not None and (self.push_to_hub.count("/") != 1 or
@@ -131,6 +140,9 @@ class RunConfig:
             if self.lr_decay_start >= self.max_steps:
                 raise ValueError(f"--lr-decay-start ({self.lr_decay_start}) must be below "
                                  f"--max-steps ({self.max_steps})")
+        if self.keep_best and not self.eval_every:
+            raise ValueError(f"--keep-best {self.keep_best} needs --eval-every N (it keeps "
+                             f"the best of the evaluations)")
         return self
 
     @property

@@ -42,6 +42,7 @@ from ..rundir import (CONFIG, OPTIMIZERS, RNG, SCALERS, TRAINER_STATE, WEIGHTS, 
                       iter_json_records)
 from .checkpoint import (CheckpointError, capture_rng, clean_stale, prune, read_checkpoint_files,
                          resolve_checkpoint, restore_rng, write_checkpoint)
+from .best import BestCheckpoint, recover_folder
 from .config import RunConfig
 from .data import (SeededDataset, build_dataset, check_batch_keys, collate_items,
                    default_num_workers, make_loader)
@@ -111,6 +112,7 @@ class Trainer:
         self._validate()
         self._make_accelerator()
         self._build_model_and_data()
+        self._check_keep_best()
         optimizers = self._build_optimizers()
         self._init_counters()
         self._prepare(optimizers)
@@ -239,11 +241,15 @@ class Trainer:
         self.start_step = 0
         self.samples_seen = 0  # data position: samples drawn by all processes together
         nonfinite_total = 0
+        self.best = BestCheckpoint(run.keep_best, self.dir.best) if run.keep_best else None
         if self.resume_files is not None:
             state = self.resume_files[TRAINER_STATE]
             self.start_step = int(state["step"])
             self.samples_seen = int(state["samples_seen"])
             nonfinite_total = int(state.get("nonfinite_total", 0))
+        if self.best is not None and self.is_main:
+            recover_folder(self.dir.best)  # before best/'s facts are read
+            self.best.restore(state.get("best") if self.resume_files is not None else None)
         reduce = (lambda t: acc.reduce(t, reduction="sum")) if acc.num_processes > 1 else None
         self.guard = NonfiniteGuard(acc.device, limit=run.max_nonfinite, total=nonfinite_total,
                                     reduce=reduce)
@@ -379,11 +385,29 @@ class Trainer:
         atomic_write_text(path, "".join(x + "\n" for x in keep))
 
     def _check_metrics_available(self) -> None:
+        """ganzoo.metrics, an optional part, imported here once for the run's evaluations."""
         try:
-            from ..metrics import evaluate  # noqa: F401
+            from .. import metrics
         except ImportError as e:
             raise ImportError(f"--eval-every needs ganzoo.metrics.evaluate, which is not "
                               f"available in this installation ({e})") from e
+        self._metrics = metrics
+
+    def _check_keep_best(self) -> None:
+        """``--keep-best`` names a key the evaluation will produce (for this model's outputs,
+        metrics and extractor) that has a direction; one line otherwise."""
+        run = self.run
+        if not run.keep_best:
+            return
+        keys = self._metrics.metric_keys(run.eval_metrics, run.eval_feature_extractor,
+                                         outputs=list(self.model.eval_references))
+        if run.keep_best not in keys:
+            hint = cfg.did_you_mean(run.keep_best, keys)
+            raise ValueError(f"--keep-best {run.keep_best}: the evaluation (--eval-metric "
+                             f"{' '.join(run.eval_metrics)}, --eval-feature-extractor "
+                             f"{run.eval_feature_extractor}) produces "
+                             f"{', '.join(keys)}{hint}")
+        BestCheckpoint(run.keep_best, self.dir.best)  # refuses a key without a direction
 
     def _check_output_dir(self):
         run = self.run
@@ -496,6 +520,7 @@ class Trainer:
                     "ema_warmup_power": self.ema_power,
                     "ema_start": self.ema_start,
                     "rank_checksums": sums,
+                    "best": self.best.state() if self.best is not None else None,
                     "model_config": self.unwrapped.config_dict,
                     "time": time.time(),
                 }
@@ -556,15 +581,21 @@ class Trainer:
                 logger.warning("could not log samples to %s: %s", tracker.name, e)
 
     def evaluate(self, step: int) -> None:
-        from ..metrics import evaluate  # an optional part: checked at set-up under --eval-every
-
+        """Score the model with ``--eval-*`` (the options of ``ganzoo eval``) into
+        metrics.jsonl and the trackers; under ``--keep-best`` a better value writes best/."""
         run = self.run
+        own_data = run.eval_reference is None  # the training data, with its options
         try:
             with self._inference() as model:
-                result = evaluate(model, run.dataset, metrics=list(run.eval_metrics),
-                                         n=run.eval_n, batch_size=run.eval_batch_size or
-                                         run.batch_size, dataset_kwargs=dict(run.dataset_args),
-                                         step=step, progress=None if run.progress else False)
+                result = self._metrics.evaluate(
+                    model, run.dataset if own_data else run.eval_reference,
+                    metrics=list(run.eval_metrics), n=run.eval_n, n_real=run.eval_n_real,
+                    batch_size=run.eval_batch_size or run.batch_size,
+                    feature_extractor=run.eval_feature_extractor,
+                    feature_extractor_weights=run.eval_feature_extractor_weights,
+                    resizer=run.eval_resizer,
+                    dataset_kwargs=dict(run.dataset_args) if own_data else None,
+                    step=step, progress=None if run.progress else False)
         except Exception as e:  # noqa: BLE001 - a failed evaluation must not lose the run
             if self.is_main:
                 logger.error("step %d: evaluation failed, training goes on: %s: %s", step,
@@ -579,6 +610,8 @@ class Trainer:
             if scalars and self.run.log_with != "none":
                 self.accelerator.log(scalars, step=step)
             logger.info("step %d: eval %s", step, json.dumps(values, default=str))
+            if self.best is not None and (value := self.best.offer(step, values)) is not None:
+                self.save_best(step, value)
 
     # -- the loop -----------------------------------------------------------------------------
     def _set_trainable(self, group: str | None, first: bool = False) -> None:
@@ -821,6 +854,17 @@ class Trainer:
         if self.run.export == "diffusers":
             export(self.unwrapped, self.dir.final_diffusers, overwrite=True)
             logger.info("step %d: saved %s", step, self.dir.final_diffusers)
+
+    def save_best(self, step: int, value: float) -> None:
+        """``OUT/best/``: the model now, the best by ``--keep-best`` so far (main process). A
+        failure (non-finite weights, a full disk) is logged and leaves the previous best/."""
+        try:
+            self.best.write(self.unwrapped, step, value, self.card_facts(step))
+        except (OSError, ValueError) as e:
+            logger.error("step %d: %s NOT written (%s: %s); the previous one stays", step,
+                         self.dir.best, type(e).__name__, e)
+            return
+        logger.info("step %d: saved %s (%s)", step, self.dir.best, self.best.describe())
 
     def push_final(self) -> None:
         """Push ``OUT/final/`` to ``--push-to-hub`` (main process). A failure leaves the run
