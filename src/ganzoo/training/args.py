@@ -103,6 +103,29 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     a.add_argument("--keep", type=int, help="checkpoints kept (0: all; default 3)")
     a.add_argument("--sample-every", type=int, help="sample grid period (0: never)")
     a.add_argument("--num-samples", type=int, help="images in the sample grid")
+    a.add_argument("--log-every", type=int, help="metrics.jsonl period in steps")
+    a.add_argument("--log-with", choices=["none", "tensorboard", "wandb", "mlflow", "aim",
+                                          "comet_ml", "clearml", "dvclive", "swanlab",
+                                          "trackio", "all"],
+                   help="an Accelerate tracker, logging into OUT/logs where it writes files")
+    a.add_argument("--wandb-mode", choices=["online", "offline"])
+    _evaluation_options(p.add_argument_group("evaluation (the options of `ganzoo eval`)"))
+    a.add_argument("--export", choices=["none", "diffusers"],
+                   help="diffusers: also write OUT/final-diffusers/ (DDPM families)")
+    a.add_argument("--push-to-hub", metavar="ORG/NAME",
+                   help="push OUT/final/ to this Hub repo at the end (main process)")
+    a.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
+    a.add_argument("--no-progress", action="store_false", dest="progress",
+                   help="no progress bar (default: shown)")
+    a.add_argument("--verbose", "-v", action="store_true",
+                   help="print the resolved run config at the start (it is always written to "
+                        "OUT/config.json)")
+    return p
+
+
+def _evaluation_options(a) -> None:
+    """``--eval-every`` and its options, named after ``ganzoo eval``'s with ``--eval-``, and
+    ``--keep-best`` (docs/training.md, "The best checkpoint")."""
     a.add_argument("--eval-every", type=int, help="evaluation period (0: never)")
     a.add_argument("--eval-metric", action="append", dest="eval_metrics", metavar="NAME",
                    help="metric from the metrics registry; repeatable (default fid)")
@@ -123,23 +146,6 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="keep the best evaluation by this metric key (e.g. fid, "
                         "fd@efficientnet_lite0, isc_mean) as OUT/best/, by the metric's "
                         "direction; needs --eval-every")
-    a.add_argument("--log-every", type=int, help="metrics.jsonl period in steps")
-    a.add_argument("--log-with", choices=["none", "tensorboard", "wandb", "mlflow", "aim",
-                                          "comet_ml", "clearml", "dvclive", "swanlab",
-                                          "trackio", "all"],
-                   help="an Accelerate tracker, logging into OUT/logs where it writes files")
-    a.add_argument("--wandb-mode", choices=["online", "offline"])
-    a.add_argument("--export", choices=["none", "diffusers"],
-                   help="diffusers: also write OUT/final-diffusers/ (DDPM families)")
-    a.add_argument("--push-to-hub", metavar="ORG/NAME",
-                   help="push OUT/final/ to this Hub repo at the end (main process)")
-    a.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is present")
-    a.add_argument("--no-progress", action="store_false", dest="progress",
-                   help="no progress bar (default: shown)")
-    a.add_argument("--verbose", "-v", action="store_true",
-                   help="print the resolved run config at the start (it is always written to "
-                        "OUT/config.json)")
-    return p
 
 
 def _cli_layer(ns: argparse.Namespace) -> dict[str, Any]:
