@@ -10,6 +10,7 @@
             step_XXXXXXXX/     a complete checkpoint (ganzoo.training.checkpoint)
             latest             text file: the name of the newest complete checkpoint
         final/                 the saved model (GenerativeModel.save_pretrained)
+        best/                  under --keep-best: the best evaluation so far, saved like final/
         final-diffusers/       under --export diffusers
         logs/                  the trackers' files
 
