@@ -281,3 +281,18 @@ def test_real_run_tracks_its_best_offline_with_efficientnet_lite0(tmp_path, monk
     assert (facts["best_step"], facts["best_value"]) == (step, values[step])
     assert facts["best_metric"] == "fd@efficientnet_lite0"
     assert ganzoo.from_pretrained(out / "best").preset == "test_dcgan"
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_start(toys, tmp_path, capsys,
+                                                                    monkeypatch):
+    """--overwrite clears OUT only once every set-up check has passed: a typo in --keep-best
+    (caught after the model is built) must not cost the previous run."""
+    evaluate = FakeEvaluation(monkeypatch)
+    evaluate.values = {1: 3.0, 2: 2.0}
+    out = tmp_path / "r"
+    assert _train(out, "--max-steps", "2", "--keep-best", "fid") == 0
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    _one_line_error(capsys, ["--model", "toytrain_gan", "--dataset", "toytrain_images",
+                             "-o", str(out), *FAST, "--max-steps", "2", "--eval-every", "1",
+                             "--keep-best", "isc_mean", "--overwrite"])
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before

@@ -171,8 +171,6 @@ class Trainer:
         self.is_main = acc.is_main_process
         # Every process has checked OUT (above) before the main one may clear or write it.
         acc.wait_for_everyone()
-        if self.is_main and run.overwrite and self.resume_path is None:
-            self.dir.clear()
         if self.is_main:
             # ganzoo's own records at INFO, other libraries' at WARNING: the root logger at
             # INFO also printed every HTTP request of the Hub client (httpx) and datasets'
@@ -325,8 +323,12 @@ class Trainer:
                         f"; eager (double backward): {', '.join(eager)}" if eager else "")
 
     def _open_outputs(self) -> None:
-        """metrics.jsonl, the resolved config.json and the trackers (main process)."""
+        """metrics.jsonl, the resolved config.json and the trackers (main process). An
+        ``--overwrite`` clears OUT here, after every set-up check: a run that fails to start
+        (a bad --keep-best key, a model that does not build) leaves the old run as it was."""
         run, acc = self.run, self.accelerator
+        if self.is_main and run.overwrite and self.resume_path is None:
+            self.dir.clear()
         self.metrics = MetricsWriter(self.dir.metrics) if self.is_main else None
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
