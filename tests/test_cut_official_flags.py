@@ -227,3 +227,37 @@ def test_keys_without_an_epoch_load_as_epoch_0(tmp_path):
     late = ds[(0, 11, 3)]  # sets the dataset's epoch to 3
     assert torch.equal(ds[(0, 11)]["image_a"], ds[(0, 11, 0)]["image_a"])
     assert not torch.equal(ds[(0, 11)]["image_a"], late["image_a"])
+
+
+# -- bench_quality --cut-official-flags ----------------------------------------------------------
+def _bench_quality():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
+    spec = importlib.util.spec_from_file_location("bench_quality", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_quality"] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["bench_quality"]
+    return module
+
+
+@pytest.mark.parametrize("steps", [400, 1000, 4000])
+def test_bench_official_flags_follow_the_official_run(steps):
+    bench, epoch = _bench_quality(), 500
+    n_epochs, n_decay = bench.official_cut_epochs(steps, epoch)
+    flags = bench.ganzoo_official_flags(steps, epoch, "crop_flip")
+    run = parse_run_config(["--model", "m", "--dataset", "unpaired", "-o", "o", "--max-steps",
+                            str(steps), "--batch-size", "1", *flags]).validate()
+    assert run.dataset_args == {"pairing": "random", "crop_until_epoch": str(n_epochs)}
+    got = [lr_at(2e-4, s, kind=run.lr_schedule, total=run.max_steps,
+                 decay_start=run.lr_decay_start, decay_every=run.lr_decay_every)
+           for s in range(steps)]
+    assert got == pytest.approx([2e-4 * _official_factor(s // epoch, n_epochs, n_decay)
+                                 for s in range(steps)], rel=1e-12, abs=0)
+    with pytest.raises(ValueError, match="whole number of epochs"):
+        bench.ganzoo_official_flags(max(steps, epoch) + 200, epoch, "none")
