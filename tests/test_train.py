@@ -216,10 +216,11 @@ def test_resume_names_the_bad_file(toys, tmp_path, capsys):
 def test_sampler_resume_and_epochs():
     full = [k for _, k in zip(range(50), ResumableSampler(7, seed=3))]
     assert [k for _, k in zip(range(30), ResumableSampler(7, seed=3, start=20))] == full[20:]
-    for e in range(7):  # each epoch is a permutation
-        assert sorted(i for i, _ in full[7 * e:7 * e + 7]) == list(range(7))
-    assert [i for i, _ in full[:7]] != [i for i, _ in full[7:14]]
-    assert len({s for _, s in full}) == 50  # one seed per position
+    for e in range(7):  # each epoch is a permutation, its keys carry the epoch
+        assert sorted(i for i, _, _ in full[7 * e:7 * e + 7]) == list(range(7))
+        assert {k[2] for k in full[7 * e:7 * e + 7]} == {e}
+    assert [i for i, _, _ in full[:7]] != [i for i, _, _ in full[7:14]]
+    assert len({s for _, s, _ in full}) == 50  # one seed per position
 
 
 def test_seeded_dataset_leaves_rng_alone():

@@ -18,11 +18,12 @@ from torch.utils.data import Dataset
 
 from ..config import did_you_mean
 from ..registry import register_dataset
-from .transforms import Augment, augment_fn, load_transform
+from .transforms import Augment, augment_at_epoch, augment_fn, load_transform
 
 __all__ = ["ImageFolderDataset", "CelebADataset", "UnpairedFolderDataset", "list_images"]
 
 OnError = Literal["skip", "raise"]
+Pairing = Literal["fixed", "random"]
 
 
 def _extensions() -> set[str]:
@@ -65,21 +66,30 @@ def list_images(root: str | os.PathLike, on_error: OnError = "skip") -> list[Pat
 class _Loader:
     """Decode one file with the dataset's transform; fall back on decode errors."""
 
-    def __init__(self, height: int, width: int, augment: str, on_error: OnError):
+    def __init__(self, height: int, width: int, augment: str, on_error: OnError,
+                 crop_until_epoch: int | None = None):
         self.transform = load_transform(height, width, augment)
         self.on_error = on_error
         self.failed: set[Path] = set()
+        # The transform per augmentation in force (crop_until_epoch: crop_flip, then flip).
+        self.size, self.augment, self.crop_until_epoch = (height, width), augment, crop_until_epoch
+        self.epoch = 0
+        self.transforms = {augment: self.transform}
 
     def load(self, files: list[Path], index: int) -> torch.Tensor:
         from PIL import Image
 
+        augment = augment_at_epoch(self.augment, self.crop_until_epoch, self.epoch)
+        if augment not in self.transforms:
+            self.transforms[augment] = load_transform(*self.size, augment)
+        transform = self.transforms[augment]
         for k in range(len(files)):
             path = files[(index + k) % len(files)]
             if path in self.failed:
                 continue
             try:
                 with Image.open(path) as im:
-                    return self.transform(im)
+                    return transform(im)
             except OSError as e:
                 if self.on_error == "raise":
                     raise ValueError(f"cannot decode image {path}: {e}") from e
@@ -261,7 +271,12 @@ class UnpairedFolderDataset(Dataset):
     Give ``root_a`` and ``root_b``, or a ``root`` holding one of the usual layouts
     (``trainA``/``trainB``, ``photo_jpg``/``monet_jpg`` as the Kaggle competition ships them,
     ``A``/``B``). Item i pairs A[i] with B[perm[i]] for a seeded permutation, so pairs are
-    unaligned but reproducible. ``domain="a"|"b"`` yields ``image`` from one side.
+    unaligned but reproducible. ``pairing="random"`` is the CUT reference's
+    ``UnalignedDataset`` (``serial_batches`` off): every load of item i draws its B uniformly,
+    with replacement, from torch's RNG, which the trainer seeds per data position
+    (training/data.py ``SeededDataset``), so a resumed run draws the same B's.
+    ``crop_until_epoch`` stops ``crop_flip``'s crop from that data epoch on (datasets/transforms.py).
+    ``domain="a"|"b"`` yields ``image`` from one side.
     """
 
     LAYOUTS = (("trainA", "trainB"), ("photo_jpg", "monet_jpg"), ("A", "B"))
@@ -269,7 +284,8 @@ class UnpairedFolderDataset(Dataset):
     def __init__(self, root=None, root_a=None, root_b=None, resolution: int = 256,
                  domain: Literal["both", "a", "b"] = "both",
                  augment: Augment = "none", seed: int = 0,
-                 on_error: OnError = "skip", size: int | None = None):
+                 on_error: OnError = "skip", size: int | None = None,
+                 pairing: Pairing = "fixed", crop_until_epoch: int | None = None):
         if root_a is None or root_b is None:
             if root is None:
                 raise ValueError("unpaired needs root (with trainA/trainB, photo_jpg/monet_jpg "
@@ -285,6 +301,8 @@ class UnpairedFolderDataset(Dataset):
                     + ", ".join(f"{a}/ + {b}/" for a, b in self.LAYOUTS))
         if domain not in ("both", "a", "b"):
             raise ValueError(f"domain must be both, a or b, got {domain!r}")
+        _check_epoch_options(pairing, crop_until_epoch)
+        self.pairing = pairing
         self.files_a = list_images(root_a, on_error)
         self.files_b = list_images(root_b, on_error)
         if size is not None:
@@ -292,7 +310,8 @@ class UnpairedFolderDataset(Dataset):
         self.domain = domain
         self.keys = ("image_a", "image_b") if domain == "both" else ("image",)
         self.resolution = int(resolution)
-        self._loader = _Loader(self.resolution, self.resolution, augment, on_error)
+        self._loader = _Loader(self.resolution, self.resolution, augment, on_error,
+                               crop_until_epoch)
         g = torch.Generator().manual_seed(seed)
         self._perm = torch.randperm(len(self.files_b), generator=g).tolist()
 
@@ -303,21 +322,38 @@ class UnpairedFolderDataset(Dataset):
             return len(self.files_b)
         return max(len(self.files_a), len(self.files_b))
 
+    def set_epoch(self, epoch: int) -> None:
+        """The data epoch of the items loaded next (the trainer calls it before each load)."""
+        self._loader.epoch = int(epoch)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if self.domain == "a":
             return {"image": self._loader.load(self.files_a, index)}
         if self.domain == "b":
             return {"image": self._loader.load(self.files_b, index)}
+        if self.pairing == "random":  # drawn before the loads' augmentations draw
+            partner = int(torch.randint(len(self.files_b), ()))
+        else:
+            partner = self._perm[index % len(self._perm)]
         return {"image_a": self._loader.load(self.files_a, index % len(self.files_a)),
-                "image_b": self._loader.load(self.files_b,
-                                             self._perm[index % len(self._perm)])}
+                "image_b": self._loader.load(self.files_b, partner)}
+
+
+def _check_epoch_options(pairing: str, crop_until_epoch: int | None) -> None:
+    if pairing not in ("fixed", "random"):
+        raise ValueError(f"pairing must be fixed or random, got {pairing!r}")
+    if crop_until_epoch is not None and crop_until_epoch < 0:
+        raise ValueError(f"crop_until_epoch must be >= 0, got {crop_until_epoch}")
 
 
 @register_dataset
 def unpaired(root: str | None = None, root_a: str | None = None, root_b: str | None = None,
              resolution: int = 256, domain: Literal["both", "a", "b"] = "both",
              augment: Augment = "none", seed: int = 0,
-             on_error: OnError = "skip", size: int | None = None) -> UnpairedFolderDataset:
-    """Two folders of unpaired images (photo/monet, trainA/trainB), for translation."""
+             on_error: OnError = "skip", size: int | None = None,
+             pairing: Pairing = "fixed",
+             crop_until_epoch: int | None = None) -> UnpairedFolderDataset:
+    """Two folders of unpaired images (photo/monet, trainA/trainB), for translation;
+    ``pairing="random"`` and ``crop_until_epoch`` give the CUT reference's data loading."""
     return UnpairedFolderDataset(root, root_a, root_b, resolution, domain, augment, seed,
-                                 on_error, size)
+                                 on_error, size, pairing, crop_until_epoch)

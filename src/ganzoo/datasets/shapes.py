@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..registry import register_dataset
-from .transforms import Augment, augment_fn
+from .transforms import Augment, augment_at_epoch, augment_fn
 
 __all__ = ["ShapesDataset", "ShapesAttrDataset", "ShapesUnpairedDataset", "ShapesScenesDataset"]
 
@@ -106,6 +106,8 @@ class _Synthetic(Dataset):
         self.seed = int(seed)
         self.aspect_ratio = float(aspect_ratio)
         self._augment = augment_fn(augment)
+        # crop_flip's decay phase (datasets/transforms.py): set by the datasets that take it.
+        self._augment_name, self.crop_until_epoch, self.epoch = augment, None, 0
 
     def __len__(self) -> int:
         return self.size
@@ -124,11 +126,15 @@ class _Synthetic(Dataset):
         chunks = [self.render(indices[i:i + 16]) for i in range(0, len(indices), 16)]
         batch = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
         items = [{k: v[j] for k, v in batch.items()} for j in range(len(indices))]
-        if self._augment is not None:
+        augment = self._augment
+        phase = augment_at_epoch(self._augment_name, self.crop_until_epoch, self.epoch)
+        if phase != self._augment_name:
+            augment = augment_fn(phase)
+        if augment is not None:
             for item in items:
                 for k, v in item.items():
                     if k.startswith("image"):
-                        item[k] = self._augment(v)
+                        item[k] = augment(v)
         return items
 
     def render(self, indices) -> dict[str, torch.Tensor]:
@@ -269,22 +275,36 @@ class ShapesUnpairedDataset(ShapesDataset):
     """Two domains of the same content: A "photo" (shaded), B "painting" (pastel, brushed).
 
     ``domain="both"`` yields independent ``image_a`` and ``image_b``; ``"a"``/``"b"`` yield
-    ``image`` from one domain.
+    ``image`` from one domain. Item i pairs A scene i with B scene i of another seed stream;
+    ``pairing="random"`` draws the B scene uniformly with replacement at every load, and
+    ``crop_until_epoch`` ends ``crop_flip``'s crop, as the ``unpaired`` folders do.
     """
 
     def __init__(self, resolution: int = 64, size: int = 10_000, seed: int = 0,
                  domain: Literal["both", "a", "b"] = "both",
-                 augment: Augment = "none"):
+                 augment: Augment = "none", pairing: Literal["fixed", "random"] = "fixed",
+                 crop_until_epoch: int | None = None):
         super().__init__(resolution, size, seed, augment)
         if domain not in ("both", "a", "b"):
             raise ValueError(f"domain must be 'both', 'a' or 'b', got {domain!r}")
-        self.domain = domain
+        if pairing not in ("fixed", "random"):
+            raise ValueError(f"pairing must be 'fixed' or 'random', got {pairing!r}")
+        if crop_until_epoch is not None and crop_until_epoch < 0:
+            raise ValueError(f"crop_until_epoch must be >= 0, got {crop_until_epoch}")
+        self.domain, self.pairing, self.crop_until_epoch = domain, pairing, crop_until_epoch
         self.keys = ("image_a", "image_b") if domain == "both" else ("image",)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The data epoch of the items loaded next (the trainer calls it before each load)."""
+        self.epoch = int(epoch)
 
     def render(self, indices) -> dict[str, torch.Tensor]:
         # Domain B uses another seed stream: unpaired, never the same scene.
+        partners = indices
+        if self.pairing == "random" and self.domain == "both":  # torch's RNG, as the folders
+            partners = torch.randint(self.size, (len(indices),)).tolist()
         a = lambda: self._render(indices, self.seed, "photo")["image"]  # noqa: E731
-        b = lambda: self._render(indices, self.seed + 7_777_777, "painting")["image"]  # noqa
+        b = lambda: self._render(partners, self.seed + 7_777_777, "painting")["image"]  # noqa
         if self.domain == "both":
             return {"image_a": a(), "image_b": b()}
         return {"image": a() if self.domain == "a" else b()}
@@ -293,10 +313,12 @@ class ShapesUnpairedDataset(ShapesDataset):
 @register_dataset
 def shapes_unpaired(resolution: int = 64, size: int = 10_000, seed: int = 0,
                     domain: Literal["both", "a", "b"] = "both",
-                    augment: Augment = "none") -> ShapesUnpairedDataset:
+                    augment: Augment = "none", pairing: Literal["fixed", "random"] = "fixed",
+                    crop_until_epoch: int | None = None) -> ShapesUnpairedDataset:
     """Unpaired "photo" and "painting" shapes, for unpaired translation (CUT)."""
     return ShapesUnpairedDataset(resolution=resolution, size=size, seed=seed, domain=domain,
-                                 augment=augment)
+                                 augment=augment, pairing=pairing,
+                                 crop_until_epoch=crop_until_epoch)
 
 
 class ShapesScenesDataset(_Synthetic):

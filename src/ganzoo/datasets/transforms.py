@@ -11,6 +11,10 @@ junyanz/pytorch-CycleGAN-and-pix2pix and taesungp/contrastive-unpaired-translati
 ``data/base_dataset.py``): the image is resized to 286/256 of the training size, a random
 training-size crop is taken, then flipped with p = 0.5. Folder datasets resize the file once,
 straight to the larger size; datasets that make tensors at the training size upsample them.
+``crop_until_epoch = N`` (the unpaired datasets' option) is the reference's decay phase
+(``data/unaligned_dataset.py``: once ``current_epoch > n_epochs`` it loads at the crop size):
+from data epoch ``N`` (0-based) on, ``crop_flip`` becomes ``flip``. The trainer tells a dataset
+the epoch of the items it loads next through ``set_epoch`` (training/data.py ``SeededDataset``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Callable, Literal
 
 import torch
 
-__all__ = ["augment_fn", "load_transform", "AUGMENTATIONS", "Augment"]
+__all__ = ["augment_fn", "load_transform", "augment_at_epoch", "AUGMENTATIONS", "Augment"]
 
 # The augmentation presets every dataset takes (one definition for all their signatures).
 Augment = Literal["none", "flip", "structure", "crop_flip"]
@@ -52,6 +56,14 @@ def augment_fn(name: Augment | None) -> Callable | None:
         return aug((img + 1) / 2).clamp(0, 1) * 2 - 1
 
     return apply
+
+
+def augment_at_epoch(augment: Augment, crop_until_epoch: int | None, epoch: int) -> Augment:
+    """The augmentation in force for items of data epoch ``epoch`` (0-based): ``crop_flip``
+    turns into ``flip`` from ``crop_until_epoch`` on; ``None`` crops throughout."""
+    if augment == "crop_flip" and crop_until_epoch is not None and epoch >= crop_until_epoch:
+        return "flip"
+    return augment
 
 
 def _load_size(height: int, width: int) -> tuple[int, int]:

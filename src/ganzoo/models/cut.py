@@ -32,14 +32,16 @@ Departures from the reference, all on purpose:
 - The reference's learning rate is constant for ``n_epochs`` and then decays linearly to zero
   over ``n_epochs_decay``; schedules are the trainer's (``--lr-schedule linear
   --lr-decay-start N``; ``configs/cut_reference.yaml`` sets it), per step rather than per
-  epoch.
+  epoch; ``--lr-decay-every K`` (K = one epoch's steps) gives the reference's staircase.
 - Data: the reference pairs each A with a B drawn at random every time; ganzoo's ``unpaired``
   folders pair A[i] with B[perm[i]] for a seeded permutation, and the sampler reshuffles the
   items every epoch. No loss term reads a pair (D sees B, PatchNCE sees A, identity NCE sees
-  B), so at batch 1 the two differ only in drawing B with or without replacement. The
-  reference's ``resize_and_crop`` + flip is ``data_augment="crop_flip"``; it stops cropping
-  (resizes to the crop size) once the learning rate decays, which ganzoo's dataset, not
-  knowing the schedule, does not.
+  B), so at batch 1 the two differ only in drawing B with or without replacement;
+  ``data.pairing=random`` draws as the reference does. The reference's ``resize_and_crop`` +
+  flip is ``data_augment="crop_flip"``; it stops cropping (resizes to the crop size) once the
+  learning rate decays, which ganzoo's dataset does with ``data.crop_until_epoch=n_epochs``
+  only (by default it crops throughout). docs/cut.md lists the flags that reproduce the
+  reference's training.
 - The projection MLP is built eagerly from the known channel counts of the tapped layers (the
   reference builds it on the first forward pass), so the optimizer sees it from the start and
   the model can be built on the ``meta`` device.

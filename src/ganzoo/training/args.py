@@ -65,6 +65,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     a.add_argument("--lr-decay-start", type=int, metavar="N",
                    help="cosine/linear keep the base LR until step N, then decay to --lr-end "
                         "at --max-steps (CUT's n_epochs / n_epochs_decay)")
+    a.add_argument("--lr-decay-every", type=int, metavar="K",
+                   help="linear: decay in K-step blocks, the reference's per-epoch staircase "
+                        "when K is the steps of one epoch (default: every step)")
     a.add_argument("--clip-grad-norm", action="append", type=_group_value,
                    metavar="[GROUP=]NORM", help="max gradient norm per group or all; repeatable")
     a.add_argument("--optim", action="append", type=_kv, metavar="GROUP.FIELD=VALUE",

@@ -38,6 +38,7 @@ class RunConfig:
     lr_end: float = 0.0  # final learning rate of cosine / linear (capped at each group's base)
     warmup_steps: int = 0
     lr_decay_start: int = 0  # cosine / linear hold the base rate until this step
+    lr_decay_every: int | None = None  # linear: a staircase of K-step blocks (schedules.lr_at)
     clip_grad_norm: dict[str, float] = field(default_factory=dict)  # group (or "*") -> max norm
     optim: dict[str, dict[str, Any]] = field(default_factory=dict)  # group -> OptimizerSpec fields
     mixed_precision: Literal["no", "fp16", "bf16"] | None = None  # None: Accelerate's setting
@@ -143,6 +144,8 @@ class RunConfig:
         if self.keep_best and not self.eval_every:
             raise ValueError(f"--keep-best {self.keep_best} needs --eval-every N (it keeps "
                              f"the best of the evaluations)")
+        if self.lr_decay_every is not None:
+            _check_decay_every(self)
         return self
 
     @property
@@ -151,6 +154,21 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return cfg.to_dict(self)
+
+
+def _check_decay_every(run: RunConfig) -> None:
+    k = run.lr_decay_every
+    if k < 1:
+        raise ValueError(f"--lr-decay-every must be >= 1, got {k}")
+    if run.lr_schedule != "linear":
+        raise ValueError("--lr-decay-every needs --lr-schedule linear")
+    if run.warmup_steps > run.lr_decay_start:
+        raise ValueError(f"--lr-decay-every needs --warmup-steps ({run.warmup_steps}) at most "
+                         f"--lr-decay-start ({run.lr_decay_start})")
+    if run.lr_decay_start % k or run.max_steps % k:
+        raise ValueError(f"--lr-decay-every {k} needs --lr-decay-start ({run.lr_decay_start}) "
+                         f"and --max-steps ({run.max_steps}) to be multiples of it (whole "
+                         f"epochs, as the reference's n_epochs and n_epochs_decay)")
 
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}

@@ -4,11 +4,14 @@ The sample order is an endless sequence of shuffled epochs, a pure function of t
 The position in it (samples drawn by all processes together) is the whole data state of a run,
 so a checkpoint stores one integer. Each batch is loaded under the seed of its first sample (derived from the
 run seed and the position), so random augmentations do not depend on worker count, prefetching
-or resuming, and the training RNG (torch's) is saved and restored around the load.
+or resuming, and the training RNG (torch's) is saved and restored around the load. A dataset
+with ``set_epoch`` (as torch's ``DistributedSampler`` has) is told each item's data epoch (its
+position // the dataset's length) right before the item loads, in whichever worker loads it.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any, Iterator
 
@@ -71,7 +74,7 @@ def _sample_seed(seed: int, position: int) -> int:
 
 
 class ResumableSampler(Sampler):
-    """Endless shuffled epochs of ``range(size)``, yielding ``(index, sample_seed)`` pairs.
+    """Endless shuffled epochs of ``range(size)``, yielding ``(index, sample_seed, epoch)``.
 
     Epoch ``e`` is ``randperm(size)`` under seed ``seed + e``; ``start`` skips that many samples
     (the data position of a checkpoint) without loading them.
@@ -95,7 +98,7 @@ class ResumableSampler(Sampler):
         while True:
             order = self._epoch(epoch)
             for i in order[offset:]:
-                yield i, _sample_seed(self.seed, position)
+                yield i, _sample_seed(self.seed, position), epoch
                 position += 1
             epoch, offset = epoch + 1, 0
 
@@ -107,28 +110,44 @@ class ResumableSampler(Sampler):
 
 class SeededDataset(Dataset):
     """Loads item ``i`` with torch, numpy and python RNGs seeded by its own sample seed, and
-    restores the caller's RNG states afterwards."""
+    restores the caller's RNG states afterwards. Keys are ``(index, seed[, epoch])``; a
+    dataset with ``set_epoch`` gets the key's epoch (0 when the key has none) first."""
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
+        self.epochs = hasattr(dataset, "set_epoch")
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key):
-        index, seed = key
+        index, seed = key[:2]
+        if self.epochs:
+            self.dataset.set_epoch(_epoch(key))
         with _seeded(seed):
             return self.dataset[index]
 
     def __getitems__(self, keys):
         # One seed per batch (its first sample's), which is still a pure function of the data
         # position, and costs one RNG save/restore per batch rather than per image. Datasets
-        # that render whole batches (the embedded shapes) get them in one call.
-        indices = [i for i, _ in keys]
+        # that render whole batches (the embedded shapes) get them in one call (one per epoch
+        # when a batch spans two and the dataset takes set_epoch).
+        runs = [(None, keys)] if not self.epochs else \
+            [(e, list(run)) for e, run in itertools.groupby(keys, key=_epoch)]
         with _seeded(keys[0][1]):
-            if hasattr(self.dataset, "__getitems__"):
-                return self.dataset.__getitems__(indices)
-            return [self.dataset[i] for i in indices]
+            return [item for epoch, run in runs for item in self._load(epoch, run)]
+
+    def _load(self, epoch: int | None, keys) -> list:
+        indices = [k[0] for k in keys]
+        if epoch is not None:
+            self.dataset.set_epoch(epoch)
+        if hasattr(self.dataset, "__getitems__"):
+            return self.dataset.__getitems__(indices)
+        return [self.dataset[i] for i in indices]
+
+
+def _epoch(key) -> int:
+    return key[2] if len(key) > 2 else 0
 
 
 class _seeded:

@@ -8,7 +8,8 @@ __all__ = ["lr_at", "ema_decay_at"]
 
 
 def lr_at(base: float, step: int, *, kind: str = "constant", total: int | None = None,
-          end: float = 0.0, warmup: int = 0, decay_start: int = 0) -> float:
+          end: float = 0.0, warmup: int = 0, decay_start: int = 0,
+          decay_every: int | None = None) -> float:
     """Learning rate of iteration ``step`` (0-based) for a group whose base rate is ``base``.
 
     ``warmup`` steps ramp linearly up to ``base``; then ``constant`` stays there, while
@@ -17,6 +18,13 @@ def lr_at(base: float, step: int, *, kind: str = "constant", total: int | None =
     ``linear`` with ``decay_start`` is pix2pix/CycleGAN/CUT's ``--lr_policy linear`` per step:
     constant for ``n_epochs``, then linearly to zero over ``n_epochs_decay`` (the reference
     steps per epoch, ``1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)``).
+
+    ``decay_every = K`` makes ``linear`` that reference staircase (models/networks.py
+    ``get_scheduler``, ``lr_policy='linear'``) in blocks of ``K`` steps: with ``epoch = step //
+    K``, ``n_epochs = start / K`` and ``n_epochs_decay = (total - start) / K`` (both whole), the
+    fraction of the way to ``end`` is ``max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)``,
+    constant within a block, so the last block runs at ``1 / (n_epochs_decay + 1)`` of the way
+    from ``end`` to ``base``. ``K`` = the steps of one data epoch gives the reference's schedule.
     """
     if warmup and step < warmup:
         return base * (step + 1) / warmup
@@ -26,6 +34,10 @@ def lr_at(base: float, step: int, *, kind: str = "constant", total: int | None =
         raise ValueError(f"the '{kind}' learning-rate schedule needs max_steps")
     end = min(end, base)
     start = max(warmup, decay_start)
+    if decay_every is not None and kind == "linear":
+        blocks, done = start // decay_every, (total - start) // decay_every
+        t = min(1.0, max(0, step // decay_every + 1 - blocks) / (done + 1))
+        return base + (end - base) * t
     t = min(1.0, max(0.0, (step - start) / max(1, total - start)))
     if kind == "cosine":
         return end + (base - end) * 0.5 * (1.0 + math.cos(math.pi * t))

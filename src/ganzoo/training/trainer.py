@@ -633,7 +633,8 @@ class Trainer:
         lrs = {}
         for g, opt in self.optimizers.items():
             lr = lr_at(self.base_lr[g], step, kind=run.lr_schedule, total=run.max_steps,
-                       end=run.lr_end, warmup=run.warmup_steps, decay_start=run.lr_decay_start)
+                       end=run.lr_end, warmup=run.warmup_steps, decay_start=run.lr_decay_start,
+                       decay_every=run.lr_decay_every)
             for pg in opt.param_groups:
                 pg["lr"] = lr
             lrs[g] = lr
