@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import MODELS
-from ..rundir import CONFIG, SAMPLE_RE, TRAINER_STATE, RunDir, read_json, read_jsonl
+from ..rundir import CONFIG, SAMPLE_RE, TRAINER_STATE, WEIGHTS, RunDir, read_json, read_jsonl
 
 __all__ = ["RunInfo", "read_json", "read_jsonl", "training_time", "sample_grids",
            "latest_checkpoint", "is_run_dir", "metric_direction", "format_duration",
@@ -52,6 +52,21 @@ def sample_grids(run_dir: Path) -> list[tuple[int, Path]]:
 def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
     """The step and folder ``checkpoints/latest`` names, if it names a complete one."""
     return RunDir(run_dir).latest_checkpoint()
+
+
+def model_folder_ok(path: Path) -> bool:
+    """``path`` (``final/``, ``best/``) holds a complete saved model."""
+    return (Path(path) / WEIGHTS).is_file() and (Path(path) / CONFIG).is_file()
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The training step a saved model folder comes from, as its card states it."""
+    card = (read_json(Path(path) / CONFIG) or {}).get("card") or {}
+    best = card.get("best") if isinstance(card.get("best"), dict) else {}
+    for value in (best.get("step"), card.get("step"), card.get("steps")):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -112,13 +127,15 @@ class RunInfo:
     num_processes: int = 1
     model_config: dict[str, Any] | None = None  # final/config.json
     parameters: int | None = None
+    group: str = ""  # the experiment a seed's run belongs to (its name for a lone run)
 
     @classmethod
-    def read(cls, run_dir: Path, name: str | None = None) -> "RunInfo":
+    def read(cls, run_dir: Path, name: str | None = None, group: str | None = None) -> "RunInfo":
         rd = RunDir(run_dir)
         info = cls(dir=rd.path, name=name or rd.path.name)
         info.config = read_json(rd.config) or {}
         info.experiment = read_json(rd.experiment)
+        info.group = group or (info.experiment or {}).get("experiment") or info.name
         info.state = read_json(rd.state)
         info.records = rd.records()
         ev = read_json(rd.eval)
@@ -155,6 +172,18 @@ class RunInfo:
     def dataset(self) -> str:
         return str(self.config.get("dataset") or (self.experiment or {}).get("train", {})
                    .get("dataset") or "")
+
+    @property
+    def seed(self) -> int | None:
+        """The training seed of a queue experiment's seed run (None for a lone run)."""
+        seed = (self.experiment or {}).get("seed")
+        return seed if isinstance(seed, int) else None
+
+    @property
+    def baseline(self) -> str | None:
+        """The experiment the queue compares this one with (None: it is the baseline, or the
+        run is not from a queue)."""
+        return (self.experiment or {}).get("baseline")
 
     @property
     def train_time(self) -> float | None:
