@@ -281,8 +281,12 @@ def protocol_summary(protocol: dict[str, Any], key: str | None = None) -> str:
         parts.append(f"reference {ref}")
     if protocol.get("resizer"):
         parts.append(f"resizer {protocol['resizer']}")
+    if protocol.get("checkpoint"):
+        parts.append(f"model {protocol['checkpoint']}/")
     if protocol.get("step") is not None:
         parts.append(f"step {protocol['step']}")
+    if isinstance(protocol.get("repeats"), int) and protocol["repeats"] > 1:
+        parts.append(f"mean of {protocol['repeats']} generation seeds")
     if protocol.get("implementation"):
         parts.append(f"{protocol['implementation']} {protocol.get('implementation_version', '')}"
                      .strip())
