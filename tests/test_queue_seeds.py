@@ -183,3 +183,27 @@ def test_tiny_queue_two_experiments_two_seeds_killed_between_seeds(tmp_path):
     assert len(comparison) == 3, comparison  # two table rows and one comparison row
     assert f"| 1C-structure | 1C-flip | {key} ↓ |" in md and c.words in md
     assert "Intervals:" in md and "Welch t interval" in md and "2 seeds against 2" in md
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_eval_checkpoints_all_scores_every_kept_checkpoint(tmp_path):
+    """``eval: {checkpoints: all}``: the kept checkpoints (keep 2: steps 2 and 4 of 4) as
+    models, each scored; results.md gives each number's step."""
+    path = write_queue(tmp_path / "q.yaml", [{
+        "name": "a", "max_steps": 4, "save_every": 1, "keep": 2,
+        "eval": {**EVAL, "checkpoints": "all"}}])
+    said: list[str] = []
+    assert run_queue(load_queue(path), say=said.append) == 0, said
+    run = load_queue(path).experiments[0]
+    evals = sorted((run.dir / "evals").glob("*.json"))
+    assert [p.name for p in evals] == ["step_00000003.json"]  # step 4 is final/, scored too
+    ev = json.loads(evals[0].read_text())
+    assert ev["protocol"]["step"] == 3 and ev["protocol"]["checkpoint"].endswith("00000003")
+    final = json.loads(run.files.eval.read_text())
+    assert final["protocol"]["step"] == 4 and final["protocol"]["checkpoint"] == "final"
+    assert not (run.dir / ".eval_model.tmp").exists()
+    md = (tmp_path / "out" / "results.md").read_text()
+    key = "fd@test_random_cnn"
+    assert f"| a | 3 | {ev['metrics'][key]:.4g} |" in md, md
+    assert f"| a | 4 | {final['metrics'][key]:.4g} |" in md, md

@@ -59,6 +59,10 @@ TRAIN_CONFIG = "train_config.json"
 STATE = "state.json"
 EVAL = "eval.json"
 EVAL_TMP = ".eval.json.tmp"
+# eval: {checkpoints: all}: each kept checkpoint's evaluation, evals/step_XXXXXXXX.json, and
+# the checkpoint's model written for it (removed after).
+EVALS = "evals"
+EVAL_MODEL_TMP = ".eval_model.tmp"
 TRAIN_LOG = "train.log"
 EVAL_LOG = "eval.log"
 # A queue's output_root, beside its experiments' folders.

@@ -20,7 +20,7 @@ A queue file is YAML::
 An experiment holds the keys of the trainer's ``--config`` (``RunConfig``: model, dataset,
 model_args, dataset_args, max_steps, duration, batch_size, keep, ...) except the ones the queue
 owns (output_dir, resume, overwrite, progress), plus ``name``, ``description``, ``eval`` (the
-keyword arguments of ``ganzoo.evaluate``, plus ``checkpoints: final|best``; absent: no
+keyword arguments of ``ganzoo.evaluate``, plus ``checkpoints: final|best|all``; absent: no
 evaluation), ``launcher`` (the command that starts the trainer; default
 ``python -m ganzoo.train``), ``seeds`` (training seeds: one run folder each,
 ``<output_root>/<name>/seed<N>``, the seed going to the trainer's ``--seed``; without it, one
@@ -79,9 +79,9 @@ EVAL_KEYS: dict[str, Any] = {
     "metric_kwargs": dict, "seed": int, "cache": bool, "cache_dir": str, "device": str,
     "repeats": int,
 }
-# The queue's own evaluation setting: which of a run's models is scored (final/, the
-# --keep-best checkpoint best/).
-EVAL_CHECKPOINTS = ("final", "best")
+# The queue's own evaluation setting: which of a run's models are scored (final/, the
+# --keep-best checkpoint best/, or every kept checkpoint and final/).
+EVAL_CHECKPOINTS = ("final", "best", "all")
 # Fields that change how a run is watched or stored, not what it computes: editing them in
 # the file leaves finished experiments finished. Budget fields are compared on their own.
 BUDGET_KEYS = ("max_steps", "duration")

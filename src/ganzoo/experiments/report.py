@@ -256,6 +256,19 @@ def _html_table(table: Table) -> str:
     return "\n".join(out)
 
 
+def _html_by_step(table: Table) -> str:
+    """``eval: {checkpoints: all}``: each scored checkpoint's values, by step."""
+    if not table.by_step:
+        return ""
+    head = ("run", "step", *table.metric_keys)
+    rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in
+                                    (run, "—" if step is None else f"{step:,}", *texts))
+                   + "</tr>" for run, step, texts in table.by_step)
+    return ('<h3>Every kept checkpoint</h3><table id="by-step"><thead><tr>' +
+            "".join(f"<th>{_e(h)}</th>" for h in head) + f"</tr></thead><tbody>{rows}"
+            "</tbody></table>")
+
+
 def _html_comparisons(table: Table) -> str:
     """Each experiment against its baseline: the difference of means with its interval and
     the verdict; the interval's method and inputs as footnotes."""
@@ -405,7 +418,8 @@ def write_report(paths: list[str], output: str | Path, *, worst: int = 8, worst_
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     body = [f"<h1>ganzoo report</h1><p class=\"muted\">{len(runs)} run(s) from "
             f"{_e(', '.join(map(str, paths)))}; written {_e(when)}. Click a column to sort.</p>",
-            "<h2>Comparison</h2>", _html_table(table), _html_comparisons(table)]
+            "<h2>Comparison</h2>", _html_table(table), _html_comparisons(table),
+            _html_by_step(table)]
     body += [_run_html(p) for p in pages]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>ganzoo report</title>"

@@ -28,6 +28,7 @@ import fcntl
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +41,8 @@ from .._io import atomic_write_json, atomic_write_text
 from ..training.args import config_argv, long_options, option_argv
 from ..training.config import parse_duration
 from ..registry import MODELS
-from ..rundir import CONFIG, RESULTS_JSONL, RESULTS_MD, prune, read_json, read_jsonl
+from ..rundir import (CONFIG, EVAL_MODEL_TMP, EVALS, RESULTS_JSONL, RESULTS_MD, prune, read_json,
+                      read_jsonl, step_dir_name)
 from .queue import Experiment, Queue, QueueError, launcher_argv
 from .runs import RunInfo, checkpoint_step, format_duration, model_folder_ok, training_time
 from .table import EVALUATED_AT, IMAGES_PER_S, TRAIN_TIME, Column, params_cell, results_table
@@ -175,7 +177,8 @@ _EVAL_OWN = ("reference", "dataset_kwargs", "metric_kwargs", "cache", "checkpoin
 
 
 def eval_checkpoint(exp: Experiment) -> str:
-    """Which model of a run the queue scores: ``final`` (default) or ``best``."""
+    """Which models of a run the queue scores: ``final`` (default), ``best``, or ``all`` (every
+    kept checkpoint, then ``final/``)."""
     return (exp.eval or {}).get("checkpoints") or "final"
 
 
@@ -592,11 +595,64 @@ def _train(exp: Experiment, state: ExperimentState, children: _Children,
     return "trained"
 
 
-def _evaluate(exp: Experiment, state: ExperimentState, children: _Children,
-              say: Callable[[str], None], root: Path) -> str:
+def _score(exp: Experiment, model_dir: Path, step: int | None, children: _Children,
+           say: Callable[[str], None], root: Path, what: str) -> dict[str, Any] | str:
+    """One ``ganzoo eval`` child on ``model_dir``: its result, or ``"stopped"`` / ``"failed"``
+    (recorded in the state)."""
     files = exp.files
     tmp = files.eval_tmp
     tmp.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "ganzoo.metrics.cli",
+            *eval_command(exp, step, tmp, model_dir)]
+    code = children.run(argv, files.eval_log, f"{exp.name}: {what}", root, exp.name)
+    if children.stop_signal is not None:
+        return "stopped"
+    result = read_json(tmp) if code == 0 else None
+    tmp.unlink(missing_ok=True)
+    if not isinstance(result, dict) or "metrics" not in result:
+        error = _error_line(files.eval_log) if code else "no result JSON was written"
+        _write_state(exp, status="failed", stage="eval", error=error, exit_code=code)
+        say(f"{exp.name}: FAILED in evaluation (exit {code}): {error}")
+        return "failed"
+    return result
+
+
+def _evaluate_checkpoints(exp: Experiment, state: ExperimentState, children: _Children,
+                          say: Callable[[str], None], root: Path) -> str:
+    """``eval: {checkpoints: all}``: every kept checkpoint but the final one (``final/`` is
+    scored next), each written as a model folder by a child, scored into
+    ``evals/step_XXXXXXXX.json``; those already scored are skipped (a resumed queue)."""
+    files = exp.files
+    model_dir = files.path / EVAL_MODEL_TMP
+    for step, ckpt in files.list_checkpoints():
+        out = files.path / EVALS / f"{step_dir_name(step)}.json"
+        if step == state.steps or out.is_file():
+            continue
+        shutil.rmtree(model_dir, ignore_errors=True)
+        argv = [sys.executable, "-m", "ganzoo.experiments.checkpoint_model", str(ckpt),
+                str(model_dir)]
+        code = children.run(argv, files.eval_log, f"{exp.name}: checkpoint {step} as a model",
+                            root, exp.name)
+        if children.stop_signal is not None:
+            return "stopped"
+        if code != 0:
+            error = _error_line(files.eval_log)
+            _write_state(exp, status="failed", stage="eval", error=error, exit_code=code)
+            say(f"{exp.name}: FAILED writing checkpoint {step} as a model: {error}")
+            return "failed"
+        result = _score(exp, model_dir, step, children, say, root, f"evaluation of step {step}")
+        if isinstance(result, str):
+            return result
+        result.setdefault("protocol", {})["checkpoint"] = f"checkpoint {step_dir_name(step)}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, result, fsync=True)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    return "done"
+
+
+def _evaluate(exp: Experiment, state: ExperimentState, children: _Children,
+              say: Callable[[str], None], root: Path) -> str:
+    files = exp.files
     model_dir, step, missing = eval_target(exp, state.steps)
     if missing is not None:  # nothing to score: recorded, not retried at every queue run
         atomic_write_json(files.eval, {"metrics": {}, "protocol": {"checkpoint": "best"},
@@ -605,22 +661,18 @@ def _evaluate(exp: Experiment, state: ExperimentState, children: _Children,
                      note=f"evaluation skipped: {missing}")
         say(f"{exp.name}: evaluation skipped: {missing}")
         return "done"
-    argv = [sys.executable, "-m", "ganzoo.metrics.cli",
-            *eval_command(exp, step, tmp, model_dir)]
     _write_state(exp, status="evaluating", stage="eval", error=None)
     say(f"{exp.name}: evaluating (log: {files.eval_log})")
-    code = children.run(argv, files.eval_log, f"{exp.name}: evaluation", root, exp.name)
-    if children.stop_signal is not None:
-        return "stopped"
-    result = read_json(tmp) if code == 0 else None
-    if not isinstance(result, dict) or "metrics" not in result:
-        error = _error_line(files.eval_log) if code else "no result JSON was written"
-        _write_state(exp, status="failed", stage="eval", error=error, exit_code=code)
-        say(f"{exp.name}: FAILED in evaluation (exit {code}): {error}")
-        return "failed"
-    result.setdefault("protocol", {})["checkpoint"] = eval_checkpoint(exp)
-    atomic_write_json(tmp, result, fsync=True)
-    os.replace(tmp, files.eval)
+    if eval_checkpoint(exp) == "all":
+        outcome = _evaluate_checkpoints(exp, state, children, say, root)
+        if outcome != "done":
+            return outcome
+    result = _score(exp, model_dir, step, children, say, root, "evaluation")
+    if isinstance(result, str):
+        return result
+    result.setdefault("protocol", {})["checkpoint"] = \
+        "best" if eval_checkpoint(exp) == "best" else "final"
+    atomic_write_json(files.eval, result, fsync=True)
     _write_state(exp, status="done", stage=None, error=None, eval_hash=exp.eval_hash)
     return "done"
 

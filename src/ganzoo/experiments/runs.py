@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import MODELS
-from ..rundir import CONFIG, SAMPLE_RE, TRAINER_STATE, WEIGHTS, RunDir, read_json, read_jsonl
+from ..rundir import (CONFIG, EVALS, SAMPLE_RE, STEP_RE, TRAINER_STATE, WEIGHTS, RunDir, read_json,
+                      read_jsonl)
 
 __all__ = ["RunInfo", "read_json", "read_jsonl", "training_time", "sample_grids",
            "latest_checkpoint", "is_run_dir", "metric_direction", "format_duration",
@@ -128,6 +129,8 @@ class RunInfo:
     model_config: dict[str, Any] | None = None  # final/config.json
     parameters: int | None = None
     group: str = ""  # the experiment a seed's run belongs to (its name for a lone run)
+    # eval: {checkpoints: all}: (step, evaluation) of each kept checkpoint, oldest first
+    checkpoint_evals: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
     @classmethod
     def read(cls, run_dir: Path, name: str | None = None, group: str | None = None) -> "RunInfo":
@@ -140,6 +143,7 @@ class RunInfo:
         info.records = rd.records()
         ev = read_json(rd.eval)
         info.evaluation = ev if isinstance(ev, dict) and "metrics" in ev else None
+        info.checkpoint_evals = _checkpoint_evals(rd.path / EVALS)
         info.finished = rd.final_ok()
         final_cfg = read_json(rd.final / CONFIG) if info.finished else None
         info.model_config = final_cfg
@@ -222,6 +226,10 @@ class RunInfo:
                 for k, v in (ev.get("metrics") or {}).items():
                     if isinstance(v, (int, float)):
                         curves.setdefault(k, []).append((r["step"], float(v)))
+        for step, ev in self.checkpoint_evals:
+            for k, v in (ev.get("metrics") or {}).items():
+                if isinstance(v, (int, float)):
+                    curves.setdefault(k, []).append((step, float(v)))
         if self.evaluation:
             step = self.protocol.get("step") or self.steps
             for k, v in self.metrics.items():
@@ -236,6 +244,18 @@ class RunInfo:
         if self.evaluation:
             return "done"
         return "trained" if self.finished else ("interrupted" if self.steps else "pending")
+
+
+def _checkpoint_evals(folder: Path) -> list[tuple[int, dict[str, Any]]]:
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in folder.iterdir():
+        m = STEP_RE.match(path.name[:-5]) if path.name.endswith(".json") else None
+        ev = read_json(path) if m else None
+        if isinstance(ev, dict) and isinstance(ev.get("metrics"), dict):
+            out.append((int(m.group(1)), ev))
+    return sorted(out, key=lambda t: t[0])
 
 
 def _count_parameters(final_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> int | None:

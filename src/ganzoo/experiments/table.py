@@ -114,6 +114,9 @@ class Table:
     rows: list[list[Cell]]
     notes: list[tuple[str, str]]  # (metric key, its protocols), in header order
     comparisons: list[Comparison] = field(default_factory=list)  # each experiment vs baseline
+    # eval: {checkpoints: all}: (run, step, metric texts in metric-column order) per scored model
+    by_step: list[tuple[str, int | None, list[str]]] = field(default_factory=list)
+    metric_keys: list[str] = field(default_factory=list)
 
     def header_labels(self) -> list[str]:
         """The labels, each metric's with its footnote number ``[n]``."""
@@ -132,6 +135,7 @@ class Table:
                  "|" + " --- |" * len(self.header)]
         lines += ["| " + " | ".join(_md(text) for text, _ in row) + " |" for row in self.rows]
         lines += self.comparison_markdown()
+        lines += self.by_step_markdown()
         if self.notes:
             lines += ["", "Protocols:", ""]
             lines += [f"{i + 1}. `{key}`: {text}" for i, (key, text) in enumerate(self.notes)]
@@ -164,6 +168,16 @@ class Table:
                 out.append((f"c{len(out) + 1}", f"{c.experiment} − {c.baseline}, `{c.metric}`: "
                             f"{c.interval.describe()}"))
         return out
+
+    def by_step_markdown(self) -> list[str]:
+        if not self.by_step:
+            return []
+        lines = ["", "Every kept checkpoint (`eval: {checkpoints: all}`), by step:", "",
+                 "| run | step | " + " | ".join(_md(k) for k in self.metric_keys) + " |",
+                 "|" + " --- |" * (2 + len(self.metric_keys))]
+        return lines + [f"| {_md(run)} | {'—' if step is None else f'{step:,}'} | " +
+                        " | ".join(_md(t) for t in texts) + " |"
+                        for run, step, texts in self.by_step]
 
     def comparison_markdown(self) -> list[str]:
         if not self.comparisons:
@@ -294,4 +308,15 @@ def results_table(runs: list[RunInfo], columns: tuple[Column, ...] = COLUMNS,
         row = [_group_cell(c, g) for c in columns]
         row += [_metric_cell(g, key) for _, key in metric_cols]
         rows.append(row + [_group_cell(c, g) for c in after])
-    return Table(header, rows, notes, comparisons)
+    keys = [k for _, k in metric_cols if k]
+    by_step = []
+    for r in runs:  # runs that scored their kept checkpoints: each step, then final
+        if r.checkpoint_evals:
+            scored = [*r.checkpoint_evals, (r.protocol.get("step"), r.evaluation or {})]
+            by_step += [(r.name, step, [_value(ev, k) for k in keys]) for step, ev in scored]
+    return Table(header, rows, notes, comparisons, by_step, keys)
+
+
+def _value(evaluation: dict[str, Any], key: str) -> str:
+    v = (evaluation.get("metrics") or {}).get(key)
+    return "—" if not isinstance(v, (int, float)) else f"{v:.4g}"
