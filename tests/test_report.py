@@ -285,3 +285,28 @@ def test_chromium_reads_the_means_spreads_and_baseline_comparison(seeded):
                                  pytest.approx(c.interval.low, abs=tol),
                                  pytest.approx(c.interval.high, abs=tol))
     assert "Welch t interval" in dom and "2 seeds against 2" in dom
+
+
+def test_the_table_groups_sorts_and_compares_without_training(tmp_path):
+    """RunInfo records made by hand: a higher-is-better headline sorts descending, a lone
+    seed gets "no spread is known", and a named baseline absent from the table compares
+    with nothing."""
+    from ganzoo.experiments.runs import RunInfo
+    from ganzoo.experiments.table import results_table
+
+    def run(name, group, value, baseline="—"):
+        info = RunInfo(dir=tmp_path / name, name=name, group=group)
+        info.evaluation = {"metrics": {"isc_mean": value}, "protocol": {"step": 9}}
+        if baseline != "—":
+            info.experiment = {"experiment": group, "baseline": baseline}
+        return info
+
+    runs = [run("a/seed0", "a", 2.0), run("a/seed1", "a", 2.2), run("b", "b", 3.0),
+            run("c/seed0", "c", 1.0, baseline="gone"), run("c/seed1", "c", 1.4, baseline="gone")]
+    table = results_table(runs, sort=True)
+    assert [row[0][0] for row in table.rows] == ["b", "a", "c"]  # IS: higher first
+    a_row = next(row for row in table.rows if row[0][0] == "a")
+    assert "2.10 ± 0.14 (2.00, 2.20)" in [text for text, _ in a_row]
+    assert [(c.experiment, c.baseline, c.verdict) for c in table.comparisons] == [
+        ("b", "a", "no_spread_known")]
+    assert "no spread is known (b has one seed), so no interval" in "\n".join(table.markdown())
