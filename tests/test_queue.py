@@ -72,6 +72,16 @@ BAD = [
      "experiment a: dataset_args.root: /nonexistent/faces does not exist"),
     ({"name": "a", "max_steps": 2, "launcher": "no-such-launcher -m ganzoo.train"},
      "experiment a: launcher: command 'no-such-launcher' not found"),
+    ({"name": "a", "max_steps": 2, "seeds": [0, 0]}, "experiment a: seeds: a seed is given twice"),
+    ({"name": "a", "max_steps": 2, "seeds": 3}, "experiment a: seeds must be a non-empty list"),
+    ({"name": "a", "max_steps": 2, "seeds": [0, 1], "seed": 4},
+     "experiment a: seed and seeds are both set"),
+    ({"name": "a", "max_steps": 2, "baseline": "EXP00"},
+     "experiment a: baseline: no experiment 'EXP00'"),
+    ({"name": "a", "max_steps": 2, "eval": {"checkpoints": "newest"}},
+     "experiment a: eval.checkpoints must be one of final, best"),
+    ({"name": "a", "max_steps": 2, "eval": {"repeats": 0}},
+     "experiment a: eval.repeats must be positive"),
 ]
 
 
@@ -205,7 +215,13 @@ def test_shipped_queue_commands_mean_what_the_queue_runs(name, tmp_path):
         return run
 
     queue = load_queue(name, output_root=tmp_path, check_paths=name.endswith("_tiny"))
-    for exp in queue.experiments:
+    if name.endswith("_tiny"):  # the CPU twins run with two seeds: two folders each
+        assert all(e.seeds == [0, 1] for e in queue.experiments), name
+        assert len(queue.runs()) == 2 * len(queue.experiments)
+    for exp in queue.runs():
+        if exp.seed is not None:
+            assert exp.dir == tmp_path / exp.group / f"seed{exp.seed}"
+            assert exp.run_config.seed == exp.seed
         flags = train_flags(exp.train) + ["--output-dir", str(exp.dir)]
         assert typed(parse_run_config(flags)) == typed(exp.run_config), exp.name
         assert exp.eval is not None, f"{name}: {exp.name} is not evaluated"

@@ -189,3 +189,124 @@ def test_the_table_sorts_in_headless_chromium(report):
         order[frag] = re.findall(r'<a href="#run-(\w+)">', body)
     # test_dcgan has fewer parameters than test_vae.
     assert order == {"sort=6": ["gan", "vae"], "sort=6-desc": ["vae", "gan"]}
+
+
+# -- seeds: means, spreads and the baseline comparison -------------------------------------------
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """A queue's output_root laid out as ``seeds: [0, 1]`` leaves it: experiments A (the
+    baseline, the first) and B, two tiny trainings each, scored into eval.json."""
+    from ganzoo.training.config import resolve_run_config
+    from ganzoo.training.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("seeded")
+    values: dict[str, list[float]] = {}
+    for name, lr in (("A", 2e-4), ("B", 5e-3)):
+        for seed in (0, 1):
+            run_dir = root / name / f"seed{seed}"
+            run = resolve_run_config({"model": "test_dcgan", "dataset": "shapes", "seed": seed,
+                                      "output_dir": str(run_dir), "max_steps": 2,
+                                      "batch_size": 4, "sample_every": 2, "num_samples": 4,
+                                      "model_args": {"lr": lr}, "progress": False})
+            Trainer(run).train()
+            res = ganzoo.evaluate(str(run_dir / "final"), "shapes", metrics=["fid"], n=8,
+                                  batch_size=8, feature_extractor=EX, step=2, seed=seed,
+                                  cache_dir=root / "cache", out=run_dir / "eval.json")
+            values.setdefault(name, []).append(res["metrics"][f"fd@{EX}"])
+    out = tmp_path_factory.mktemp("seeded_report")
+    index = write_report([str(root)], out, worst=0)
+    return index, values
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text)]
+
+
+def test_seeds_are_one_row_with_mean_spread_and_values(seeded):
+    from ganzoo.experiments.stats import compare, summarize
+
+    index, values = seeded
+    md = (index.parent / "report.md").read_text()
+    key = f"fd@{EX}"
+    for name in ("A", "B"):
+        s = summarize(values[name])
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {name} |"))
+        cell = next(c for c in line.split("|") if "±" in c)
+        mean, sd, *per_seed = _numbers(cell)
+        digits = len(cell.split("±")[0].strip().partition(".")[2])
+        assert mean == pytest.approx(s.mean, abs=0.6 * 10 ** -digits), cell
+        assert sd == pytest.approx(s.std, abs=0.6 * 10 ** -digits), cell
+        assert per_seed == pytest.approx(list(s.values), abs=0.6 * 10 ** -digits), cell
+    c = compare(key, values["B"], values["A"], names=("B", "A"))
+    assert f"| B | A | {key} ↓ |" in md and c.words in md
+    assert "Intervals:" in md and c.interval.describe() in md
+    assert "| A | B |" not in md  # the baseline is compared with nobody
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_chromium_reads_the_means_spreads_and_baseline_comparison(seeded):
+    """The rendered page, as headless Chromium builds it: the comparison table's rows sorted
+    by the mean FD (lower first), each with its mean ± sd and per-seed values, and the
+    baseline table's difference, interval and verdict equal to stats.compare's."""
+    from ganzoo.experiments.stats import compare, summarize
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    index, values = seeded
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                           index.resolve().as_uri()], capture_output=True, text=True, timeout=150)
+    dom = proc.stdout
+
+    def rows(table_id: str) -> list[list[str]]:
+        body = dom.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
+        body = body.split("<tbody>", 1)[1]
+        return [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r)]
+                for r in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+
+    means = {n: summarize(v).mean for n, v in values.items()}
+    table = rows("comparison")
+    assert [r[0] for r in table] == sorted(means, key=means.get)  # by the mean, lower first
+    key = f"fd@{EX}"
+    for row in table:
+        s = summarize(values[row[0]])
+        cell = next(c for c in row if "±" in c)
+        mean, sd, *per_seed = _numbers(cell.replace("&nbsp;", " "))
+        tol = 0.6 * 10 ** -len(cell.split("±")[0].strip().partition(".")[2])
+        assert (mean, sd) == (pytest.approx(s.mean, abs=tol), pytest.approx(s.std, abs=tol))
+        assert per_seed == pytest.approx(list(s.values), abs=tol)
+    (b_row,) = rows("baseline")
+    c = compare(key, values["B"], values["A"], names=("B", "A"))
+    assert b_row[:3] == ["B", "A", f"{key} ↓"] and b_row[4] == c.words
+    diff, low, high = _numbers(b_row[3].split("[")[0])
+    tol = 0.6 * 10 ** -len(b_row[3].split(" ")[0].partition(".")[2])
+    assert (diff, low, high) == (pytest.approx(c.interval.difference, abs=tol),
+                                 pytest.approx(c.interval.low, abs=tol),
+                                 pytest.approx(c.interval.high, abs=tol))
+    assert "Welch t interval" in dom and "2 seeds against 2" in dom
+
+
+def test_the_table_groups_sorts_and_compares_without_training(tmp_path):
+    """RunInfo records made by hand: a higher-is-better headline sorts descending, a lone
+    seed gets "no spread is known", and a named baseline absent from the table compares
+    with nothing."""
+    from ganzoo.experiments.runs import RunInfo
+    from ganzoo.experiments.table import results_table
+
+    def run(name, group, value, baseline="—"):
+        info = RunInfo(dir=tmp_path / name, name=name, group=group)
+        info.evaluation = {"metrics": {"isc_mean": value}, "protocol": {"step": 9}}
+        if baseline != "—":
+            info.experiment = {"experiment": group, "baseline": baseline}
+        return info
+
+    runs = [run("a/seed0", "a", 2.0), run("a/seed1", "a", 2.2), run("b", "b", 3.0),
+            run("c/seed0", "c", 1.0, baseline="gone"), run("c/seed1", "c", 1.4, baseline="gone")]
+    table = results_table(runs, sort=True)
+    assert [row[0][0] for row in table.rows] == ["b", "a", "c"]  # IS: higher first
+    a_row = next(row for row in table.rows if row[0][0] == "a")
+    assert "2.10 ± 0.14 (2.00, 2.20)" in [text for text, _ in a_row]
+    assert [(c.experiment, c.baseline, c.verdict) for c in table.comparisons] == [
+        ("b", "a", "no_spread_known")]
+    assert "no spread is known (b has one seed), so no interval" in "\n".join(table.markdown())

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 __all__ = ["RunDir", "CheckpointError", "read_json", "read_jsonl", "read_latest",
            "resolve_checkpoint", "list_checkpoints", "prune",
            "step_dir_name", "sample_name", "STEP_RE", "SAMPLE_RE", "LATEST",
-           "RESULTS_JSONL", "RESULTS_MD"]
+           "RESULTS_JSONL", "RESULTS_MD", "seed_dir_name", "SEED_RE"]
 
 # -- names ----------------------------------------------------------------------------------
 CONFIG = "config.json"
@@ -60,14 +60,26 @@ TRAIN_CONFIG = "train_config.json"
 STATE = "state.json"
 EVAL = "eval.json"
 EVAL_TMP = ".eval.json.tmp"
+# eval: {checkpoints: all}: each kept checkpoint's evaluation, evals/step_XXXXXXXX.json, and
+# the checkpoint's model written for it (removed after).
+EVALS = "evals"
+EVAL_MODEL_TMP = ".eval_model.tmp"
 TRAIN_LOG = "train.log"
 EVAL_LOG = "eval.log"
 # A queue's output_root, beside its experiments' folders.
 RESULTS_JSONL = "results.jsonl"
 RESULTS_MD = "results.md"
+# A queue experiment with ``seeds``: one run folder per training seed, <output_root>/<name>/seedN.
+SEED_DIR = "seed{}"
 
 STEP_RE = re.compile(r"^step_(\d{8,})$")  # a checkpoint folder
 SAMPLE_RE = re.compile(r"^step_(\d+)\.png$")  # a sample grid
+SEED_RE = re.compile(r"^seed(\d+)$")  # a queue experiment's run folder for one seed
+
+
+def seed_dir_name(seed: int) -> str:
+    """The run folder of one training seed of a queue experiment, ``seed1``."""
+    return SEED_DIR.format(seed)
 
 
 def step_dir_name(step: int) -> str:

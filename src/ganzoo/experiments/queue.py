@@ -20,9 +20,13 @@ A queue file is YAML::
 An experiment holds the keys of the trainer's ``--config`` (``RunConfig``: model, dataset,
 model_args, dataset_args, max_steps, duration, batch_size, keep, ...) except the ones the queue
 owns (output_dir, resume, overwrite, progress), plus ``name``, ``description``, ``eval`` (the
-keyword arguments of ``ganzoo.evaluate``; absent: no evaluation) and ``launcher`` (the command
-that starts the trainer; default ``python -m ganzoo.train``). Mappings merge with the defaults
-key by key; ``eval: null`` in an experiment turns the defaults' evaluation off.
+keyword arguments of ``ganzoo.evaluate``, plus ``checkpoints: final|best|all``; absent: no
+evaluation), ``launcher`` (the command that starts the trainer; default
+``python -m ganzoo.train``), ``seeds`` (training seeds: one run folder each,
+``<output_root>/<name>/seed<N>``, the seed going to the trainer's ``--seed``; without it, one
+run in ``<output_root>/<name>``) and ``baseline`` (the experiment it is compared with; default
+the queue's first). Mappings merge with the defaults key by key; ``eval: null`` or
+``seeds: null`` in an experiment turns the defaults' evaluation or seeds off.
 
 Every error is one line naming the file, the experiment and the field.
 """
@@ -44,7 +48,7 @@ from typing import Any
 
 from .. import config as cfg
 from ..registry import DATASETS, METRICS, MODELS
-from ..rundir import RunDir
+from ..rundir import RunDir, seed_dir_name
 from ..training.config import RunConfig, resolve_run_config
 
 __all__ = ["QueueError", "Queue", "Experiment", "load_queue", "resolve_queue_path",
@@ -65,7 +69,7 @@ QUEUE_OWNED = {"output_dir": "the queue trains into <output_root>/<name>",
                "overwrite": "the queue never replaces a run that has checkpoints",
                "progress": "the queue logs to files, without progress bars"}
 TRAIN_KEYS = tuple(k for k in _run_fields() if k not in QUEUE_OWNED)
-EXTRA_KEYS = ("name", "description", "eval", "launcher")
+EXTRA_KEYS = ("name", "description", "eval", "launcher", "seeds", "baseline")
 TOP_KEYS = ("description", "output_root", "defaults", "experiments")
 # ganzoo.evaluate's keyword arguments that ``ganzoo eval`` takes, with their types.
 EVAL_KEYS: dict[str, Any] = {
@@ -73,7 +77,11 @@ EVAL_KEYS: dict[str, Any] = {
     "feature_extractor": str, "feature_extractor_weights": str, "resizer": str,
     "dataset_kwargs": dict, "split": str, "resolution": int, "outputs": list,
     "metric_kwargs": dict, "seed": int, "cache": bool, "cache_dir": str, "device": str,
+    "repeats": int,
 }
+# The queue's own evaluation setting: which of a run's models are scored (final/, the
+# --keep-best checkpoint best/, or every kept checkpoint and final/).
+EVAL_CHECKPOINTS = ("final", "best", "all")
 # Fields that change how a run is watched or stored, not what it computes: editing them in
 # the file leaves finished experiments finished. Budget fields are compared on their own.
 BUDGET_KEYS = ("max_steps", "duration")
@@ -114,6 +122,20 @@ class Experiment:
     dir: Path
     own: dict[str, Any] = field(default_factory=dict)  # keys this experiment sets itself
     parameters: int | None = None
+    seeds: list[int] | None = None  # training seeds, one run folder each; None: one run
+    seed: int | None = None  # set on one seed's run (:meth:`runs`)
+    group: str = ""  # the experiment's name (``name`` of a seed's run is ``EXP03/seed1``)
+    baseline: str | None = None  # the experiment it is compared with; None: it is the first
+
+    def runs(self) -> list["Experiment"]:
+        """The runs the queue trains: one per seed (``<dir>/seed<N>``, trained with
+        ``--seed N``), or the experiment itself without ``seeds``."""
+        if not self.seeds:
+            return [self]
+        return [dataclasses.replace(self, name=f"{self.group}/{seed_dir_name(s)}",
+                                    dir=self.dir / seed_dir_name(s), train={**self.train,
+                                                                           "seed": s},
+                                    seed=s) for s in self.seeds]
 
     @property
     def files(self) -> RunDir:
@@ -150,7 +172,7 @@ class Experiment:
         """The experiment's own settings in one short line (for tables)."""
         parts = []
         for key, value in self.own.items():
-            if key in ("name", "description", "eval", "launcher", "model"):
+            if key in ("name", "description", "eval", "launcher", "model", "seeds", "baseline"):
                 continue
             if isinstance(value, dict):
                 parts += [f"{k}={_short(v)}" for k, v in value.items()]
@@ -163,7 +185,9 @@ class Experiment:
         return {"name": self.name, "description": self.description, "train": self.train,
                 "eval": self.eval, "launcher": self.launcher, "own": self.own,
                 "settings": self.settings(), "train_hash": self.train_hash,
-                "eval_hash": self.eval_hash, "parameters": self.parameters}
+                "eval_hash": self.eval_hash, "parameters": self.parameters,
+                "experiment": self.group or self.name, "seed": self.seed, "seeds": self.seeds,
+                "baseline": self.baseline}
 
 
 def summary(description: str) -> str:
@@ -192,6 +216,14 @@ class Queue:
     def summary(self) -> str:
         """The description's first paragraph, on one line."""
         return summary(self.description)
+
+    def runs(self, only: list[str] | None = None) -> list[Experiment]:
+        """The selected experiments' runs in the order the queue trains them: every
+        experiment's first seed, then every second seed, ..., so that a queue stopped early
+        still holds one run of each experiment."""
+        selected = [e.runs() for e in self.select(only)]
+        rounds = max(len(r) for r in selected) if selected else 0
+        return [r[i] for i in range(rounds) for r in selected if i < len(r)]
 
     def select(self, only: list[str] | None) -> list[Experiment]:
         if not only:
@@ -279,7 +311,39 @@ def load_queue(spec: str | os.PathLike, *, output_root: str | os.PathLike | None
         seen.add(name)
         queue.experiments.append(_experiment(where, name, defaults, item, queue.output_root,
                                              check_paths, queue.warnings))
+    _check_baselines(where, queue.experiments)
     return queue
+
+
+def _check_baselines(where: str, experiments: list[Experiment]) -> None:
+    """Each experiment's baseline names another experiment of the queue; by default the
+    first (which is nobody's experiment, it is the baseline)."""
+    names = [e.name for e in experiments]
+    for exp in experiments:
+        if exp.baseline is None:
+            exp.baseline = None if exp.name == names[0] else names[0]
+        elif exp.baseline == exp.name:
+            exp.baseline = None
+        elif exp.baseline not in names:
+            hint = cfg.did_you_mean(exp.baseline, names)
+            raise QueueError(f"{where}: experiment {exp.name}: baseline: no experiment "
+                             f"'{exp.baseline}'{hint} (experiments: {', '.join(names)})")
+
+
+def _check_seeds(at: str, merged: dict, item: dict) -> list[int] | None:
+    seeds = merged.get("seeds")
+    if seeds is None:
+        return None
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise QueueError(f"{at}: seeds must be a non-empty list of seeds (integers >= 0), "
+                         f"e.g. [0, 1, 2], got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise QueueError(f"{at}: seeds: a seed is given twice in {seeds}")
+    if "seed" in item:
+        raise QueueError(f"{at}: seed and seeds are both set; seeds gives each run its "
+                         f"--seed (remove seed, or set seeds: null)")
+    return list(seeds)
 
 
 def _check_keys(where: str, prefix: str, data: dict, allowed) -> None:
@@ -300,7 +364,12 @@ def _experiment(where: str, name: str, defaults: dict, item: dict, root: Path,
     train = {k: v for k, v in merged.items() if k in TRAIN_KEYS}
     exp = Experiment(name=name, description=str(merged.get("description") or "").strip(),
                      train=train, eval=None, launcher=_launcher(at, merged.get("launcher")),
-                     dir=root / name, own={k: v for k, v in item.items() if k != "name"})
+                     dir=root / name, own={k: v for k, v in item.items() if k != "name"},
+                     seeds=_check_seeds(at, merged, item), group=name)
+    baseline = merged.get("baseline")
+    if baseline is not None and not isinstance(baseline, str):
+        raise QueueError(f"{at}: baseline must be an experiment's name, got {baseline!r}")
+    exp.baseline = baseline
     try:
         run = exp.run_config
     except (ValueError, TypeError, KeyError) as e:
@@ -415,6 +484,11 @@ def _check_eval(at: str, value) -> dict[str, Any]:
                          f"(metrics, n, ...), got {type(value).__name__}")
     out = dict(value)
     for key, v in value.items():
+        if key == "checkpoints":
+            if v not in EVAL_CHECKPOINTS:
+                raise QueueError(f"{at}: eval.checkpoints must be one of "
+                                 f"{', '.join(EVAL_CHECKPOINTS)}, got {v!r}")
+            continue
         if key not in EVAL_KEYS:
             hint = cfg.did_you_mean(str(key), EVAL_KEYS)
             raise QueueError(f"{at}: eval: unknown key '{key}'{hint}")

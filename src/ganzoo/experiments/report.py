@@ -31,13 +31,13 @@ import torch
 from .._factory import model_info
 from .._io import atomic_write_text
 from .._progress import progress_bar
-from ..rundir import RESULTS_JSONL, RunDir, read_jsonl
+from ..rundir import RESULTS_JSONL, SEED_RE, RunDir, read_jsonl
 from ..training.config import RunConfig
 from .figures import (MissingExtra, interpolation_strip, load_run_model, pick_progression,
                       plot_curves, worst_samples)
 from .queue import load_queue
 from .runs import RunInfo, format_duration, protocol_summary
-from .table import NOT_EVALUATED, Table, results_table
+from .table import EVALUATED_AT, NOT_EVALUATED, Table, results_table
 
 __all__ = ["ReportError", "collect_runs", "write_report"]
 
@@ -55,8 +55,8 @@ def collect_runs(paths: list[str]) -> list[RunInfo]:
         path = Path(spec)
         if path.is_file() and path.suffix in (".yaml", ".yml"):
             queue = load_queue(path, check_paths=False)
-            found = [RunInfo.read(e.dir, e.name) for e in queue.experiments
-                     if e.files.is_run_dir()]
+            found = [RunInfo.read(r.dir, r.name, r.group) for e in queue.experiments
+                     for r in e.runs() if r.files.is_run_dir()]
             if not found:
                 raise ReportError(f"{spec}: none of its experiments has run yet "
                                   f"(in {queue.output_root})")
@@ -64,22 +64,36 @@ def collect_runs(paths: list[str]) -> list[RunInfo]:
         elif path.is_dir() and RunDir(path).is_run_dir():
             runs.append(RunInfo.read(path))
         elif path.is_dir():
-            subs = [d for d in path.iterdir() if d.is_dir() and RunDir(d).is_run_dir()]
-            if not subs:
-                raise ReportError(f"{spec} is neither a run folder nor a queue's output_root "
-                                  f"(no metrics.jsonl, config.json or run folders in it)")
-            order = [r.get("name") for r in read_jsonl(path / RESULTS_JSONL)]
-            subs.sort(key=lambda d: (order.index(d.name) if d.name in order else len(order),
-                                     d.name))
-            runs += [RunInfo.read(d) for d in subs]
+            runs += _queue_root_runs(path, spec)
         else:
             raise ReportError(f"{spec} does not exist")
-    seen: dict[str, int] = {}
-    for run in runs:  # two folders of the same name (two queues): tell them apart
-        if run.name in seen:
-            run.name = f"{run.dir.parent.name}/{run.name}"
-        seen[run.name] = 1
+    roots: dict[str, Path] = {}
+    for run in runs:  # two experiments of the same name (two queues): tell them apart
+        root = run.dir.parent.parent if run.group != run.name else run.dir.parent
+        if roots.setdefault(run.group, root) != root:
+            run.name, run.group = f"{root.name}/{run.name}", f"{root.name}/{run.group}"
     return runs
+
+
+def _queue_root_runs(path: Path, spec: str) -> list[RunInfo]:
+    """A queue's output_root: its experiments' run folders, a seed's folder
+    (``EXP03/seed1``) as a run of experiment ``EXP03``, in the order results.jsonl has them."""
+    found: list[tuple[Path, str, str]] = []  # folder, run name, experiment
+    for d in sorted(p for p in path.iterdir() if p.is_dir()):
+        if RunDir(d).is_run_dir():
+            found.append((d, d.name, d.name))
+            continue
+        seeds = [s for s in d.iterdir() if s.is_dir() and SEED_RE.match(s.name)
+                 and RunDir(s).is_run_dir()]
+        seeds.sort(key=lambda s: int(SEED_RE.match(s.name).group(1)))
+        found += [(s, f"{d.name}/{s.name}", d.name) for s in seeds]
+    if not found:
+        raise ReportError(f"{spec} is neither a run folder nor a queue's output_root "
+                          f"(no metrics.jsonl, config.json or run folders in it)")
+    rows = read_jsonl(path / RESULTS_JSONL)
+    order = [r.get("experiment") or r.get("name") for r in rows]
+    found.sort(key=lambda f: order.index(f[2]) if f[2] in order else len(order))
+    return [RunInfo.read(d, name, group) for d, name, group in found]
 
 
 def _slug(name: str) -> str:
@@ -94,6 +108,7 @@ class RunPage:
     images: dict[str, Any] = field(default_factory=dict)  # name -> relative path(s)
     notes: dict[str, str] = field(default_factory=dict)  # section -> why it is left out
     worst: dict[str, Any] | None = None
+    first_of_group: bool = True  # the first seed of an experiment: the table's link target
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -241,6 +256,43 @@ def _html_table(table: Table) -> str:
     return "\n".join(out)
 
 
+def _html_by_step(table: Table) -> str:
+    """``eval: {checkpoints: all}``: each scored checkpoint's values, by step."""
+    if not table.by_step:
+        return ""
+    head = ("run", "step", *table.metric_keys)
+    rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in
+                                    (run, "—" if step is None else f"{step:,}", *texts))
+                   + "</tr>" for run, step, texts in table.by_step)
+    return ('<h3>Every kept checkpoint</h3><table id="by-step"><thead><tr>' +
+            "".join(f"<th>{_e(h)}</th>" for h in head) + f"</tr></thead><tbody>{rows}"
+            "</tbody></table>")
+
+
+def _html_comparisons(table: Table) -> str:
+    """Each experiment against its baseline: the difference of means with its interval and
+    the verdict; the interval's method and inputs as footnotes."""
+    if not table.comparisons:
+        return ""
+    head = ("experiment", "baseline", "metric", "difference (95% interval)", "verdict")
+    out = ["<h3>Against the baseline</h3>",
+           '<p class="muted">The difference of means (experiment − baseline) over training '
+           "seeds, with its 95% interval; an interval that excludes 0 shows a difference "
+           "larger than the spread between seeds (docs/experiments.md).</p>",
+           '<table id="baseline"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head) +
+           "</tr></thead><tbody>"]
+    for c, row in zip(table.comparisons, table.comparison_rows()):
+        out.append(f'<tr data-verdict="{_e(c.verdict)}">' +
+                   "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>")
+    out.append("</tbody></table>")
+    notes = table.interval_notes()
+    if notes:
+        out.append('<ul class="muted">' + "".join(
+            f'<li id="interval-{_e(label)}">[{_e(label)}] {_e(text)}</li>'
+            for label, text in notes) + "</ul>")
+    return "\n".join(out)
+
+
 def _config_tables(info: RunInfo) -> str:
     defaults = RunConfig().to_dict()
     # Where the run went and how it was resumed say nothing about what it computed.
@@ -293,6 +345,8 @@ def _run_html(page: RunPage) -> str:
              ("folder", str(info.dir))]
     desc = (info.experiment or {}).get("description")
     out = [f'<h2 id="run-{_e(_slug(info.name))}">{_e(info.name)}</h2>']
+    if info.group != info.name and page.first_of_group:  # the table's row links here
+        out.insert(0, f'<a id="run-{_e(_slug(info.group))}"></a>')
     if desc:
         out.append(f"<p>{_e(desc)}</p>")
     out.append("<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
@@ -356,11 +410,16 @@ def write_report(paths: list[str], output: str | Path, *, worst: int = 8, worst_
             slug += "_"
         slugs.add(slug)
         pages.append(_build_page(info, out, slug, opts, warn))
-    table = results_table(runs)
+    groups_seen: set[str] = set()
+    for page in pages:
+        page.first_of_group = page.info.group not in groups_seen
+        groups_seen.add(page.info.group)
+    table = results_table(runs, after=(EVALUATED_AT,), sort=True)
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     body = [f"<h1>ganzoo report</h1><p class=\"muted\">{len(runs)} run(s) from "
             f"{_e(', '.join(map(str, paths)))}; written {_e(when)}. Click a column to sort.</p>",
-            "<h2>Comparison</h2>", _html_table(table)]
+            "<h2>Comparison</h2>", _html_table(table), _html_comparisons(table),
+            _html_by_step(table)]
     body += [_run_html(p) for p in pages]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>ganzoo report</title>"

@@ -28,6 +28,7 @@ import fcntl
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,10 +41,11 @@ from .._io import atomic_write_json, atomic_write_text
 from ..training.args import config_argv, long_options, option_argv
 from ..training.config import parse_duration
 from ..registry import MODELS
-from ..rundir import CONFIG, RESULTS_JSONL, RESULTS_MD, prune, read_json, read_jsonl
+from ..rundir import (CONFIG, EVAL_MODEL_TMP, EVALS, RESULTS_JSONL, RESULTS_MD, prune, read_json,
+                      read_jsonl, step_dir_name)
 from .queue import Experiment, Queue, QueueError, launcher_argv
-from .runs import RunInfo, format_duration, training_time
-from .table import IMAGES_PER_S, TRAIN_TIME, Column, params_cell, results_table
+from .runs import RunInfo, checkpoint_step, format_duration, model_folder_ok, training_time
+from .table import EVALUATED_AT, IMAGES_PER_S, TRAIN_TIME, Column, params_cell, results_table
 
 __all__ = ["run_queue", "queue_status", "experiment_state", "train_command", "eval_command",
            "train_flags", "write_results", "detach", "ExperimentState"]
@@ -171,19 +173,39 @@ def _kv_value(value: Any) -> str:
 
 # Evaluation settings eval_command writes itself: the reference and the options that take
 # KEY=VALUE pairs (their values as ``ganzoo eval`` reads them back) or a negation.
-_EVAL_OWN = ("reference", "dataset_kwargs", "metric_kwargs", "cache")
+_EVAL_OWN = ("reference", "dataset_kwargs", "metric_kwargs", "cache", "checkpoints")
 
 
-def eval_command(exp: Experiment, steps: int | None, out: Path) -> list[str]:
+def eval_checkpoint(exp: Experiment) -> str:
+    """Which models of a run the queue scores: ``final`` (default), ``best``, or ``all`` (every
+    kept checkpoint, then ``final/``)."""
+    return (exp.eval or {}).get("checkpoints") or "final"
+
+
+def eval_target(exp: Experiment, steps: int | None) -> tuple[Path, int | None, str | None]:
+    """The model folder to score, the step it comes from, and why there is none (a run
+    asked to score ``best/`` that has no complete one)."""
+    if eval_checkpoint(exp) != "best":
+        return exp.files.final, steps, None
+    best = exp.files.best
+    if not model_folder_ok(best):
+        return best, None, (f"no best checkpoint ({best} is missing; train with --keep-best "
+                            f"METRIC and --eval-every N to track one)")
+    return best, checkpoint_step(best), None
+
+
+def eval_command(exp: Experiment, steps: int | None, out: Path,
+                 model_dir: Path | None = None) -> list[str]:
     """``ganzoo eval``'s arguments for the experiment's evaluation; each ``ganzoo.evaluate``
     keyword becomes the option of ``ganzoo.metrics.cli``'s parser that answers to its name
-    (``feature_extractor_weights``: ``--fid-weights``); keywords without one are left out."""
+    (``feature_extractor_weights``: ``--fid-weights``, ``repeats``: ``--repeats``);
+    keywords without one are left out. ``model_dir`` defaults to the run's ``final/``."""
     from ..metrics.cli import build_parser  # ganzoo.metrics loads torch: not at queue status
 
     ev = dict(exp.eval or {})
     reference, dkw = _reference(exp)
     options = long_options(build_parser())
-    argv = [str(exp.files.final), "--ref", reference]
+    argv = [str(model_dir or exp.files.final), "--ref", reference]
     for key, value in ev.items():
         if key not in _EVAL_OWN and key in options:
             argv += option_argv(options[key], value)
@@ -244,7 +266,7 @@ class _Children:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
 
-    def run(self, argv: list[str], log: Path, header: str) -> int:
+    def run(self, argv: list[str], log: Path, header: str, root: Path, name: str) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log, "a") as f:
@@ -254,8 +276,7 @@ class _Children:
                 argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 preexec_fn=_die_with_parent(os.getpid()),
                 pass_fds=(self.lock_fd,) if self.lock_fd is not None else ())
-            _write_pidfile(log.parent.parent, child=self.proc.pid,
-                           experiment=log.parent.name, stage=log.stem)
+            _write_pidfile(root, child=self.proc.pid, experiment=name, stage=log.stem)
             while True:
                 try:
                     code = self.proc.wait()
@@ -343,18 +364,19 @@ def _acquire(root: Path, say: Callable[[str], None], wait_s: float = 120.0) -> i
 
 
 # -- results --------------------------------------------------------------------------------
-def _row(exp: Experiment, status: str, error: str | None = None) -> dict[str, Any]:
+def _row(exp: Experiment, root: Path, status: str, error: str | None = None) -> dict[str, Any]:
     info = RunInfo.read(exp.dir, exp.name)
     grids = [path for _, path in exp.files.sample_grids()]
     ev = info.evaluation
     return {
-        "name": exp.name, "status": status, "model": exp.train.get("model"),
+        "name": exp.name, "experiment": exp.group or exp.name, "seed": exp.seed,
+        "status": status, "model": exp.train.get("model"),
         "dataset": info.dataset or exp.train.get("dataset"), "settings": exp.settings(),
         "steps": info.steps, "train_time_s": info.train_time, "images_per_s": info.images_per_s,
         "parameters": exp.parameters, "metrics": info.metrics,
         "protocol": info.protocol or None,
         "eval_id": _eval_id(ev) if ev else None,
-        "final_grid": str(grids[-1].relative_to(exp.dir.parent)) if grids else None,
+        "final_grid": str(grids[-1].relative_to(root)) if grids else None,
         "error": error, "time": _now(),
     }
 
@@ -385,11 +407,11 @@ def _reconcile_rows(queue: Queue) -> None:
     """Append the row of every finished experiment that ``results.jsonl`` lacks (a kill
     between the evaluation and the append)."""
     have = {r.get("eval_id") for r in read_jsonl(queue.output_root / RESULTS_JSONL)}
-    for exp in queue.experiments:
+    for exp in queue.runs():
         ev = read_json(exp.files.eval)
         if experiment_state(exp).status == "done" and isinstance(ev, dict) and \
                 _eval_id(ev) not in have:
-            _append_row(queue, _row(exp, "done"))
+            _append_row(queue, _row(exp, queue.output_root, "done"))
 
 
 def write_results(queue: Queue) -> Path:
@@ -397,12 +419,12 @@ def write_results(queue: Queue) -> Path:
     report's table, :func:`ganzoo.experiments.table.results_table`, with the queue's
     columns)."""
     runs, of = [], {}
-    for exp in queue.experiments:
-        info = RunInfo.read(exp.dir, exp.name)
+    for exp in [r for e in queue.experiments for r in e.runs()]:
+        info = RunInfo.read(exp.dir, exp.name, exp.group)
         runs.append(info)
         of[exp.name] = (exp, experiment_state(exp))
-    table = results_table(runs, columns=_queue_columns(of), after=(_samples_column(of),),
-                          headline=False)
+    table = results_table(runs, columns=_queue_columns(of),
+                          after=(EVALUATED_AT, _samples_column(of)), headline=False)
     lines = [f"# Results: {queue.name}", ""]
     if queue.description:
         lines += [queue.summary, ""]
@@ -434,7 +456,7 @@ def _queue_columns(of: dict[str, tuple[Experiment, ExperimentState]]) -> tuple[C
         name = of[info.name][0].train.get("model")
         return f"`{name}`", name
 
-    return (Column("experiment", lambda r: (r.name, r.name)), Column("status", status),
+    return (Column("experiment", lambda r: (r.group, r.group)), Column("status", status),
             Column("model", model),
             Column("settings", lambda r: (of[r.name][0].settings() or "—", None)),
             Column("steps", steps), TRAIN_TIME, IMAGES_PER_S,
@@ -463,12 +485,15 @@ def run_queue(queue: Queue, *, only: list[str] | None = None, stop_on_error: boo
               dry_run: bool = False, say: Callable[[str], None] = print) -> int:
     """Run (or, with ``dry_run``, print) the selected experiments in order; returns the exit
     code: 0 all well, 1 when an experiment failed, 128 + signal when stopped."""
-    selected = queue.select(only)
+    selected = queue.runs(only)
+    n_exp = len(queue.select(only))
+    what = f"{n_exp} experiment(s)" + (f", {len(selected)} runs" if len(selected) != n_exp
+                                       else "")
     for line, names in queue.warnings.items():
         say(f"warning: {line} (experiments {', '.join(names)}); change the path before a "
             f"real run")
     if dry_run:
-        return _dry_run(queue, selected, say)
+        return _dry_run(queue, selected, what, say)
     lock_fd = _acquire(queue.output_root, say)
     failures = 0
     t0 = time.monotonic()
@@ -490,7 +515,7 @@ def run_queue(queue: Queue, *, only: list[str] | None = None, stop_on_error: boo
         write_results(queue)
     finally:
         os.close(lock_fd)
-    say(f"queue {queue.name}: {len(selected)} experiment(s) in "
+    say(f"queue {queue.name}: {what} in "
         f"{format_duration(time.monotonic() - t0)}; results: "
         f"{queue.output_root / RESULTS_MD}" + (f"; {failures} failed" if failures else ""))
     return 1 if failures else 0
@@ -499,7 +524,7 @@ def run_queue(queue: Queue, *, only: list[str] | None = None, stop_on_error: boo
 def _record_failure(queue, exp) -> None:
     """A results row for a failed experiment, with the error its state file recorded."""
     error = (read_json(exp.files.state) or {}).get("error")
-    _append_row(queue, _row(exp, "failed", error))
+    _append_row(queue, _row(exp, queue.output_root, "failed", error))
     write_results(queue)
 
 
@@ -513,28 +538,28 @@ def _run_one(queue: Queue, exp: Experiment, children: _Children,
         say(f"{exp.name}: done ({_summary(RunInfo.read(exp.dir, exp.name))})")
         return "done"
     if state.status in ("pending", "interrupted"):
-        outcome = _train(exp, state, children, say)
+        outcome = _train(exp, state, children, say, queue.output_root)
         if outcome != "trained":
             if outcome == "failed":
                 _record_failure(queue, exp)
             return outcome
         state = experiment_state(exp)
     if exp.eval is not None and state.status == "trained":
-        outcome = _evaluate(exp, state, children, say)
+        outcome = _evaluate(exp, state, children, say, queue.output_root)
         if outcome != "done":
             if outcome == "failed":
                 _record_failure(queue, exp)
             return outcome
     elif exp.eval is None:
         _write_state(exp, status="done", eval_hash=None, error=None)
-    _append_row(queue, _row(exp, "done"))
+    _append_row(queue, _row(exp, queue.output_root, "done"))
     write_results(queue)
     say(f"{exp.name}: done ({_summary(RunInfo.read(exp.dir, exp.name))})")
     return "done"
 
 
 def _train(exp: Experiment, state: ExperimentState, children: _Children,
-           say: Callable[[str], None]) -> str:
+           say: Callable[[str], None], root: Path) -> str:
     files = exp.files
     exp.dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(files.experiment, exp.record(), fsync=True)
@@ -546,7 +571,8 @@ def _train(exp: Experiment, state: ExperimentState, children: _Children,
     what = f"resuming from step {state.steps}" if state.status == "interrupted" else "training"
     say(f"{exp.name}: {what} (log: {files.train_log})")
     t0 = time.monotonic()
-    code = children.run(argv, files.train_log, f"{exp.name}: attempt {attempts}")
+    code = children.run(argv, files.train_log, f"{exp.name}: attempt {attempts}", root,
+                        exp.name)
     if children.stop_signal is not None:
         return "stopped"
     if code != 0:
@@ -569,30 +595,91 @@ def _train(exp: Experiment, state: ExperimentState, children: _Children,
     return "trained"
 
 
-def _evaluate(exp: Experiment, state: ExperimentState, children: _Children,
-              say: Callable[[str], None]) -> str:
+def _score(exp: Experiment, model_dir: Path, step: int | None, children: _Children,
+           say: Callable[[str], None], root: Path, what: str) -> dict[str, Any] | str:
+    """One ``ganzoo eval`` child on ``model_dir``: its result, or ``"stopped"`` / ``"failed"``
+    (recorded in the state)."""
     files = exp.files
     tmp = files.eval_tmp
     tmp.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "ganzoo.metrics.cli", *eval_command(exp, state.steps, tmp)]
-    _write_state(exp, status="evaluating", stage="eval", error=None)
-    say(f"{exp.name}: evaluating (log: {files.eval_log})")
-    code = children.run(argv, files.eval_log, f"{exp.name}: evaluation")
+    argv = [sys.executable, "-m", "ganzoo.metrics.cli",
+            *eval_command(exp, step, tmp, model_dir)]
+    code = children.run(argv, files.eval_log, f"{exp.name}: {what}", root, exp.name)
     if children.stop_signal is not None:
         return "stopped"
     result = read_json(tmp) if code == 0 else None
+    tmp.unlink(missing_ok=True)
     if not isinstance(result, dict) or "metrics" not in result:
         error = _error_line(files.eval_log) if code else "no result JSON was written"
         _write_state(exp, status="failed", stage="eval", error=error, exit_code=code)
         say(f"{exp.name}: FAILED in evaluation (exit {code}): {error}")
         return "failed"
-    os.replace(tmp, files.eval)
+    return result
+
+
+def _evaluate_checkpoints(exp: Experiment, state: ExperimentState, children: _Children,
+                          say: Callable[[str], None], root: Path) -> str:
+    """``eval: {checkpoints: all}``: every kept checkpoint but the final one (``final/`` is
+    scored next), each written as a model folder by a child, scored into
+    ``evals/step_XXXXXXXX.json``; those already scored are skipped (a resumed queue)."""
+    files = exp.files
+    model_dir = files.path / EVAL_MODEL_TMP
+    for step, ckpt in files.list_checkpoints():
+        out = files.path / EVALS / f"{step_dir_name(step)}.json"
+        if step == state.steps or out.is_file():
+            continue
+        shutil.rmtree(model_dir, ignore_errors=True)
+        argv = [sys.executable, "-m", "ganzoo.experiments.checkpoint_model", str(ckpt),
+                str(model_dir)]
+        code = children.run(argv, files.eval_log, f"{exp.name}: checkpoint {step} as a model",
+                            root, exp.name)
+        if children.stop_signal is not None:
+            return "stopped"
+        if code != 0:
+            error = _error_line(files.eval_log)
+            _write_state(exp, status="failed", stage="eval", error=error, exit_code=code)
+            say(f"{exp.name}: FAILED writing checkpoint {step} as a model: {error}")
+            return "failed"
+        result = _score(exp, model_dir, step, children, say, root, f"evaluation of step {step}")
+        if isinstance(result, str):
+            return result
+        result.setdefault("protocol", {})["checkpoint"] = f"checkpoint {step_dir_name(step)}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, result, fsync=True)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    return "done"
+
+
+def _evaluate(exp: Experiment, state: ExperimentState, children: _Children,
+              say: Callable[[str], None], root: Path) -> str:
+    files = exp.files
+    model_dir, step, missing = eval_target(exp, state.steps)
+    if missing is not None:  # nothing to score: recorded, not retried at every queue run
+        atomic_write_json(files.eval, {"metrics": {}, "protocol": {"checkpoint": "best"},
+                                       "skipped": missing}, fsync=True)
+        _write_state(exp, status="done", stage=None, error=None, eval_hash=exp.eval_hash,
+                     note=f"evaluation skipped: {missing}")
+        say(f"{exp.name}: evaluation skipped: {missing}")
+        return "done"
+    _write_state(exp, status="evaluating", stage="eval", error=None)
+    say(f"{exp.name}: evaluating (log: {files.eval_log})")
+    if eval_checkpoint(exp) == "all":
+        outcome = _evaluate_checkpoints(exp, state, children, say, root)
+        if outcome != "done":
+            return outcome
+    result = _score(exp, model_dir, step, children, say, root, "evaluation")
+    if isinstance(result, str):
+        return result
+    result.setdefault("protocol", {})["checkpoint"] = \
+        "best" if eval_checkpoint(exp) == "best" else "final"
+    atomic_write_json(files.eval, result, fsync=True)
     _write_state(exp, status="done", stage=None, error=None, eval_hash=exp.eval_hash)
     return "done"
 
 
-def _dry_run(queue: Queue, selected: list[Experiment], say: Callable[[str], None]) -> int:
-    say(f"queue {queue.name} ({queue.path}): {len(selected)} experiment(s) into "
+def _dry_run(queue: Queue, selected: list[Experiment], what: str,
+             say: Callable[[str], None]) -> int:
+    say(f"queue {queue.name} ({queue.path}): {what} into "
         f"{queue.output_root}")
     for exp in selected:
         state = experiment_state(exp)
@@ -611,8 +698,9 @@ def _dry_run(queue: Queue, selected: list[Experiment], say: Callable[[str], None
             say(f"  train: {launcher} "
                 f"{_show(train_flags(train) + ['--output-dir', str(exp.dir)] + resume)}")
         if exp.eval is not None:
+            model_dir, step, _ = eval_target(exp, state.steps)
             say(f"  eval:  ganzoo eval "
-                f"{_show(eval_command(exp, state.steps, exp.files.eval))}")
+                f"{_show(eval_command(exp, step, exp.files.eval, model_dir))}")
     return 0
 
 
@@ -626,7 +714,7 @@ def queue_status(queue: Queue, say: Callable[[str], None] = print) -> int:
             if running.get("experiment") else "") + ")"
     say(head)
     rows = [("experiment", "state", "progress", "result")]
-    for exp in queue.experiments:
+    for exp in queue.runs():
         state = experiment_state(exp)
         info = RunInfo.read(exp.dir, exp.name)
         status = state.status

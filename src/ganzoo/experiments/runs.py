@@ -15,7 +15,8 @@ from typing import Any
 
 from .._stats import metric_direction  # the one rule, shared with the trainer's --keep-best
 from ..registry import MODELS
-from ..rundir import CONFIG, SAMPLE_RE, TRAINER_STATE, RunDir, read_json, read_jsonl
+from ..rundir import (CONFIG, EVALS, SAMPLE_RE, STEP_RE, TRAINER_STATE, WEIGHTS, RunDir, read_json,
+                      read_jsonl)
 
 __all__ = ["RunInfo", "read_json", "read_jsonl", "training_time", "sample_grids",
            "latest_checkpoint", "is_run_dir", "metric_direction", "format_duration",
@@ -53,6 +54,21 @@ def sample_grids(run_dir: Path) -> list[tuple[int, Path]]:
 def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
     """The step and folder ``checkpoints/latest`` names, if it names a complete one."""
     return RunDir(run_dir).latest_checkpoint()
+
+
+def model_folder_ok(path: Path) -> bool:
+    """``path`` (``final/``, ``best/``) holds a complete saved model."""
+    return (Path(path) / WEIGHTS).is_file() and (Path(path) / CONFIG).is_file()
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The training step a saved model folder comes from, as its card states it."""
+    card = (read_json(Path(path) / CONFIG) or {}).get("card") or {}
+    best = card.get("best") if isinstance(card.get("best"), dict) else {}
+    for value in (best.get("step"), card.get("step"), card.get("steps")):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -93,17 +109,22 @@ class RunInfo:
     num_processes: int = 1
     model_config: dict[str, Any] | None = None  # final/config.json
     parameters: int | None = None
+    group: str = ""  # the experiment a seed's run belongs to (its name for a lone run)
+    # eval: {checkpoints: all}: (step, evaluation) of each kept checkpoint, oldest first
+    checkpoint_evals: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
     @classmethod
-    def read(cls, run_dir: Path, name: str | None = None) -> "RunInfo":
+    def read(cls, run_dir: Path, name: str | None = None, group: str | None = None) -> "RunInfo":
         rd = RunDir(run_dir)
         info = cls(dir=rd.path, name=name or rd.path.name)
         info.config = read_json(rd.config) or {}
         info.experiment = read_json(rd.experiment)
+        info.group = group or (info.experiment or {}).get("experiment") or info.name
         info.state = read_json(rd.state)
         info.records = rd.records()
         ev = read_json(rd.eval)
         info.evaluation = ev if isinstance(ev, dict) and "metrics" in ev else None
+        info.checkpoint_evals = _checkpoint_evals(rd.path / EVALS)
         info.finished = rd.final_ok()
         final_cfg = read_json(rd.final / CONFIG) if info.finished else None
         info.model_config = final_cfg
@@ -136,6 +157,18 @@ class RunInfo:
     def dataset(self) -> str:
         return str(self.config.get("dataset") or (self.experiment or {}).get("train", {})
                    .get("dataset") or "")
+
+    @property
+    def seed(self) -> int | None:
+        """The training seed of a queue experiment's seed run (None for a lone run)."""
+        seed = (self.experiment or {}).get("seed")
+        return seed if isinstance(seed, int) else None
+
+    @property
+    def baseline(self) -> str | None:
+        """The experiment the queue compares this one with (None: it is the baseline, or the
+        run is not from a queue)."""
+        return (self.experiment or {}).get("baseline")
 
     @property
     def train_time(self) -> float | None:
@@ -174,6 +207,10 @@ class RunInfo:
                 for k, v in (ev.get("metrics") or {}).items():
                     if isinstance(v, (int, float)):
                         curves.setdefault(k, []).append((r["step"], float(v)))
+        for step, ev in self.checkpoint_evals:
+            for k, v in (ev.get("metrics") or {}).items():
+                if isinstance(v, (int, float)):
+                    curves.setdefault(k, []).append((step, float(v)))
         if self.evaluation:
             step = self.protocol.get("step") or self.steps
             for k, v in self.metrics.items():
@@ -188,6 +225,18 @@ class RunInfo:
         if self.evaluation:
             return "done"
         return "trained" if self.finished else ("interrupted" if self.steps else "pending")
+
+
+def _checkpoint_evals(folder: Path) -> list[tuple[int, dict[str, Any]]]:
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in folder.iterdir():
+        m = STEP_RE.match(path.name[:-5]) if path.name.endswith(".json") else None
+        ev = read_json(path) if m else None
+        if isinstance(ev, dict) and isinstance(ev.get("metrics"), dict):
+            out.append((int(m.group(1)), ev))
+    return sorted(out, key=lambda t: t[0])
 
 
 def _count_parameters(final_cfg: dict[str, Any], run_cfg: dict[str, Any]) -> int | None:
@@ -233,8 +282,12 @@ def protocol_summary(protocol: dict[str, Any], key: str | None = None) -> str:
         parts.append(f"reference {ref}")
     if protocol.get("resizer"):
         parts.append(f"resizer {protocol['resizer']}")
+    if protocol.get("checkpoint"):
+        parts.append(f"model {protocol['checkpoint']}/")
     if protocol.get("step") is not None:
         parts.append(f"step {protocol['step']}")
+    if isinstance(protocol.get("repeats"), int) and protocol["repeats"] > 1:
+        parts.append(f"mean of {protocol['repeats']} generation seeds")
     if protocol.get("implementation"):
         parts.append(f"{protocol['implementation']} {protocol.get('implementation_version', '')}"
                      .strip())
