@@ -372,16 +372,18 @@ def test_phase1_queue_file_and_documented_commands_are_the_same_runs():
 
     import yaml
 
+    from ganzoo.experiments.queue import EXTRA_KEYS
     from ganzoo.train import _cli_layer, build_parser
     from ganzoo.training.config import resolve_run_config
     from ganzoo.training.data import check_dataset_options
 
     repo = Path(__file__).resolve().parents[1]
     queue = yaml.safe_load((repo / "src/ganzoo/queues/generator_plan_phase1.yaml").read_text())
-    defaults = {k: v for k, v in queue["defaults"].items() if k != "eval"}
+    # The queue's own keys (name, eval, seeds, baseline, ...) are not run settings.
+    defaults = {k: v for k, v in queue["defaults"].items() if k not in EXTRA_KEYS}
     from_queue = {}
     for exp in queue["experiments"]:
-        exp = {k: v for k, v in exp.items() if k not in ("name", "eval")} | {
+        exp = {k: v for k, v in exp.items() if k not in EXTRA_KEYS} | {
             "output_dir": f"{queue['output_root']}/{exp['name']}"}
         from_queue[exp["output_dir"]] = resolve_run_config(defaults, exp)
     from_docs = {}
