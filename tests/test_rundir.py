@@ -101,3 +101,18 @@ def test_a_trainer_run_folder_reads_back(toys, tmp_path):
     assert len(rd.records()) == len(runs.RunInfo.read(out).records) == 3
 
 
+
+    # A run stopped before final/: the report's model is its newest checkpoint's, built from
+    # the run config the checkpoint keeps.
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from ganzoo.experiments.figures import load_run_model
+
+    shutil.rmtree(rd.final)
+    model = load_run_model(runs.RunInfo.read(out), torch.device("cpu"))
+    saved = load_file(rd.checkpoint(6) / "model.safetensors")
+    state = model.state_dict()
+    assert saved and all(torch.equal(state[k], v) for k, v in saved.items())

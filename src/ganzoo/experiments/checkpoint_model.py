@@ -18,17 +18,25 @@ from .._factory import build
 from ..hub import load_weights
 from ..rundir import CONFIG, STEP_RE, WEIGHTS, read_json
 
-__all__ = ["export_checkpoint", "main"]
+__all__ = ["load_checkpoint_model", "export_checkpoint", "main"]
 
 
-def export_checkpoint(checkpoint: Path, out: Path) -> Path:
-    """Write the model of ``checkpoint`` into ``out`` (``save_pretrained``); returns ``out``."""
+def load_checkpoint_model(checkpoint: Path):
+    """The model of a training checkpoint: built from the run config the checkpoint keeps
+    (preset and ``model_args``), its weights loaded strictly."""
     checkpoint = Path(checkpoint)
     run = read_json(checkpoint / CONFIG)
     if not isinstance(run, dict) or not run.get("model"):
         raise FileNotFoundError(f"{checkpoint / CONFIG} holds no run config with a model")
     model = build(run["model"], **(run.get("model_args") or {}))
     load_weights(model, checkpoint / WEIGHTS)
+    return model
+
+
+def export_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """Write the model of ``checkpoint`` into ``out`` (``save_pretrained``); returns ``out``."""
+    checkpoint = Path(checkpoint)
+    model = load_checkpoint_model(checkpoint)
     match = STEP_RE.match(checkpoint.name)
     facts = {"steps": int(match.group(1))} if match else {}
     model.save_pretrained(out, **facts)

@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from .._factory import build, from_pretrained
-from ..hub import load_weights
+from .._factory import from_pretrained
 from ..latent import LatentGenerator, interpolation_grid, save_grid
 from ..metrics.evaluation import reference_views
 from ..metrics.extractors import build_feature_extractor, to_uint8
-from ..rundir import WEIGHTS, RunDir
+from ..rundir import RunDir
+from .checkpoint_model import load_checkpoint_model
 from .runs import RunInfo, latest_checkpoint
 
 __all__ = ["MissingExtra", "plot_curves", "pick_progression", "load_run_model",
@@ -127,10 +127,9 @@ def load_run_model(info: RunInfo, device: torch.device):
         model = from_pretrained(RunDir(info.dir).final)
     else:
         latest = latest_checkpoint(info.dir)
-        if latest is None or not info.config.get("model"):
+        if latest is None:
             raise FileNotFoundError(f"{info.dir} holds no weights yet (no final/, no checkpoint)")
-        model = build(info.config["model"], **(info.config.get("model_args") or {}))
-        load_weights(model, latest[1] / WEIGHTS)
+        model = load_checkpoint_model(latest[1])
     return model.to(device).eval()
 
 
