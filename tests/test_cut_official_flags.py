@@ -17,6 +17,8 @@ from ganzoo.training.schedules import lr_at
 
 import _train_helpers as helpers
 
+from conftest import load_benchmark
+
 N_A, N_B = 4, 6  # the dataset's length is max(N_A, N_B) = 6
 
 
@@ -231,19 +233,7 @@ def test_keys_without_an_epoch_load_as_epoch_0(tmp_path):
 
 # -- bench_quality --cut-official-flags ----------------------------------------------------------
 def _bench_quality():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
-    spec = importlib.util.spec_from_file_location("bench_quality", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_quality"] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules["bench_quality"]
-    return module
+    return load_benchmark("bench_quality")
 
 
 @pytest.mark.parametrize("steps", [400, 1000, 4000])

@@ -6,12 +6,9 @@ scipy is the reference where one exists (``ttest_ind(equal_var=False)``, ``t.ppf
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +19,8 @@ from ganzoo.experiments.stats import (Interval, bootstrap_interval, choose_metho
                                       format_values, summarize, t_cdf, t_quantile,
                                       welch_interval)
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
+
 
 # (experiment, baseline): unequal n, unequal variances, one side without spread, a negative and
 # a positive difference, FD-sized values as bench_quality gives them.
@@ -294,15 +292,7 @@ def test_confidence_outside_0_1_is_refused():
 
 # -- bench_quality's table -------------------------------------------------------------------------
 def _bench_quality():
-    spec = importlib.util.spec_from_file_location("bench_quality",
-                                                  ROOT / "benchmarks" / "bench_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_quality"] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules["bench_quality"]
-    return module
+    return load_benchmark("bench_quality")
 
 
 def _rows(ganzoo, reference=(), live=(), **extra):

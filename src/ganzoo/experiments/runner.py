@@ -287,6 +287,14 @@ class _Children:
         return code
 
 
+def _failed(exp: Experiment, say: Callable[[str], None], stage: str, code: int, error: str,
+            doing: str) -> str:
+    """Record a failed child in the experiment's state and say so in one line."""
+    _write_state(exp, status="failed", stage=stage, error=error, exit_code=code)
+    say(f"{exp.name}: FAILED {doing} (exit {code}): {error}")
+    return "failed"
+
+
 def _error_line(log: Path) -> str:
     """The error a child reported: its ``error:`` line, else the last line it wrote."""
     try:
@@ -576,10 +584,7 @@ def _train(exp: Experiment, state: ExperimentState, children: _Children,
     if children.stop_signal is not None:
         return "stopped"
     if code != 0:
-        error = _error_line(files.train_log)
-        _write_state(exp, status="failed", stage="train", error=error, exit_code=code)
-        say(f"{exp.name}: FAILED in training (exit {code}): {error}")
-        return "failed"
+        return _failed(exp, say, "train", code, _error_line(files.train_log), "in training")
     if not files.final_ok():
         say(f"{exp.name}: the trainer stopped before its budget (a signal?); run the queue "
             f"again to resume")
@@ -611,9 +616,7 @@ def _score(exp: Experiment, model_dir: Path, step: int | None, children: _Childr
     tmp.unlink(missing_ok=True)
     if not isinstance(result, dict) or "metrics" not in result:
         error = _error_line(files.eval_log) if code else "no result JSON was written"
-        _write_state(exp, status="failed", stage="eval", error=error, exit_code=code)
-        say(f"{exp.name}: FAILED in evaluation (exit {code}): {error}")
-        return "failed"
+        return _failed(exp, say, "eval", code, error, "in evaluation")
     return result
 
 
@@ -636,10 +639,8 @@ def _evaluate_checkpoints(exp: Experiment, state: ExperimentState, children: _Ch
         if children.stop_signal is not None:
             return "stopped"
         if code != 0:
-            error = _error_line(files.eval_log)
-            _write_state(exp, status="failed", stage="eval", error=error, exit_code=code)
-            say(f"{exp.name}: FAILED writing checkpoint {step} as a model: {error}")
-            return "failed"
+            return _failed(exp, say, "eval", code, _error_line(files.eval_log),
+                           f"writing checkpoint {step} as a model")
         result = _score(exp, model_dir, step, children, say, root, f"evaluation of step {step}")
         if isinstance(result, str):
             return result
