@@ -360,3 +360,16 @@ def test_train_push_pull_round_trip_with_card(tmp_path):
         assert set(repo.refs) == {"main", "dev", "refs/pr/1"}
         assert repo.refs["dev"]["samples.png"] == (run / "final" / "samples.png").read_bytes()
     assert "pushed" in proc.stdout and "cannot be combined with branch 'dev'" in proc.stderr
+
+
+@pytest.mark.parametrize("preset", ["test_dcgan", "test_cut", "test_vae"])
+def test_the_model_states_its_hub_task_and_the_old_helper_warns(preset):
+    """The card reads ``model.pipeline_tag``; ganzoo 0.1's ``modelcard.pipeline_tag(task)``
+    still answers the same, with a DeprecationWarning, for a release."""
+    from ganzoo import modelcard
+
+    model = ganzoo.build(preset)
+    want = "image-to-image" if model.takes_inputs else "unconditional-image-generation"
+    assert model.pipeline_tag == want
+    with pytest.warns(DeprecationWarning, match="pipeline_tag"):
+        assert modelcard.pipeline_tag(model.task) == want

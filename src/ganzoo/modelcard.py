@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from typing import Any
 
 from ._stats import metric_direction
@@ -31,6 +32,13 @@ __all__ = ["DEFAULT_LICENSE", "evaluations", "model_card"]
 
 # ganzoo's own licence; weights bound by their training data's terms pass license=... instead.
 DEFAULT_LICENSE = "apache-2.0"
+
+
+def pipeline_tag(task: str) -> str:
+    """Deprecated (ganzoo 0.1): a model states its Hub task as ``model.pipeline_tag``."""
+    warnings.warn("ganzoo.modelcard.pipeline_tag(task) is deprecated; use the model's "
+                  "pipeline_tag property", DeprecationWarning, stacklevel=2)
+    return "unconditional-image-generation" if task == "sample" else "image-to-image"
 
 
 def evaluations(facts: dict[str, Any]) -> list[dict[str, Any]]:
