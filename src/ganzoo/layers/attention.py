@@ -43,21 +43,20 @@ class _ResidualSelfAttention(nn.Module):
     the input through ``gamma``, a learned scale initialised to 0 (the block starts as the
     identity, as SAGAN's)."""
 
-    def __init__(self, channels: int, spectral_norm: bool, gamma_shape: tuple[int, ...]):
+    def __init__(self, channels: int, spectral_norm: bool):
         super().__init__()
         if channels < 1:
             raise ValueError(f"{type(self).__name__} needs channels >= 1, got {channels}")
         self.channels = channels
         self._spectral_norm = spectral_norm
-        self._gamma_shape = gamma_shape
 
     def _conv(self, cin: int, cout: int) -> nn.Module:
         return apply_spectral_norm(nn.Conv2d(cin, cout, kernel_size=1, bias=False),
                                    self._spectral_norm)
 
-    def _init_gamma(self) -> None:
+    def _init_gamma(self, *shape: int) -> None:
         # Registered after the convolutions, so state-dict keys keep their order.
-        self.gamma = nn.Parameter(torch.zeros(self._gamma_shape))
+        self.gamma = nn.Parameter(torch.zeros(shape))
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """The non-local term for ``x`` (N, C, H, W), before ``gamma``."""
@@ -80,14 +79,14 @@ class SelfAttention2d(_ResidualSelfAttention):
         if reduction < 1:
             raise ValueError(f"SelfAttention2d needs channels >= 1 and reduction >= 1, got "
                              f"channels={channels}, reduction={reduction}")
-        super().__init__(channels, spectral_norm, gamma_shape=())
+        super().__init__(channels, spectral_norm)
         inner = max(1, channels // reduction)
         self.inner = inner
         self.query = self._conv(channels, inner)
         self.key = self._conv(channels, inner)
         self.value = self._conv(channels, inner)
         self.out = self._conv(inner, channels)
-        self._init_gamma()
+        self._init_gamma()  # a scalar, as SAGAN's
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -113,13 +112,13 @@ class ScaledSelfAttention2d(_ResidualSelfAttention):
     """
 
     def __init__(self, channels: int, spectral_norm: bool = False):
-        super().__init__(channels, spectral_norm, gamma_shape=(1,))
+        super().__init__(channels, spectral_norm)
         mid = max(channels // 8, 1)
         self.mid = mid
         self.q = self._conv(channels, mid)
         self.k = self._conv(channels, mid)
         self.v = self._conv(channels, channels)
-        self._init_gamma()
+        self._init_gamma(1)
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
