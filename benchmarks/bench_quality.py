@@ -68,7 +68,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -635,6 +635,14 @@ def table(results: dict[str, dict], steps: dict[str, int], n: int, draws: int = 
             notes.append(f"{name}: n = {rows['n'][0]} held-out images per side; the "
                          f"untranslated held-out A crops score {rows['untranslated'][0]:.1f}; "
                          f"reference: the authors' code.")
+        # A variant case (``dcgan_shared``) against its base case (``dcgan``): same seeds, one
+        # flag apart, so the question a default change asks.
+        base = results.get(name.rsplit("_", 1)[0]) if name.endswith("_shared") else None
+        if base is not None and len(rows["ganzoo"]) > 1 and len(base["ganzoo"]) > 1:
+            c = compare(KEY, rows["ganzoo"], base["ganzoo"], names=("shared", "fresh"))
+            notes.append(f"{name} - {name.rsplit('_', 1)[0]}: {c.words}")
+            if c.interval is not None:
+                footnotes.append(f"[{len(footnotes) + 1}] {name}: {c.interval.describe()}")
         diffs = [d for per_seed in rows["ema_minus_live"] for d in per_seed]
         if draws > 1 and diffs:
             notes.append(f"{name}: EMA - live over {len(diffs)} seed-draws {_cell(diffs)}, "
@@ -653,6 +661,8 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, default=1,
                    help="score each model this many times with different sample seeds and "
                         "report the mean (default 1)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="train and score ganzoo only (e.g. dcgan against dcgan_shared)")
     p.add_argument("--official-cut", type=Path,
                    help="a checkout of taesungp/contrastive-unpaired-translation (cut_official)")
     p.add_argument("--cut-augment", choices=["none", "crop_flip"], default="none",
@@ -689,6 +699,8 @@ def main(argv=None) -> int:
                                                  min(n, 1000), Path(tmp), args.cut_augment,
                                                  args.cut_official_flags)
                 continue
+            if args.no_reference:
+                case = replace(case, reference=None)
             results[name] = run_case(name, case, steps[name], seeds, n, Path(tmp), args.draws)
     print()
     where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else \
