@@ -74,6 +74,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torchvision.utils import save_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -446,12 +447,24 @@ def train_official_cut(official: Path, root: Path, steps: int, seed: int, augmen
     return model.netG
 
 
+def stripe_ratio(images: torch.Tensor) -> float:
+    """Mean absolute difference between vertically adjacent pixels over that between
+    horizontally adjacent ones: about 1 for natural images, well above 1 with the horizontal
+    stripes the hidden side-by-side check saw in ganzoo's translations (issue text)."""
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
+    return float(dy / dx)
+
+
 def run_cut_official(official: Path, steps: int, seeds: list[int], n: int, tmp: Path,
-                     augment: str, official_flags: bool = False) -> dict:
+                     augment: str, official_flags: bool = False,
+                     save_translations: Path | None = None) -> dict:
     """Per seed: FD of ganzoo's and the official translations of the held-out A crops against
     the held-out B crops, trained side by side (ganzoo in a subprocess, the official code in
-    this process, one thread each); ``official_flags``: ganzoo with its flags for the
-    official training."""
+    this process, one thread each), and each side's :func:`stripe_ratio`;
+    ``official_flags``: ganzoo with its flags for the official training;
+    ``save_translations``: a folder for a grid per seed (rows of 16: held-out A crops,
+    ganzoo's translations, the official ones, held-out B crops)."""
     size = CUT_ARCH["resolution"]
     schedule = ["--lr-schedule", "linear", "--lr-decay-start", str(steps // 2)]
     if official_flags:
@@ -465,9 +478,12 @@ def run_cut_official(official: Path, steps: int, seeds: list[int], n: int, tmp: 
                               resolution=size, cache_dir=tmp / "statistics")
         return res["metrics"][KEY]
 
+    test_b = _folder_images(root / "testB", size)
     rows = {"ganzoo": [], "ganzoo_live": [], "reference": [], "train_s": [], "ref_s": [],
-            "ema_minus_live": [], "untranslated": [fd(test_a)], "n": [n]}
-    print(f"  cut_official: untranslated A vs B {rows['untranslated'][0]:.2f}", flush=True)
+            "ema_minus_live": [], "untranslated": [fd(test_a)], "n": [n],
+            "stripes_ganzoo": [], "stripes_reference": [], "stripes_b": [stripe_ratio(test_b)]}
+    print(f"  cut_official: untranslated A vs B {rows['untranslated'][0]:.2f}; stripe ratio "
+          f"of the held-out B crops {rows['stripes_b'][0]:.3f}", flush=True)
     threads = torch.get_num_threads()
     for seed in seeds:
         out = tmp / f"cut_official_{seed}"
@@ -492,12 +508,22 @@ def run_cut_official(official: Path, steps: int, seeds: list[int], n: int, tmp: 
         with torch.no_grad():
             net.eval()
             theirs = torch.cat([net(test_a[i:i + 100]) for i in range(0, len(test_a), 100)])
-        rows["reference"].append(fd(theirs.clamp(-1, 1)))
+        theirs = theirs.clamp(-1, 1)
+        rows["reference"].append(fd(theirs))
         model = ganzoo.from_pretrained(out / "final").to(DEVICE)
-        rows["ganzoo"].append(fd(torch.cat([model.translate(test_a[i:i + 100])
-                                            for i in range(0, len(test_a), 100)])))
+        ours = torch.cat([model.translate(test_a[i:i + 100]) for i in range(0, len(test_a), 100)])
+        rows["ganzoo"].append(fd(ours))
+        rows["stripes_ganzoo"].append(stripe_ratio(ours))
+        rows["stripes_reference"].append(stripe_ratio(theirs))
+        if save_translations is not None:
+            save_translations.mkdir(parents=True, exist_ok=True)
+            grid = torch.cat([test_a[:16].cpu(), ours[:16].cpu(), theirs[:16].cpu(), test_b[:16]])
+            save_image(grid * 0.5 + 0.5, save_translations / f"cut_official_seed{seed}.png",
+                       nrow=16)
         print(f"  cut_official seed {seed}: ganzoo {rows['ganzoo'][-1]:.2f}, official "
-              f"{rows['reference'][-1]:.2f}", flush=True)
+              f"{rows['reference'][-1]:.2f}; stripe ratio ganzoo "
+              f"{rows['stripes_ganzoo'][-1]:.3f}, official {rows['stripes_reference'][-1]:.3f}",
+              flush=True)
     return rows
 
 
@@ -635,6 +661,10 @@ def table(results: dict[str, dict], steps: dict[str, int], n: int, draws: int = 
             notes.append(f"{name}: n = {rows['n'][0]} held-out images per side; the "
                          f"untranslated held-out A crops score {rows['untranslated'][0]:.1f}; "
                          f"reference: the authors' code.")
+            notes.append(f"{name}: stripe ratio (vertical / horizontal neighbour differences; "
+                         f"held-out B crops {rows['stripes_b'][0]:.3f}): ganzoo "
+                         f"{format_values(summarize(rows['stripes_ganzoo']))}, official "
+                         f"{format_values(summarize(rows['stripes_reference']))}")
         # A variant case (``dcgan_shared``) against its base case (``dcgan``): same seeds, one
         # flag apart, so the question a default change asks.
         base = results.get(name.rsplit("_", 1)[0]) if name.endswith("_shared") else None
@@ -667,6 +697,8 @@ def main(argv=None) -> int:
                    help="a checkout of taesungp/contrastive-unpaired-translation (cut_official)")
     p.add_argument("--cut-augment", choices=["none", "crop_flip"], default="none",
                    help="cut_official's data pipeline on both sides (default none)")
+    p.add_argument("--save-translations", type=Path,
+                   help="cut_official: write a grid of both sides' translations per seed here")
     p.add_argument("--cut-official-flags", action="store_true",
                    help="cut_official: ganzoo's flags for the official training on the ganzoo "
                         "side (random B per load, per-epoch LR staircase, no crop when decaying)")
@@ -697,7 +729,8 @@ def main(argv=None) -> int:
                         p.error(str(e))
                 results[name] = run_cut_official(args.official_cut, steps[name], seeds,
                                                  min(n, 1000), Path(tmp), args.cut_augment,
-                                                 args.cut_official_flags)
+                                                 args.cut_official_flags,
+                                                 args.save_translations)
                 continue
             if args.no_reference:
                 case = replace(case, reference=None)

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from ganzoo.experiments import stats
 from ganzoo.experiments.stats import (Interval, bootstrap_interval, choose_method, compare,
@@ -323,7 +324,23 @@ def test_bench_quality_table_gives_mean_sd_per_seed_values_ratio_and_the_interva
     footnote = next(line for line in lines if line.startswith("[1] dcgan: "))
     assert "Welch t interval" in footnote and "3 seeds against 3" in footnote
     assert any(line.startswith("[2] vae: ") for line in lines)
+    # the variant against its base case, the seeds paired by position (316.3 vs 301.2 ...)
+    assert "dcgan_shared - dcgan: no difference shown at this spread" in lines
+    assert any(line.startswith("[3] dcgan_shared: ") and "3 seeds against 3" in line
+               for line in lines)
     assert "min" not in text  # the old mean (min-max) cells are gone
+
+
+def test_bench_quality_stripe_ratio_reads_horizontal_stripes():
+    """~1 on an isotropic image, far above 1 when rows alternate (horizontal stripes), far
+    below with vertical ones."""
+    bench = _bench_quality()
+    noise = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert 0.9 < bench.stripe_ratio(noise) < 1.1
+    rows = torch.arange(32.0).remainder(2).view(1, 1, 32, 1)  # 0, 1, 0, 1 down the image
+    striped = noise * 0.1 + rows
+    assert bench.stripe_ratio(striped) > 5
+    assert bench.stripe_ratio(striped.transpose(-1, -2)) < 0.2
 
 
 def test_bench_quality_table_with_one_seed_prints_means_and_says_no_spread_is_known():
