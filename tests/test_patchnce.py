@@ -125,3 +125,17 @@ def test_patchnce_is_registered():
     assert isinstance(loss, PatchNCELoss)
     q, k = _fixed_features()
     torch.testing.assert_close(loss(q, k, batch_size=2), patchnce_loss(q, k, batch_size=2))
+
+
+@pytest.mark.parametrize("dtype,want", [(torch.float64, torch.float64),
+                                        (torch.float32, torch.float32),
+                                        (torch.bfloat16, torch.float32)])
+def test_patchnce_softmax_runs_in_at_least_float32(dtype, want):
+    """Half-precision logits are raised to float32 for the softmax; float64 stays float64, so
+    a float64 run (tools/compare_cut.py --train-dtype float64) is exact to float64."""
+    q, k = _fixed_features()
+    loss = patchnce_loss(q.to(dtype), k.to(dtype), batch_size=2, eps=0.0, reduction="none")
+    assert loss.dtype == want
+    if dtype == torch.float64:
+        exact = torch.tensor(_direct(q.double(), k.double(), 2), dtype=torch.float64)
+        torch.testing.assert_close(loss, exact, rtol=1e-12, atol=1e-12)

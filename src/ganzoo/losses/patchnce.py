@@ -75,7 +75,9 @@ def patchnce_loss(feat_q: torch.Tensor, feat_k: torch.Tensor, *, batch_size: int
         logits = logits.clamp(-clamp, clamp)
     p = logits.shape[1]
     target = torch.arange(p, device=logits.device).repeat(groups)
-    loss = F.cross_entropy(logits.reshape(groups * p, p).float(), target, reduction="none")
+    # The softmax in at least float32 (half-precision logits lose it); float64 stays float64.
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    loss = F.cross_entropy(logits.reshape(groups * p, p), target, reduction="none")
     if reduction == "none":
         return loss
     if reduction == "mean":
