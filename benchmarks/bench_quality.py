@@ -560,7 +560,7 @@ def score(generated, case: Case, n: int, seed: int, geometry: dict[str, Any]) ->
 
 
 def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: Path,
-             draws: int = 1) -> dict:
+             draws: int = 1, reference_only: bool = False) -> dict:
     """Per training seed: each side's FD, the mean over ``draws`` scorings with different
     generation seeds (the real images stay the dataset's first n); ``ema_minus_live`` keeps
     the paired per-draw differences, which say whether an EMA-vs-live gap is larger than what
@@ -569,15 +569,19 @@ def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: P
             "ema_minus_live": []}
     images = None
     for seed in seeds:
-        out = tmp / f"{name}_{seed}"
-        rows["train_s"].append(train_ganzoo(case, steps, seed, out))
-        model = ganzoo.from_pretrained(out / "final").to(DEVICE)
-        model.eval()
-        geometry = dataset_kwargs_for(model)
         draw_seeds = [seed + 1000 * k for k in range(draws)]
-        ema = [score(model, case, n, s, geometry) for s in draw_seeds]
-        rows["ganzoo"].append(statistics.fmean(ema))
-        if model.ema:
+        if reference_only:  # the untrained preset gives the reference its sizes
+            model = ganzoo.build(case.preset, **case.model_args)
+            geometry = dataset_kwargs_for(model)
+        else:
+            out = tmp / f"{name}_{seed}"
+            rows["train_s"].append(train_ganzoo(case, steps, seed, out))
+            model = ganzoo.from_pretrained(out / "final").to(DEVICE)
+            model.eval()
+            geometry = dataset_kwargs_for(model)
+            ema = [score(model, case, n, s, geometry) for s in draw_seeds]
+            rows["ganzoo"].append(statistics.fmean(ema))
+        if model.ema and not reference_only:
             model.use_ema = False
             live = [score(model, case, n, s, geometry) for s in draw_seeds]
             model.use_ema = True
@@ -691,8 +695,11 @@ def main(argv=None) -> int:
     p.add_argument("--draws", type=int, default=1,
                    help="score each model this many times with different sample seeds and "
                         "report the mean (default 1)")
-    p.add_argument("--no-reference", action="store_true",
-                   help="train and score ganzoo only (e.g. dcgan against dcgan_shared)")
+    sides = p.add_mutually_exclusive_group()
+    sides.add_argument("--no-reference", action="store_true",
+                       help="train and score ganzoo only (e.g. dcgan against dcgan_shared)")
+    sides.add_argument("--reference-only", action="store_true",
+                       help="train and score the reference loops only")
     p.add_argument("--official-cut", type=Path,
                    help="a checkout of taesungp/contrastive-unpaired-translation (cut_official)")
     p.add_argument("--cut-augment", choices=["none", "crop_flip"], default="none",
@@ -734,7 +741,8 @@ def main(argv=None) -> int:
                 continue
             if args.no_reference:
                 case = replace(case, reference=None)
-            results[name] = run_case(name, case, steps[name], seeds, n, Path(tmp), args.draws)
+            results[name] = run_case(name, case, steps[name], seeds, n, Path(tmp), args.draws,
+                                     args.reference_only)
     print()
     where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else \
         f"{os.cpu_count()} CPU threads"
