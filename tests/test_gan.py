@@ -202,13 +202,15 @@ def test_shared_fakes_leave_no_generator_gradients_and_keep_their_graph():
         assert torch.allclose(a, b.grad, atol=1e-6)
 
 
-@pytest.mark.parametrize("name, share, forwards", [
-    ("test_dcgan", True, 1), ("test_dcgan", False, 2),
-    ("test_wgan_gp", True, 2), ("test_wgan_gp", False, 3)])  # n_critic 2
+@pytest.mark.parametrize("name, flag, share, forwards", [
+    ("test_dcgan", True, True, 1), ("test_dcgan", False, False, 2),
+    ("test_dcgan", None, True, 1),  # dcgan's default: one forward
+    ("test_wgan_gp", True, True, 2), ("test_wgan_gp", False, False, 3)])  # n_critic 2
 def test_generator_forwards_per_iteration_through_the_trainer(tmp_path, monkeypatch, name,
-                                                               share, forwards):
+                                                               flag, share, forwards):
     """With share_fakes the G step reuses the first D step's fakes, graph intact; extra critic
-    steps get fresh fakes without a graph; share_fakes=False restores fresh fakes everywhere."""
+    steps get fresh fakes without a graph; share_fakes=False restores fresh fakes everywhere.
+    ``flag`` None: the preset's default."""
     from ganzoo.models.base import SharedForward
     from ganzoo.models.dcgan import LatentGAN
     from ganzoo.train import main
@@ -228,10 +230,10 @@ def test_generator_forwards_per_iteration_through_the_trainer(tmp_path, monkeypa
 
     monkeypatch.setattr(LatentGAN, "_fakes", fakes)
     monkeypatch.setattr(SharedForward, "take", take)
-    assert main(["--model", name, "--dataset", "shapes", "--set", "data.size=32",
-                 "--set", f"share_fakes={str(share).lower()}", "--batch-size", "8",
-                 "--max-steps", "2", "--sample-every", "0", "--save-every", "0",
-                 "--no-progress", "-o", str(tmp_path / "run")]) == 0
+    flag = [] if flag is None else ["--set", f"share_fakes={str(flag).lower()}"]
+    assert main(["--model", name, "--dataset", "shapes", "--set", "data.size=32", *flag,
+                 "--batch-size", "8", "--max-steps", "2", "--sample-every", "0",
+                 "--save-every", "0", "--no-progress", "-o", str(tmp_path / "run")]) == 0
     assert len(calls) == 2 * forwards
     for it in range(2):
         mine = calls[it * forwards:(it + 1) * forwards]

@@ -306,15 +306,15 @@ def test_bench_quality_table_gives_mean_sd_per_seed_values_ratio_and_the_interva
     results = {"dcgan": _rows([301.2, 320.5, 327.2], [329.2, 340.1, 318.0],
                               live=[305.0, 322.1, 330.4]),
                "vae": _rows([150.1, 151.0, 149.5], [170.2, 171.0, 169.9]),
-               "dcgan_shared": _rows([316.3, 310.0, 312.2])}
-    text = bench.table(results, {"dcgan": 1500, "vae": 1500, "dcgan_shared": 1500}, 2000,
+               "dcgan_fresh": _rows([316.3, 310.0, 312.2])}
+    text = bench.table(results, {"dcgan": 1500, "vae": 1500, "dcgan_fresh": 1500}, 2000,
                        seeds=[0, 1, 2])
     lines = text.splitlines()
     dcgan = next(line for line in lines if line.startswith("| dcgan ("))
     cells = [c.strip() for c in dcgan.strip("|").split("|")]
     assert cells[2:] == ["316.3 ± 13.5", "319.2 ± 13.0", "329.1 ± 11.1", "0.96",
                          "-12.8 (-41.2 to +15.6) [1]"]
-    shared = next(line for line in lines if line.startswith("| dcgan_shared"))
+    shared = next(line for line in lines if line.startswith("| dcgan_fresh"))
     assert [c.strip() for c in shared.strip("|").split("|")][-2:] == ["—", "—"]
     assert ("dcgan, seeds 0, 1, 2: ganzoo 301.2, 320.5, 327.2; live 305.0, 322.1, 330.4; "
             "reference 329.2, 340.1, 318.0; ganzoo - reference: no difference shown at this "
@@ -325,8 +325,8 @@ def test_bench_quality_table_gives_mean_sd_per_seed_values_ratio_and_the_interva
     assert "Welch t interval" in footnote and "3 seeds against 3" in footnote
     assert any(line.startswith("[2] vae: ") for line in lines)
     # the variant against its base case, the seeds paired by position (316.3 vs 301.2 ...)
-    assert "dcgan_shared - dcgan: no difference shown at this spread" in lines
-    assert any(line.startswith("[3] dcgan_shared: ") and "3 seeds against 3" in line
+    assert "dcgan_fresh - dcgan: no difference shown at this spread" in lines
+    assert any(line.startswith("[3] dcgan_fresh: ") and "3 seeds against 3" in line
                for line in lines)
     assert "min" not in text  # the old mean (min-max) cells are gone
 

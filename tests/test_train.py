@@ -508,3 +508,17 @@ def test_trainings_with_different_precisions_in_one_process(toys, tmp_path):
     assert main(_args(tmp_path / "a", "--max-steps", "1", "--sample-every", "0",
                       "--mixed-precision", "bf16")) == 0
     assert main(_args(tmp_path / "b", "--max-steps", "1", "--sample-every", "0")) == 0
+
+
+def test_resume_trains_the_model_its_checkpoint_saved_when_a_default_changed(toys, tmp_path):
+    """A run started when a field's default was different (here: hidden=16, its config naming
+    no override) resumes with the saved value, not today's default: the model comes from the
+    checkpoint's model config under the run's own overrides."""
+    out = tmp_path / "run"
+    assert main(_args(out, "--max-steps", "1", "--sample-every", "0", "--set", "hidden=16")) == 0
+    step = out / "checkpoints" / "step_00000001"
+    saved = json.loads((step / "config.json").read_text())
+    assert str(saved["model_args"].pop("hidden")) == "16"  # as if 16 had been the default then
+    (step / "config.json").write_text(json.dumps(saved))
+    assert main(_args(out, "--max-steps", "2", "--sample-every", "0", "--resume")) == 0
+    assert json.loads((out / "final" / "config.json").read_text())["config"]["hidden"] == 16

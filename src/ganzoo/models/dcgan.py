@@ -91,11 +91,12 @@ class DCGANConfig(cfg.Config):
     betas: tuple[float, float] = (0.5, 0.999)
     diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"
     init_std: float = 0.02
-    # True: one generator forward per iteration, the D step's fakes, with their graph, are
-    # the G step's (pytorch/examples dcgan/main.py). False (the default until its quality is
-    # measured over seeds, docs/gan.md): fresh fakes for the G step, as Goodfellow et al.'s
-    # Algorithm 1 samples a new minibatch of noise.
-    share_fakes: bool = False
+    # True (the default): one generator forward per iteration, the D step's fakes, with their
+    # graph, are the G step's (pytorch/examples dcgan/main.py): 1.2x the training speed on a
+    # CPU, quality the same within the seed spread (docs/gan.md, "Training step"). False:
+    # fresh fakes for the G step, as Goodfellow et al.'s Algorithm 1 samples a new minibatch
+    # of noise.
+    share_fakes: bool = True
 
     def __post_init__(self):
         super().__post_init__()

@@ -187,7 +187,13 @@ class Trainer:
 
         run = self.run
         set_seed(run.seed)  # identical initial weights on every process
-        self.model = build(run.model, **run.model_args)
+        model_args = run.model_args
+        if self.resume_files is not None:
+            # The model as its checkpoint saved it, under this run's own overrides: a default
+            # changed since (a newer ganzoo) does not change the model a resumed run trains.
+            saved = self.resume_files[TRAINER_STATE].get("model_config") or {}
+            model_args = {**saved, **model_args}
+        self.model = build(run.model, **model_args)
         if not run.dataset:  # the family's embedded default
             run.dataset = self.model.default_dataset
             if not run.dataset:
