@@ -20,9 +20,12 @@ generators). The figures are in docs/cut.md, "Against the authors' code".
 through its ``Trainer`` (the code ``ganzoo train`` runs: data loader, optimizer groups, fused
 Adam, the loop) on a small unpaired folder, the official model through its
 ``optimize_parameters``, fed the batches ganzoo's loader gave and the patch locations ganzoo
-drew. It prints each step's D and G losses on both sides and, per network, the largest
-relative difference of a weight tensor after the K iterations: what is left once the networks
-and losses agree (the optimizers, their grouping, the order of the updates).
+drew. It prints each step's D and G losses on both sides and, per network after the K
+iterations, the largest relative difference of a weight tensor (the conv biases an
+InstanceNorm cancels apart) and of the outputs on the last batch: what is left once the
+networks and losses agree (the optimizers, their grouping, the order of the updates).
+``--train-dtype float64`` keeps rounding near 1e-16, so a difference there is a difference of
+the updates; in float32 two correct runs part within a few steps (docs/cut.md).
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ def _biases_before_instance_norm(net: torch.nn.Module) -> set[str]:
 
 def train_side_by_side(a, root: Path, preset: str, renames: dict) -> float:
     """``a.train_steps`` iterations on both sides from ganzoo's initial weights; prints the
-    losses per step and the weights' largest relative difference; returns the last one."""
+    losses per step and the differences after training; returns the largest (weights that
+    act on outputs, relative, and outputs)."""
     from ganzoo.train import parse_run_config
     from ganzoo.training.trainer import Trainer
 
