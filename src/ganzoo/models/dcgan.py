@@ -92,8 +92,8 @@ class DCGANConfig(cfg.Config):
     diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"
     init_std: float = 0.02
     # True (the default): one generator forward per iteration, the D step's fakes, with their
-    # graph, are the G step's (pytorch/examples dcgan/main.py): 1.2x the training speed on a
-    # CPU, quality the same within the seed spread (docs/gan.md, "Training step"). False:
+    # graph, are the G step's (pytorch/examples dcgan/main.py): 5-12 % faster on a CPU,
+    # quality the same within the seed spread (docs/gan.md, "Training step"). False:
     # fresh fakes for the G step, as Goodfellow et al.'s Algorithm 1 samples a new minibatch
     # of noise.
     share_fakes: bool = True
