@@ -680,9 +680,9 @@ def table(results: dict[str, dict], steps: dict[str, int], n: int, draws: int = 
                          f"untranslated held-out A crops score {rows['untranslated'][0]:.1f}; "
                          f"reference: the authors' code.")
             notes.append(f"{name}: stripe ratio (vertical / horizontal neighbour differences; "
-                         f"held-out B crops {rows['stripes_b'][0]:.3f}): ganzoo "
-                         f"{format_values(summarize(rows['stripes_ganzoo']))}, official "
-                         f"{format_values(summarize(rows['stripes_reference']))}")
+                         f"held-out B crops {rows['stripes_b'][0]:.2f}): ganzoo "
+                         f"{', '.join(f'{v:.2f}' for v in rows['stripes_ganzoo'])}, official "
+                         f"{', '.join(f'{v:.2f}' for v in rows['stripes_reference'])}")
         # A variant case (``dcgan_fresh``) against its base case (``dcgan``): same seeds, one
         # flag apart, so the question a default change asks.
         stem, _, variant = name.rpartition("_")
