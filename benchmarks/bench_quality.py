@@ -586,21 +586,21 @@ def run_case(name: str, case: Case, steps: int, seeds: list[int], n: int, tmp: P
         draw_seeds = [seed + 1000 * k for k in range(draws)]
         if reference_only:  # the untrained preset gives the reference its sizes
             model = ganzoo.build(case.preset, **case.model_args)
-            geometry = dataset_kwargs_for(model)
         else:
             out = tmp / f"{name}_{seed}"
             rows["train_s"].append(train_ganzoo(case, steps, seed, out))
             model = ganzoo.from_pretrained(out / "final").to(DEVICE)
             model.eval()
-            geometry = dataset_kwargs_for(model)
+        geometry = dataset_kwargs_for(model)
+        if not reference_only:
             ema = [score(model, case, n, s, geometry) for s in draw_seeds]
             rows["ganzoo"].append(statistics.fmean(ema))
-        if model.ema and not reference_only:
-            model.use_ema = False
-            live = [score(model, case, n, s, geometry) for s in draw_seeds]
-            model.use_ema = True
-            rows["ganzoo_live"].append(statistics.fmean(live))
-            rows["ema_minus_live"].append([e - v for e, v in zip(ema, live)])
+            if model.ema:
+                model.use_ema = False
+                live = [score(model, case, n, s, geometry) for s in draw_seeds]
+                model.use_ema = True
+                rows["ganzoo_live"].append(statistics.fmean(live))
+                rows["ema_minus_live"].append([e - v for e, v in zip(ema, live)])
         if case.reference is not None:
             if images is None:
                 images = real_pool(case, geometry)
