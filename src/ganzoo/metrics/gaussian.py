@@ -1,11 +1,14 @@
 """The Gaussian statistics of features and the trace term of the Fréchet distance, in float64.
 
-A covariance is kept as a factor ``L`` with ``L L^T = sigma``, from a QR decomposition of the
-centred features (``X_c = Q R``, so ``X_c^T X_c / (N - 1) = R^T R / (N - 1)``), never by
-forming ``sigma`` and taking its square root: that squares the condition number, and on the
-low-rank-plus-noise spectra of CNN features the small directions drown in rounding. With
-factors of both covariances, ``tr (S1 S2)^½`` is the sum of the singular values of ``L1^T L2``
-(the eigenvalues of ``S1 S2`` are those of ``(L1^T L2)(L1^T L2)^T``), again without squaring.
+A covariance is kept as a factor ``L`` with ``L L^T = sigma``, and ``tr (S1 S2)^½`` is the sum
+of the singular values of ``L1^T L2`` (the eigenvalues of ``S1 S2`` are those of
+``(L1^T L2)(L1^T L2)^T``): the product is never squared, so the small directions of a
+low-rank-plus-noise spectrum (CNN features) keep their digits.
+
+Each side's factor is the Cholesky factor of its centred Gram matrix ``X_c^T X_c`` when that is
+well conditioned (half the flops of a QR decomposition), and ``R^T`` from the QR decomposition
+``X_c = Q R`` otherwise: with fewer rows than features, or a covariance singular to about half
+the working precision, where the Gram matrix's rounding would reach the trace term.
 docs/evaluation.md ("FID") gives the accuracy and speed against the alternatives.
 """
 
@@ -22,17 +25,54 @@ def as_float64(x, device=None) -> torch.Tensor:
     return torch.as_tensor(x).to(device=device, dtype=torch.float64)
 
 
+# The Gram matrix's rounding is about eps times its norm: harmless to the trace term unless this
+# side's covariance is nearly singular in directions where the other's is not (a collapsed
+# generator against real data). A Cholesky pivot below this fraction of the largest variance
+# marks that case (X_c's condition above about 1e5), and the QR route is taken. Measured on
+# low-rank-plus-noise features (tools/fid_exactness.py, tests/test_metrics.py): with pivots
+# above it the Gram route was within 2e-11 of the exact FID; with pivots of 1e-15 it was up to
+# 6e-9 off, where the QR route stays within 1e-13.
+GRAM_PIVOT_MIN = 1e-10
+
+
+def _gram(xc: torch.Tensor) -> torch.Tensor:
+    """``X_c^T X_c``. On the CPU through numpy, whose ``a.T @ a`` is a BLAS ``syrk`` (one
+    triangle: half the flops of torch's ``gemm``; 0.29 s against 0.53 s for 5,000 x 2,048 on two
+    cores, docs/evaluation.md "Benchmark")."""
+    if xc.device.type == "cpu":
+        a = xc.detach().numpy()
+        return torch.from_numpy(a.T @ a)
+    return xc.T @ xc
+
+
+def _gram_factor(xc: torch.Tensor) -> torch.Tensor | None:
+    """The Cholesky factor of ``X_c^T X_c``, or None when a pivot falls below
+    :data:`GRAM_PIVOT_MIN` of the largest diagonal entry (or the matrix is singular)."""
+    gram = _gram(xc)
+    factor, info = torch.linalg.cholesky_ex(gram)
+    if info == 0 and factor.diagonal().square().min() >= GRAM_PIVOT_MIN * gram.diagonal().max():
+        return factor
+    return None
+
+
 def mean_and_factor(features, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 mean of features (N, D) and ``L`` (D, min(N, D)) with ``L L^T`` their
+    """Float64 mean of features (N, D) and a factor ``L`` (D, min(N, D)) with ``L L^T`` their
     covariance with the ``N - 1`` divisor (``np.cov(features, rowvar=False)``, as
-    torch-fidelity's ``fid_features_to_statistics``). ``L = R^T / sqrt(N - 1)`` with ``R``
-    from the QR decomposition of the centred features; lower triangular when N >= D."""
+    torch-fidelity's ``fid_features_to_statistics``); lower triangular when N > D.
+
+    ``L`` is the Cholesky factor of ``X_c^T X_c / (N - 1)`` when every pivot is at least
+    :data:`GRAM_PIVOT_MIN` of the largest variance, else ``R^T / sqrt(N - 1)`` with ``R`` from
+    the QR decomposition of the centred features ``X_c``."""
     x = as_float64(features, device)
-    n = x.shape[0]
+    n, d = x.shape
     if n < 2:
         raise ValueError(f"the Fréchet distance needs at least 2 images on each side, got {n}")
     mu = x.mean(0)
-    r = torch.linalg.qr(x - mu, mode="r").R
+    xc = x - mu
+    factor = _gram_factor(xc) if n > d else None
+    if factor is not None:
+        return mu, factor / math.sqrt(n - 1)
+    r = torch.linalg.qr(xc, mode="r").R
     return mu, r.T / math.sqrt(n - 1)
 
 
