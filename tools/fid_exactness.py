@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ganzoo.metrics import gaussian  # noqa: E402
 from ganzoo.metrics.base import RealFeatures  # noqa: E402
-from ganzoo.metrics.fidelity import frechet_distance_to_real  # noqa: E402
+from ganzoo.metrics.fidelity import (  # noqa: E402
+    frechet_distance_from_factors, frechet_distance_to_real)
 
 
 def cases(n: int, d: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -81,26 +82,20 @@ def reference_fid(x: np.ndarray, y: np.ndarray, digits: int = 50) -> float:
     return float(fid)
 
 
-def _with_factor(x: np.ndarray, route: str):
+def _factors(x: np.ndarray, route: str):
+    """Mean and factor by one route alone; None where the Gram matrix has no Cholesky factor."""
     z = torch.from_numpy(x)
-    if route == "qr":
-        mu = z.mean(0)
-        r = torch.linalg.qr(z - mu, mode="r").R
-        return mu, r.T / math.sqrt(len(z) - 1)
     mu = z.mean(0)
-    factor, info = torch.linalg.cholesky_ex(gaussian._gram(z - mu))
-    if info != 0:
-        return None
-    return mu, factor / math.sqrt(len(z) - 1)
+    factor = (gaussian._qr_factor(z - mu) if route == "qr" else
+              gaussian._gram_factor(z - mu, pivot_min=0.0))
+    return None if factor is None else (mu, factor / math.sqrt(len(z) - 1))
 
 
-def _fid_from_factors(a, b) -> float:
+def _fid_by(route: str, x: np.ndarray, y: np.ndarray) -> float:
+    a, b = _factors(x, route), _factors(y, route)
     if a is None or b is None:
-        return float("nan")  # the Gram matrix is not positive definite: no Cholesky factor
-    (mu1, l1), (mu2, l2) = a, b
-    diff = mu1 - mu2
-    return float(diff @ diff + (l1 * l1).sum() + (l2 * l2).sum()
-                 - 2 * gaussian.trace_sqrt_product(l1, l2))
+        return float("nan")  # the Gram matrix is not positive definite
+    return frechet_distance_from_factors(*a, *b)
 
 
 def routes(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -117,8 +112,8 @@ def routes(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {
         "torch-fidelity": tf,
         "scipy sqrtm": float(sqrtm),
-        "QR route": _fid_from_factors(_with_factor(x, "qr"), _with_factor(y, "qr")),
-        "Gram route": _fid_from_factors(_with_factor(x, "gram"), _with_factor(y, "gram")),
+        "QR route": _fid_by("qr", x, y),
+        "Gram route": _fid_by("gram", x, y),
         "ganzoo": frechet_distance_to_real(torch.from_numpy(x), RealFeatures(torch.from_numpy(y))),
     }
 

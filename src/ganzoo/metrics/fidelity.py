@@ -42,7 +42,7 @@ from .base import FeatureMetric, RealFeatures
 from .gaussian import as_float64, mean_and_factor, psd_sqrt, trace_sqrt_product
 
 __all__ = ["FID", "KID", "InceptionScore", "PrecisionRecall", "MiFID", "frechet_distance",
-           "frechet_distance_to_real", "psd_sqrt",
+           "frechet_distance_to_real", "frechet_distance_from_factors", "psd_sqrt",
            "memorization_distance", "NotAvailable"]
 
 
@@ -60,12 +60,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma2=None, device=None) ->
     covariance); use this one when only statistics exist. Float64 (on ``device``
     if given; CUDA runs ``torch.linalg`` there).
     """
-    r1 = psd_sqrt(sigma1, device)
     l2 = psd_sqrt(sigma2, device) if sqrt_sigma2 is None else as_float64(sqrt_sigma2, device)
-    diff = as_float64(mu1, device) - as_float64(mu2, device)
-    # tr S1 = |S1^½|_F^2 and tr S2 = |L2|_F^2
-    return float(diff @ diff + (r1 * r1).sum() + (l2 * l2).sum()
-                 - 2 * trace_sqrt_product(r1, l2))
+    return frechet_distance_from_factors(as_float64(mu1, device), psd_sqrt(sigma1, device),
+                                         as_float64(mu2, device), l2)
 
 
 def frechet_distance_to_real(fake: torch.Tensor, real: RealFeatures, device=None) -> float:
@@ -79,8 +76,14 @@ def frechet_distance_to_real(fake: torch.Tensor, real: RealFeatures, device=None
     relative on ill-conditioned and large-offset features, where an eigenproblem of a squared
     matrix is not (docs/evaluation.md, "FID").
     """
-    mu1, l1 = mean_and_factor(fake, device)
-    mu2, l2 = real.mean_and_factor(device)
+    return frechet_distance_from_factors(*mean_and_factor(fake, device),
+                                         *real.mean_and_factor(device))
+
+
+def frechet_distance_from_factors(mu1, l1, mu2, l2) -> float:
+    """The Fréchet distance from float64 means and covariance factors ``L L^T = S``:
+    ``tr S = |L|_F^2``, and ``tr (S1 S2)^½`` by
+    :func:`~ganzoo.metrics.gaussian.trace_sqrt_product`."""
     diff = mu1 - mu2
     return float(diff @ diff + (l1 * l1).sum() + (l2 * l2).sum()
                  - 2 * trace_sqrt_product(l1, l2))

@@ -45,14 +45,19 @@ def _gram(xc: torch.Tensor) -> torch.Tensor:
     return xc.T @ xc
 
 
-def _gram_factor(xc: torch.Tensor) -> torch.Tensor | None:
-    """The Cholesky factor of ``X_c^T X_c``, or None when a pivot falls below
-    :data:`GRAM_PIVOT_MIN` of the largest diagonal entry (or the matrix is singular)."""
+def _gram_factor(xc: torch.Tensor, pivot_min: float = GRAM_PIVOT_MIN) -> torch.Tensor | None:
+    """The Cholesky factor of ``X_c^T X_c``, or None when a pivot falls below ``pivot_min``
+    of the largest diagonal entry (or the matrix is not positive definite)."""
     gram = _gram(xc)
     factor, info = torch.linalg.cholesky_ex(gram)
-    if info == 0 and factor.diagonal().square().min() >= GRAM_PIVOT_MIN * gram.diagonal().max():
+    if info == 0 and factor.diagonal().square().min() >= pivot_min * gram.diagonal().max():
         return factor
     return None
+
+
+def _qr_factor(xc: torch.Tensor) -> torch.Tensor:
+    """``R^T`` from the QR decomposition ``X_c = Q R``: ``R^T R = X_c^T X_c``."""
+    return torch.linalg.qr(xc, mode="r").R.T
 
 
 def mean_and_factor(features, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,10 +75,9 @@ def mean_and_factor(features, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     mu = x.mean(0)
     xc = x - mu
     factor = _gram_factor(xc) if n > d else None
-    if factor is not None:
-        return mu, factor / math.sqrt(n - 1)
-    r = torch.linalg.qr(xc, mode="r").R
-    return mu, r.T / math.sqrt(n - 1)
+    if factor is None:
+        factor = _qr_factor(xc)
+    return mu, factor / math.sqrt(n - 1)
 
 
 def psd_sqrt(sigma, device=None) -> torch.Tensor:
